@@ -1,0 +1,371 @@
+"""Typed configuration: defaults in dataclasses, a YAML file over them, ``key=value`` over that.
+
+Every section is a dataclass, so defaults live in one place and each run folder stores the fully
+resolved result (``config.yaml``). Unknown keys are errors that name the key and suggest the
+closest known one. Code below the command line receives plain arguments, never these objects
+(except the training and evaluation entry points, which unpack them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from medcontrast.errors import MedContrastError
+
+C = TypeVar("C")
+
+
+@dataclass
+class DataConfig:
+    """Which rows of the manifest, and how they are turned into model-ready tensors."""
+
+    manifest: str = ""
+    ndim: int = 2  # 2 for images (C, H, W), 3 for volumes (C, D, H, W)
+    modalities: list[str] = field(default_factory=list)  # e.g. [CR, DX]; empty keeps all
+    splits: list[str] = field(default_factory=lambda: ["train", "val"])  # pretraining never sees test
+    size: list[int] = field(default_factory=lambda: [64, 64])
+    spacing: list[float] | None = None  # resample to this voxel size (mm) before resizing (3D)
+    intensity: str = "percentile"  # percentile | window | minmax | none
+    window: list[float] = field(default_factory=lambda: [-1000.0, 1000.0])  # for "window"
+    percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])  # for "percentile"
+    resize: str = "pad"  # pad: keep aspect ratio and pad; stretch: resize each axis
+    cache: str = "disk"  # disk (memory-mapped .npy) | memory
+    cache_dir: str = ""  # default: ~/.cache/medcontrast
+    max_samples: int = 0  # 0 keeps all; otherwise a seeded subset (quick runs)
+    workers: int = 0  # processes for the one-off preprocessing into the cache
+
+
+@dataclass
+class ViewsConfig:
+    """Augmentation for the two views. Both execution paths read these same parameters.
+
+    Probabilities are per sample; ranges are sampled uniformly per sample and per view.
+    """
+
+    path: str = "auto"  # auto | monai | batched ; auto = batched on a GPU, monai on a CPU
+    preset: str = ""  # radiograph | ct | mri | mask ; empty keeps the values below
+    crop_prob: float = 1.0
+    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # side fraction per axis
+    flip_prob: float = 0.5
+    flip_axes: list[int] = field(default_factory=lambda: [1])  # spatial axes that may flip
+    rot90_prob: float = 0.0
+    rot90_axes: list[int] = field(default_factory=lambda: [0, 1])  # the plane of rotation
+    affine_prob: float = 0.5
+    rotate_deg: float = 10.0
+    scale: float = 0.1  # zoom factor drawn in 1 +/- scale
+    translate: float = 0.05  # shift as a fraction of the size
+    elastic_prob: float = 0.0
+    elastic_sigma: float = 0.1  # smoothness of the displacement, fraction of the size
+    elastic_magnitude: float = 0.03  # displacement amplitude, fraction of the size
+    contrast_prob: float = 0.5
+    gamma: list[float] = field(default_factory=lambda: [0.7, 1.5])
+    hist_shift_prob: float = 0.2
+    hist_points: list[int] = field(default_factory=lambda: [5, 10])
+    scale_intensity_prob: float = 0.5
+    scale_intensity: float = 0.2
+    shift_intensity_prob: float = 0.5
+    shift_intensity: float = 0.1
+    bias_field_prob: float = 0.2
+    bias_field_coeff: float = 0.3
+    noise_prob: float = 0.3
+    noise_std: float = 0.05
+    blur_prob: float = 0.2
+    blur_sigma: list[float] = field(default_factory=lambda: [0.25, 1.0])
+    sharpen_prob: float = 0.0
+    dropout_prob: float = 0.2
+    dropout_holes: int = 3
+    dropout_size: list[float] = field(default_factory=lambda: [0.05, 0.2])  # side fraction
+
+
+@dataclass
+class ModelConfig:
+    """Encoder and heads. ``encoder`` is ``timm:<model>`` or ``monai:<name>`` (see docs)."""
+
+    encoder: str = "timm:resnet18"
+    in_channels: int = 1
+    stem_stride: int = 2  # MONAI 3D ResNets: 2 halves the first convolution's output (faster)
+    proj_hidden: int = 512
+    proj_dim: int = 128
+    proj_layers: int = 2
+    pred_hidden: int = 512  # BYOL / MoCo v3 predictor
+
+
+@dataclass
+class MethodConfig:
+    """Objective. See docs/methods.md for the papers behind each name."""
+
+    name: str = "simclr"  # simclr | moco | byol | supcon
+    temperature: float = 0.1
+    patient_positives: bool = False  # MICLe: view 2 comes from another image of the same patient
+    positive_group: str = "patient"  # patient | study: the group positives may be drawn from
+    mask_same_patient: bool = False  # drop same-patient negatives (false negatives)
+    queue_size: int = 4096  # MoCo
+    momentum: float = 0.99  # MoCo and BYOL target network (cosine schedule to 1.0)
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop."""
+
+    epochs: int = 10
+    max_steps: int = 0  # 0: epochs decide; otherwise stop after this many optimizer steps
+    batch_size: int = 128  # per process
+    optimizer: str = "adamw"  # adamw | lars | sgd
+    lr: float = 1e-3  # for the global batch of 256; scaled linearly with the global batch
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    clip_grad: float = 3.0  # 0 disables
+    precision: str = "auto"  # auto (bf16 on GPU) | bf16 | fp32
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_workers: int = 0
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 200  # optimizer steps; one is always written at the end
+    tensorboard: bool = False
+    channels_last: bool = False
+    compile: bool = False
+
+
+@dataclass
+class PretrainConfig:
+    """``medcontrast pretrain``: everything a run needs, saved as config.yaml in its folder."""
+
+    out_dir: str = "runs"
+    name: str = ""  # run folder name; default: <method>-<encoder>-<timestamp>
+    data: DataConfig = field(default_factory=DataConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class InitConfig:
+    """One initialisation to compare: a run folder, an exported encoder, or random weights."""
+
+    name: str = ""
+    source: str = "random"  # "random", a run folder, or an encoder weight file (.pt/.pth/.safetensors)
+    encoder: str = ""  # needed for random and weight files; read from the run folder otherwise
+
+
+@dataclass
+class BudgetConfig:
+    """Label budgets, sampled from the labeled training split only."""
+
+    fractions: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
+    shots: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    group: str = "patient"  # patient | none : keep all images of a patient together
+
+
+@dataclass
+class LinearConfig:
+    c_grid: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])
+    max_iter: int = 2000
+
+
+@dataclass
+class KNNConfig:
+    k: int = 20
+    temperature: float = 0.07
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    head_lr_mult: float = 10.0
+    weight_decay: float = 1e-4
+    patience: int = 8  # epochs without validation improvement before stopping
+    min_steps_per_epoch: int = 10
+    class_weighting: bool = True
+    augment: bool = True
+    device: str = "auto"
+    precision: str = "auto"
+
+
+@dataclass
+class EvaluateConfig:
+    """``medcontrast evaluate``: label-efficiency comparison of several initialisations."""
+
+    out_dir: str = "runs/eval"
+    name: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)  # fine-tuning augmentation
+    inits: list[InitConfig] = field(default_factory=list)
+    protocols: list[str] = field(default_factory=lambda: ["linear", "knn"])
+    budgets: BudgetConfig = field(default_factory=BudgetConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)
+    knn: KNNConfig = field(default_factory=KNNConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    metrics: list[str] = field(default_factory=lambda: ["auroc", "accuracy", "balanced_accuracy", "macro_f1"])
+    headline_metric: str = "auroc"
+    bootstrap: int = 1000
+    batch_size: int = 256  # feature extraction
+    device: str = "auto"
+    embedding_plot: bool = True
+    retrieval_queries: int = 6
+
+
+# --------------------------------------------------------------------------------------------
+# Loading, merging, validating
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _describe(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert the harmless cases (int -> float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except MedContrastError as exc:
+                errors.append(str(exc))
+        raise MedContrastError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            value = [value] if not isinstance(value, dict) else value
+            if isinstance(value, dict):
+                raise MedContrastError(f"{key}: expected a list, got a mapping")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise MedContrastError(f"{key}: expected a mapping of settings, got {value!r}")
+        return from_dict(tp, value, prefix=f"{key}.")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise MedContrastError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MedContrastError(f"{key}: expected a whole number, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise MedContrastError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if value is None:
+            return ""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise MedContrastError(f"{key}: expected text, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
+    """Build dataclass ``cls`` from a (partial) mapping; unknown keys raise with a suggestion."""
+    types_ = _field_types(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise MedContrastError(
+                f"unknown config key '{prefix}{key}'{hint}; known keys here: {', '.join(known)}"
+            )
+        kwargs[key] = _coerce(value, types_[key], prefix + key)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain nested dict of a config (for YAML)."""
+    return dataclasses.asdict(cfg)
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn ``["train.lr=0.1", "data.size=[32,32]"]`` into a nested dict (values parsed as YAML)."""
+    tree: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise MedContrastError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise MedContrastError(f"override {item!r}: value is not valid YAML ({exc})") from exc
+        _set_path(tree, key.strip(), value)
+    return tree
+
+
+def load_config(cls: type[C], path: str | Path | None, overrides: list[str] | None = None) -> C:
+    """Defaults <- YAML file <- ``key=value`` overrides, validated into ``cls``.
+
+    Relative paths inside the YAML (``data.manifest``, ``out_dir``) stay as written: they are
+    interpreted from the current directory, like every other command-line path.
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise MedContrastError(f"config file {p} does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise MedContrastError(f"config file {p} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise MedContrastError(f"config file {p} must hold a mapping of settings")
+        tree = loaded
+    if overrides:
+        tree = _deep_merge(tree, parse_overrides(overrides))
+    return from_dict(cls, tree)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML (the run folder's ``config.yaml``)."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

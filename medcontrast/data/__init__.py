@@ -1,0 +1,1 @@
+"""Archive indexing, the manifest, phantoms, preprocessing and cached datasets."""

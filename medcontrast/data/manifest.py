@@ -1,0 +1,113 @@
+"""The manifest: the only contract between file handling and learning.
+
+One CSV row per sample, plus a small JSON sidecar (``<name>.json``) with the archive root and
+counts. Source paths are relative to that root; identifiers are pseudonyms (see
+:mod:`medcontrast.privacy`). Nothing after the manifest rescans folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from medcontrast.errors import MedContrastError
+from medcontrast.privacy_paths import resolve_private
+
+COLUMNS = [
+    "sample_id",  # pseudonym of the sample (stable for a salt)
+    "status",  # ok | skipped
+    "reason",  # why skipped, in words
+    "format",  # dicom | dicom-series | nifti | image | npz | other
+    "modality",  # DICOM Modality (CR, DX, CT, MR...) or empty
+    "ndim",  # 2 or 3
+    "shape",  # HxW for 2D (rows x columns), XxYxZ for 3D
+    "spacing",  # mm per axis, same order as shape; empty when unknown
+    "patient",  # patient pseudonym
+    "study",  # study pseudonym
+    "series",  # series pseudonym
+    "label",  # class name, empty when unknown
+    "split",  # train | val | test
+    "source",  # path(s) relative to the root, '|' between the slices of a series
+    "member",  # item inside a container file (npz: "<split>:<index>")
+    "notes",  # adjustments made while indexing, in words
+]
+SPLITS = ("train", "val", "test")
+PRIVATE_PREFIX = "private:"
+
+
+@dataclass
+class Manifest:
+    """A loaded manifest: the table, where its sources live, and its content hash."""
+
+    table: pd.DataFrame
+    root: Path
+    path: Path | None = None
+    private_map: Path | None = None
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.table[self.table["status"] == "ok"]
+
+    def source_paths(self, row: pd.Series) -> list[Path]:
+        """Absolute paths of a row's files (private paths are looked up in the private map)."""
+        parts = str(row["source"]).split("|")
+        if parts and parts[0].startswith(PRIVATE_PREFIX):
+            if self.private_map is None:
+                raise FileNotFoundError("manifest row has a private path but no private map")
+            parts = resolve_private(self.private_map, parts[0][len(PRIVATE_PREFIX) :])
+        return [self.root / p for p in parts]
+
+    def digest(self) -> str:
+        """SHA-256 of the manifest's rows (the run folder records it)."""
+        return table_digest(self.table)
+
+
+def table_digest(table: pd.DataFrame) -> str:
+    data = table[COLUMNS].to_csv(index=False, lineterminator="\n").encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def write_manifest(table: pd.DataFrame, path: Path, meta: dict) -> None:
+    """Write the CSV and its JSON sidecar, each through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    table[COLUMNS].to_csv(tmp, index=False, lineterminator="\n")
+    os.replace(tmp, path)
+    side = sidecar_path(path)
+    tmp = side.with_name(side.name + ".tmp")
+    tmp.write_text(json.dumps({**meta, "sha256": table_digest(table)}, indent=2))
+    os.replace(tmp, side)
+
+
+def read_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Load a manifest and check its columns; the root comes from the sidecar."""
+    path = Path(path)
+    if not path.is_file():
+        raise MedContrastError(f"manifest {path} does not exist (make one with `medcontrast index`)")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:
+        raise MedContrastError(f"manifest {path} is not a readable CSV file: {exc}") from exc
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise MedContrastError(f"manifest {path} lacks the columns {', '.join(missing)}")
+    table["ndim"] = pd.to_numeric(table["ndim"], errors="coerce").fillna(0).astype(int)
+    side = sidecar_path(path)
+    root, private_map = path.parent, None
+    if side.is_file():
+        meta = json.loads(side.read_text())
+        root = Path(meta.get("root", root))
+        if not root.is_absolute():
+            root = (path.parent / root).resolve()
+        if meta.get("private_map"):
+            private_map = Path(meta["private_map"])
+    return Manifest(table=table, root=root, path=path, private_map=private_map)
