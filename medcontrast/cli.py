@@ -1,0 +1,143 @@
+"""The ``medcontrast`` command line: phantoms, index, pretrain, evaluate, demo.
+
+Each subcommand parses its arguments and hands plain values to one library function; problems
+with the user's input end with a one-line message and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from medcontrast import __version__
+from medcontrast.errors import MedContrastError
+
+
+def _cmd_phantoms(args: argparse.Namespace) -> int:
+    from medcontrast.data.phantoms import make_phantoms
+
+    summary = make_phantoms(args.out_dir, patients=args.patients, seed=args.seed,
+                            workers=args.workers, progress=not args.quiet)
+    print(f"wrote {summary.radiographs} radiographs and {summary.volumes} volumes of "
+          f"{summary.patients} patients ({summary.dicom_files} DICOM files, {summary.nifti_files} "
+          f"NIfTI files) to {summary.out_dir}; labels for {summary.labeled} samples in "
+          f"{summary.out_dir / 'labels.csv'}")
+    return 0
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from medcontrast.data.index import build_index, write_index
+
+    fractions = tuple(float(x) for x in args.split.split(","))
+    if len(fractions) != 3:
+        raise MedContrastError("--split takes three fractions: train,val,test (e.g. 0.7,0.15,0.15)")
+    result = build_index(
+        args.root, labels=args.labels, labels_from_folders=args.labels_from_folders,
+        salt_file=args.salt_file, split_fractions=fractions, verify=not args.no_verify,
+        workers=args.workers, progress=not args.quiet,
+    )
+    out = write_index(result, args.out, args.root)
+    print(result.summary())
+    print(f"manifest: {out}")
+    if result.n_ok == 0:
+        print("error: no usable image was found", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from medcontrast.config import PretrainConfig, load_config
+    from medcontrast.train import pretrain
+
+    cfg = load_config(PretrainConfig, args.config, args.overrides)
+    run_dir = pretrain(cfg, resume=args.resume)
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from medcontrast.config import EvaluateConfig, load_config
+    from medcontrast.evaluation.evaluate import evaluate
+
+    cfg = load_config(EvaluateConfig, args.config, args.overrides)
+    out = evaluate(cfg)
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from medcontrast.demo import run_demo
+
+    report = run_demo(args.out, patients=args.patients, seed=args.seed, fast=args.fast)
+    print(f"\ndemo finished. Open the report: {report}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medcontrast",
+        description="Self-supervised contrastive learning for medical images.",
+    )
+    parser.add_argument("--version", action="version", version=f"medcontrast {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("phantoms", help="write the embedded default archive (synthetic patients)")
+    p.add_argument("out_dir")
+    p.add_argument("--patients", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="processes (default: up to 4)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_phantoms)
+
+    p = sub.add_parser("index", help="walk an archive (read-only) and write its manifest")
+    p.add_argument("root")
+    p.add_argument("--out", required=True, help="manifest CSV to write (outside the archive)")
+    p.add_argument("--labels", help="CSV with a label column and a key: path, series_uid, "
+                   "study_uid, accession or patient_id")
+    p.add_argument("--labels-from-folders", action="store_true",
+                   help="label PNG/JPEG/NIfTI files by the name of their folder")
+    p.add_argument("--salt-file", help="key for the pseudonyms (default ~/.config/medcontrast/salt)")
+    p.add_argument("--split", default="0.7,0.15,0.15", help="train,val,test patient fractions")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip decoding each sample (faster; bad pixels are then found at training)")
+    p.add_argument("--workers", type=int, default=1, help="processes for scanning and verifying")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_index)
+
+    for name, func, text in (
+        ("pretrain", _cmd_pretrain, "self-supervised pretraining -> run folder"),
+        ("evaluate", _cmd_evaluate, "few-shot label-efficiency evaluation -> report"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", help="YAML file (see configs/)")
+        p.add_argument("overrides", nargs="*", help="key=value settings over the file")
+        if name == "pretrain":
+            p.add_argument("--resume", action="store_true",
+                           help="continue the run in out_dir/name from its last checkpoint")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("demo", help="phantoms -> index -> pretrain -> evaluate -> report")
+    p.add_argument("--out", default="medcontrast-demo")
+    p.add_argument("--patients", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fast", action="store_true", help="a much shorter run (smoke test)")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except MedContrastError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
