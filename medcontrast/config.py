@@ -33,7 +33,7 @@ class DataConfig:
     splits: list[str] = field(default_factory=lambda: ["train", "val"])  # pretraining never sees test
     size: list[int] = field(default_factory=lambda: [64, 64])
     spacing: list[float] | None = None  # resample to this voxel size (mm) before resizing (3D)
-    intensity: str = "percentile"  # percentile | window | minmax | none
+    intensity: str = "auto"  # auto (window for CT, percentile otherwise) | percentile | window | minmax | none
     window: list[float] = field(default_factory=lambda: [-1000.0, 1000.0])  # for "window"
     percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])  # for "percentile"
     resize: str = "pad"  # pad: keep aspect ratio and pad; stretch: resize each axis

@@ -1,0 +1,163 @@
+"""A cache of preprocessed samples: one (N, C, *size) float16 array per manifest subset.
+
+Why our own and not MONAI's CacheDataset/PersistentDataset: one contiguous, memory-mapped array
+lets the batched augmentation path gather a whole batch with one indexing operation, survives
+restarts (disk), costs one file instead of one per sample, and lets a sample that fails to load be
+skipped and reported instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from medcontrast import __version__
+from medcontrast.data.loading import SampleLoadError, check_pixels, load_sample
+from medcontrast.data.manifest import Manifest
+from medcontrast.data.preprocessing import PreprocessSpec, preprocess
+
+
+@dataclass
+class ImageCache:
+    """Preprocessed samples and the manifest rows they came from (same order).
+
+    Attributes:
+        array: (N, C, *size) float16, a memory map or an in-memory array.
+        rows: manifest rows of the N samples (index reset).
+        failed: (sample_id, reason) of rows that could not be loaded; they are not in ``array``.
+    """
+
+    array: np.ndarray
+    rows: pd.DataFrame
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    path: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+    return Path(base) / "medcontrast"
+
+
+def _work(args: tuple[str, list[Path], str, PreprocessSpec, str, str]) -> tuple[np.ndarray | None, str]:
+    fmt, paths, member, spec, name, modality = args
+    try:
+        loaded = load_sample(fmt, paths, member)
+        check_pixels(loaded.array, name)
+        return preprocess(loaded, spec, modality).astype(np.float16), ""
+    except SampleLoadError as exc:
+        return None, str(exc)
+    except Exception as exc:  # one bad sample in a million must not stop the run
+        return None, f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+
+
+def _npz_batch(manifest: Manifest, rows: pd.DataFrame, spec: PreprocessSpec):
+    """MedMNIST rows share a file: load each array once instead of once per image."""
+    from medcontrast.data.loading import NpzStore, load_npz_member
+
+    store = NpzStore()
+    for _, row in rows.iterrows():
+        paths = manifest.source_paths(row)
+        try:
+            loaded = load_npz_member(paths[0], row["member"], store)
+            check_pixels(loaded.array, f"{paths[0].name}[{row['member']}]")
+            yield preprocess(loaded, spec).astype(np.float16), ""
+        except SampleLoadError as exc:
+            yield None, str(exc)
+
+
+def build_cache(
+    manifest: Manifest,
+    rows: pd.DataFrame,
+    spec: PreprocessSpec,
+    cache_dir: str | Path | None = None,
+    in_memory: bool = False,
+    workers: int = 0,
+    progress: bool = True,
+) -> ImageCache:
+    """Preprocess ``rows`` once and keep the result on disk, keyed by content.
+
+    The key hashes the sample ids, their sources, the preprocessing spec and the medcontrast
+    version, so a changed manifest or setting makes a new cache instead of reusing a stale one.
+    """
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    ident = hashlib.sha256()
+    ident.update(f"{__version__}|{spec.key()}|{manifest.root}".encode())
+    for sid, src, member in zip(rows["sample_id"], rows["source"], rows["member"], strict=True):
+        ident.update(f"{sid}|{src}|{member}\n".encode())
+    key = ident.hexdigest()[:24]
+    arr_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+    if arr_path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        kept = rows[rows["sample_id"].isin(set(meta["kept"]))].reset_index(drop=True)
+        array = np.load(arr_path, mmap_mode="r")
+        failed = [tuple(x) for x in meta["failed"]]
+        return ImageCache(np.asarray(array) if in_memory else array, kept, failed, arr_path)
+
+    rows = rows.reset_index(drop=True)
+    shape = (len(rows), 1, *spec.size)
+    tmp = arr_path.with_name(arr_path.name + f".tmp{os.getpid()}")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+    npz_mask = (rows["format"] == "npz").to_numpy()
+    results: list[tuple[np.ndarray | None, str]] = [(None, "")] * len(rows)
+    bar = tqdm(total=len(rows), desc="preprocess", unit="img", disable=not progress, file=sys.stderr)
+    if npz_mask.any():
+        idx = np.flatnonzero(npz_mask)
+        for i, res in zip(idx, _npz_batch(manifest, rows.iloc[idx], spec), strict=True):
+            results[i] = (None, res[1])
+            if res[0] is not None:
+                out[i] = res[0]
+            bar.update()
+    idx = np.flatnonzero(~npz_mask)
+    jobs = [(rows.at[i, "format"], manifest.source_paths(rows.iloc[i]), rows.at[i, "member"], spec,
+              Path(str(rows.at[i, "source"]).split("|")[0]).name, rows.at[i, "modality"]) for i in idx]
+    if workers > 1 and len(jobs) > 32:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            stream = pool.map(_work, jobs, chunksize=8)
+            for i, res in zip(idx, stream, strict=True):
+                results[i] = (None, res[1])
+                if res[0] is not None:
+                    out[i] = res[0]
+                bar.update()
+    else:
+        for i, job in zip(idx, jobs, strict=True):
+            res = _work(job)
+            results[i] = (None, res[1])
+            if res[0] is not None:
+                out[i] = res[0]
+            bar.update()
+    bar.close()
+    good = np.array([not err for _, err in results], dtype=bool)
+    failed = [(rows.at[i, "sample_id"], err) for i, (_, err) in enumerate(results) if err]
+    if not good.all():
+        # Compact the array so that its rows match the kept manifest rows.
+        compact_tmp = tmp.with_name(tmp.name + "c")
+        compact = np.lib.format.open_memmap(compact_tmp, mode="w+", dtype=np.float16,
+                                            shape=(int(good.sum()), *shape[1:]))
+        compact[:] = out[good]
+        compact.flush()
+        del out
+        os.replace(compact_tmp, tmp)
+    else:
+        out.flush()
+        del out
+    os.replace(tmp, arr_path)
+    kept = rows[good].reset_index(drop=True)
+    meta = {"kept": kept["sample_id"].tolist(), "failed": failed, "spec": spec.key()}
+    meta_tmp = meta_path.with_name(meta_path.name + ".tmp")
+    meta_tmp.write_text(json.dumps(meta))
+    os.replace(meta_tmp, meta_path)
+    array = np.load(arr_path, mmap_mode="r")
+    return ImageCache(np.asarray(array) if in_memory else array, kept, failed, arr_path)
