@@ -1,0 +1,174 @@
+"""Path (a): per-sample MONAI transforms, run in DataLoader workers.
+
+Every draw is seeded from (seed, epoch, sample index, view), so a view does not depend on the
+number of workers or on where a run was resumed, and the two views of one sample are two
+independent draws (one MONAI dictionary transform over two keys would apply the same draw to
+both; see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import torch
+from monai.transforms import (
+    Compose,
+    RandAdjustContrast,
+    RandAffine,
+    RandBiasField,
+    RandCoarseDropout,
+    RandFlip,
+    RandGaussianNoise,
+    RandGaussianSharpen,
+    RandGaussianSmooth,
+    RandHistogramShift,
+    RandomizableTransform,
+    RandRotate90,
+    RandScaleCrop,
+    RandScaleIntensity,
+    RandShiftIntensity,
+    RandSmoothDeform,
+    Resize,
+)
+from torch.utils.data import Dataset
+
+from medcontrast.augment.params import AugmentParams
+
+
+class _Maybe(RandomizableTransform):
+    """Apply a transform that has no ``prob`` argument of its own with probability ``prob``."""
+
+    def __init__(self, transform, prob: float) -> None:
+        super().__init__(prob)
+        self.transform = transform
+
+    def set_random_state(self, seed=None, state=None):
+        super().set_random_state(seed, state)
+        self.transform.set_random_state(seed=None if seed is None else seed + 1, state=state)
+        return self
+
+    def __call__(self, img):
+        self.randomize(None)
+        return self.transform(img) if self._do_transform else img
+
+
+def build_monai_transform(p: AugmentParams) -> Compose:
+    """The per-sample pipeline for one view; input and output (C, *size) tensors."""
+    nd, size = p.ndim, p.size
+    mode = "bilinear"
+    ts: list = []
+    if p.crop_prob > 0:
+        crop = Compose([RandScaleCrop(roi_scale=p.crop_scale[0], max_roi_scale=p.crop_scale[1],
+                                      random_center=True, random_size=True),
+                        Resize(spatial_size=size, mode=mode if nd == 2 else "trilinear")])
+        ts.append(_Maybe(crop, p.crop_prob))
+    if p.flip_prob > 0:
+        ts += [RandFlip(prob=p.flip_prob, spatial_axis=a) for a in p.flip_axes]
+    if p.rot90_prob > 0:
+        ts.append(RandRotate90(prob=p.rot90_prob, max_k=3, spatial_axes=p.rot90_axes))
+    if p.affine_prob > 0:
+        rot = p.rotate_rad if nd == 2 else (p.rotate_rad,) * 3
+        ts.append(RandAffine(prob=p.affine_prob, rotate_range=rot, scale_range=(p.scale,) * nd,
+                             translate_range=[p.translate * s for s in size], padding_mode="zeros",
+                             mode=mode))
+    if p.elastic_prob > 0:
+        ts.append(RandSmoothDeform(spatial_size=size, rand_size=p.elastic_grid, prob=p.elastic_prob,
+                                   def_range=2 * p.elastic_magnitude,
+                                   field_mode="bicubic" if nd == 2 else "trilinear",
+                                   grid_mode="bilinear", grid_padding_mode="zeros"))
+    if p.contrast_prob > 0:
+        ts.append(RandAdjustContrast(prob=p.contrast_prob, gamma=p.gamma))
+    if p.hist_shift_prob > 0:
+        ts.append(RandHistogramShift(num_control_points=p.hist_points, prob=p.hist_shift_prob))
+    if p.scale_intensity_prob > 0:
+        ts.append(RandScaleIntensity(factors=p.scale_intensity, prob=p.scale_intensity_prob))
+    if p.shift_intensity_prob > 0:
+        ts.append(RandShiftIntensity(offsets=p.shift_intensity, prob=p.shift_intensity_prob))
+    if p.bias_field_prob > 0:
+        ts.append(RandBiasField(degree=3, coeff_range=(0.0, p.bias_field_coeff), prob=p.bias_field_prob))
+    if p.noise_prob > 0:
+        ts.append(RandGaussianNoise(prob=p.noise_prob, mean=0.0, std=p.noise_std, sample_std=True))
+    if p.blur_prob > 0:
+        ts.append(RandGaussianSmooth(sigma_x=p.blur_sigma, sigma_y=p.blur_sigma, sigma_z=p.blur_sigma,
+                                     prob=p.blur_prob))
+    if p.sharpen_prob > 0:
+        ts.append(RandGaussianSharpen(prob=p.sharpen_prob))
+    if p.dropout_prob > 0:
+        ts.append(RandCoarseDropout(
+            holes=p.dropout_holes,
+            spatial_size=[max(1, math.ceil(p.dropout_size[0] * s)) for s in size],
+            max_spatial_size=[max(1, math.ceil(p.dropout_size[1] * s)) for s in size],
+            fill_value=0.0, prob=p.dropout_prob))
+    return Compose(ts)
+
+
+def draw_seed(*parts: int) -> int:
+    """A 32-bit seed from integers (stable across processes and Python versions)."""
+    digest = hashlib.blake2b(",".join(str(int(x)) for x in parts).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
+
+
+class MonaiViews:
+    """Callable: one sample (C, *size) -> one view, seeded by the given integers."""
+
+    def __init__(self, params: AugmentParams) -> None:
+        self.params = params
+        self.transform = build_monai_transform(params)
+
+    def __call__(self, x: torch.Tensor, *seed: int) -> torch.Tensor:
+        self.transform.set_random_state(seed=draw_seed(*seed))
+        out = self.transform(x)
+        out = out.as_tensor() if hasattr(out, "as_tensor") else torch.as_tensor(out)
+        return out.to(torch.float32).contiguous()
+
+
+def partner_index(i: int, groups: list[np.ndarray] | None, group_of: np.ndarray | None, seed: int) -> int:
+    """For MICLe-style positives: another image of the same patient or study (or ``i`` itself)."""
+    if groups is None or group_of is None:
+        return i
+    members = groups[group_of[i]]
+    if len(members) < 2:
+        return i
+    others = members[members != i]
+    return int(others[draw_seed(seed, i, 7) % len(others)])
+
+
+class TwoViewDataset(Dataset):
+    """Cached samples -> ``{"view1", "view2", "index", "patient"}`` through MONAI transforms.
+
+    Args:
+        array: (N, C, *size) cache (memory map or array).
+        params: augmentation parameters.
+        seed: run seed; call :meth:`set_epoch` before each epoch.
+        patients: (N,) integer patient codes, used for same-patient masking.
+        groups / group_of: positive groups for patient-aware positives (None: two views of one image).
+    """
+
+    def __init__(self, array: np.ndarray, params: AugmentParams, seed: int,
+                 patients: np.ndarray | None = None, groups: list[np.ndarray] | None = None,
+                 group_of: np.ndarray | None = None) -> None:
+        self.array = array
+        self.views = MonaiViews(params)
+        self.seed = seed
+        self.epoch = 0
+        self.patients = patients if patients is not None else np.arange(len(array))
+        self.groups, self.group_of = groups, group_of
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        j = partner_index(i, self.groups, self.group_of, draw_seed(self.seed, self.epoch))
+        x1 = torch.from_numpy(np.asarray(self.array[i], dtype=np.float32))
+        x2 = x1 if j == i else torch.from_numpy(np.asarray(self.array[j], dtype=np.float32))
+        return {
+            "view1": self.views(x1, self.seed, self.epoch, i, 1),
+            "view2": self.views(x2, self.seed, self.epoch, i, 2),
+            "index": torch.tensor(i),
+            "patient": torch.tensor(int(self.patients[i])),
+        }

@@ -1,0 +1,153 @@
+"""The augmentation contract shared by both execution paths.
+
+:class:`AugmentParams` is the one place where view settings are validated and turned into
+distributions. The per-sample MONAI path (:mod:`medcontrast.augment.monai_views`) and the batched
+path (:mod:`medcontrast.augment.batched`) both read it and draw every random parameter from the
+same distribution, in the same order of operations:
+
+spatial: crop (side fraction per axis ~ U(crop_scale), random centre, resized back) -> flips ->
+rot90 -> affine (rotation ~ U(+-rotate_deg) per plane, zoom 1 + U(+-scale), shift U(+-translate)
+of the size) -> elastic (coarse random field U(+-elastic_magnitude) of the size, control points
+every elastic_sigma of the size);
+intensity: gamma contrast -> histogram shift -> scale 1 + U(+-f) -> shift U(+-o) -> bias field
+(exp of a degree-3 Legendre polynomial, coefficients U(0, c)) -> Gaussian noise (std ~ U(0, s)) ->
+Gaussian blur (sigma ~ U(blur_sigma) per axis) -> sharpen -> coarse dropout (holes filled with 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from medcontrast.config import ViewsConfig
+from medcontrast.errors import MedContrastError
+
+PRESETS: dict[str, dict[str, object]] = {
+    # Chest and skeletal radiographs: left-right flips are plausible, 90-degree turns are not.
+    "radiograph": dict(crop_scale=[0.5, 1.0], flip_axes=[1], rot90_prob=0.0, rotate_deg=10.0,
+                       contrast_prob=0.5, hist_shift_prob=0.2, bias_field_prob=0.2,
+                       noise_prob=0.3, blur_prob=0.2, dropout_prob=0.2),
+    # CT in Hounsfield units windowed to [0, 1]: mild intensity changes, no bias field.
+    "ct": dict(crop_scale=[0.6, 1.0], flip_axes=[0], rotate_deg=10.0, contrast_prob=0.3,
+               gamma=[0.8, 1.25], hist_shift_prob=0.1, bias_field_prob=0.0, noise_prob=0.3,
+               noise_std=0.03, blur_prob=0.2, dropout_prob=0.2),
+    # MRI: arbitrary intensity scale and coil bias fields.
+    "mri": dict(crop_scale=[0.6, 1.0], flip_axes=[0], rotate_deg=10.0, contrast_prob=0.5,
+                hist_shift_prob=0.3, bias_field_prob=0.5, bias_field_coeff=0.4, noise_prob=0.3,
+                blur_prob=0.2, dropout_prob=0.2),
+    # Binary shape masks (e.g. AdrenalMNIST3D): geometry only.
+    "mask": dict(crop_scale=[0.7, 1.0], flip_axes=[0, 1, 2], flip_prob=0.5, rot90_prob=0.5,
+                 affine_prob=0.7, rotate_deg=15.0, scale=0.15, elastic_prob=0.3,
+                 contrast_prob=0.0, hist_shift_prob=0.0, scale_intensity_prob=0.0,
+                 shift_intensity_prob=0.0, bias_field_prob=0.0, noise_prob=0.0, blur_prob=0.3,
+                 dropout_prob=0.2),
+    "none": dict(crop_prob=0.0, flip_prob=0.0, rot90_prob=0.0, affine_prob=0.0, elastic_prob=0.0,
+                 contrast_prob=0.0, hist_shift_prob=0.0, scale_intensity_prob=0.0,
+                 shift_intensity_prob=0.0, bias_field_prob=0.0, noise_prob=0.0, blur_prob=0.0,
+                 sharpen_prob=0.0, dropout_prob=0.0),
+}
+
+
+def apply_preset(cfg: ViewsConfig) -> ViewsConfig:
+    """Fill the fields a user left at their defaults from ``cfg.preset``."""
+    if not cfg.preset:
+        return cfg
+    if cfg.preset not in PRESETS:
+        raise MedContrastError(f"unknown views.preset {cfg.preset!r}; known: {', '.join(PRESETS)}")
+    default = ViewsConfig()
+    changes = {k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) == getattr(default, k)}
+    return dataclasses.replace(cfg, **changes)
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Validated view settings for one spatial size. See the module docstring for semantics."""
+
+    ndim: int
+    size: tuple[int, ...]
+    crop_prob: float
+    crop_scale: tuple[float, float]
+    flip_prob: float
+    flip_axes: tuple[int, ...]
+    rot90_prob: float
+    rot90_axes: tuple[int, int]
+    affine_prob: float
+    rotate_rad: float
+    scale: float
+    translate: float
+    elastic_prob: float
+    elastic_grid: tuple[int, ...]  # control points per axis
+    elastic_magnitude: float
+    contrast_prob: float
+    gamma: tuple[float, float]
+    hist_shift_prob: float
+    hist_points: tuple[int, int]
+    scale_intensity_prob: float
+    scale_intensity: float
+    shift_intensity_prob: float
+    shift_intensity: float
+    bias_field_prob: float
+    bias_field_coeff: float
+    noise_prob: float
+    noise_std: float
+    blur_prob: float
+    blur_sigma: tuple[float, float]
+    sharpen_prob: float
+    dropout_prob: float
+    dropout_holes: int
+    dropout_size: tuple[float, float]
+
+    @classmethod
+    def from_config(cls, cfg: ViewsConfig, ndim: int, size: tuple[int, ...]) -> AugmentParams:
+        cfg = apply_preset(cfg)
+        for name in ("crop_prob", "flip_prob", "rot90_prob", "affine_prob", "elastic_prob",
+                     "contrast_prob", "hist_shift_prob", "scale_intensity_prob",
+                     "shift_intensity_prob", "bias_field_prob", "noise_prob", "blur_prob",
+                     "sharpen_prob", "dropout_prob"):
+            p = getattr(cfg, name)
+            if not 0.0 <= p <= 1.0:
+                raise MedContrastError(f"views.{name} must be between 0 and 1, got {p}")
+        lo, hi = _pair(cfg.crop_scale, "crop_scale")
+        if not 0 < lo <= hi <= 1:
+            raise MedContrastError(f"views.crop_scale must satisfy 0 < low <= high <= 1, got {cfg.crop_scale}")
+        axes = tuple(int(a) for a in cfg.flip_axes)
+        if any(a < 0 or a >= ndim for a in axes):
+            raise MedContrastError(f"views.flip_axes {list(axes)} must be spatial axes below {ndim}")
+        rot_axes = tuple(int(a) for a in cfg.rot90_axes)
+        if len(rot_axes) != 2 or any(a < 0 or a >= ndim for a in rot_axes) or rot_axes[0] == rot_axes[1]:
+            raise MedContrastError(f"views.rot90_axes must be two different spatial axes, got {list(rot_axes)}")
+        glo, ghi = _pair(cfg.gamma, "gamma")
+        if not 0 < glo <= ghi:
+            raise MedContrastError(f"views.gamma must be positive and ordered, got {cfg.gamma}")
+        plo, phi = (int(x) for x in _pair(cfg.hist_points, "hist_points"))
+        if not 3 <= plo <= phi:
+            raise MedContrastError(f"views.hist_points must be at least 3 and ordered, got {cfg.hist_points}")
+        slo, shi = _pair(cfg.blur_sigma, "blur_sigma")
+        dlo, dhi = _pair(cfg.dropout_size, "dropout_size")
+        if not 0 < dlo <= dhi < 1:
+            raise MedContrastError(f"views.dropout_size must be fractions 0 < low <= high < 1, got {cfg.dropout_size}")
+        if cfg.elastic_sigma <= 0:
+            raise MedContrastError("views.elastic_sigma must be positive")
+        grid = tuple(max(2, math.ceil(1.0 / cfg.elastic_sigma)) for _ in size)
+        return cls(
+            ndim=ndim, size=tuple(size), crop_prob=cfg.crop_prob, crop_scale=(lo, hi),
+            flip_prob=cfg.flip_prob, flip_axes=axes, rot90_prob=cfg.rot90_prob,
+            rot90_axes=(rot_axes[0], rot_axes[1]), affine_prob=cfg.affine_prob,
+            rotate_rad=math.radians(cfg.rotate_deg), scale=cfg.scale, translate=cfg.translate,
+            elastic_prob=cfg.elastic_prob, elastic_grid=grid, elastic_magnitude=cfg.elastic_magnitude,
+            contrast_prob=cfg.contrast_prob, gamma=(glo, ghi), hist_shift_prob=cfg.hist_shift_prob,
+            hist_points=(plo, phi), scale_intensity_prob=cfg.scale_intensity_prob,
+            scale_intensity=cfg.scale_intensity, shift_intensity_prob=cfg.shift_intensity_prob,
+            shift_intensity=cfg.shift_intensity, bias_field_prob=cfg.bias_field_prob,
+            bias_field_coeff=cfg.bias_field_coeff, noise_prob=cfg.noise_prob,
+            noise_std=cfg.noise_std, blur_prob=cfg.blur_prob, blur_sigma=(slo, shi),
+            sharpen_prob=cfg.sharpen_prob, dropout_prob=cfg.dropout_prob,
+            dropout_holes=cfg.dropout_holes, dropout_size=(dlo, dhi),
+        )
+
+
+def _pair(values: list, name: str) -> tuple[float, float]:
+    if len(values) != 2:
+        raise MedContrastError(f"views.{name} needs two values [low, high], got {values}")
+    return float(values[0]), float(values[1])
