@@ -6,4 +6,11 @@ measure how many labels it saves with few-shot probes and fine-tuning.
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load_encoder"]
+
+
+def load_encoder(path, map_location="cpu"):
+    """Rebuild a pretrained encoder from a run folder or its ``encoder.pth`` (see export.py)."""
+    from medcontrast.export import load_encoder as _load
+
+    return _load(path, map_location)

@@ -144,12 +144,14 @@ class TwoViewDataset(Dataset):
         seed: run seed; call :meth:`set_epoch` before each epoch.
         patients: (N,) integer patient codes, used for same-patient masking.
         groups / group_of: positive groups for patient-aware positives (None: two views of one image).
+        labels: (N,) integer class codes (SupCon).
     """
 
     def __init__(self, array: np.ndarray, params: AugmentParams, seed: int,
                  patients: np.ndarray | None = None, groups: list[np.ndarray] | None = None,
-                 group_of: np.ndarray | None = None) -> None:
+                 group_of: np.ndarray | None = None, labels: np.ndarray | None = None) -> None:
         self.array = array
+        self.labels = labels
         self.views = MonaiViews(params)
         self.seed = seed
         self.epoch = 0
@@ -166,9 +168,12 @@ class TwoViewDataset(Dataset):
         j = partner_index(i, self.groups, self.group_of, draw_seed(self.seed, self.epoch))
         x1 = torch.from_numpy(np.asarray(self.array[i], dtype=np.float32))
         x2 = x1 if j == i else torch.from_numpy(np.asarray(self.array[j], dtype=np.float32))
-        return {
+        item = {
             "view1": self.views(x1, self.seed, self.epoch, i, 1),
             "view2": self.views(x2, self.seed, self.epoch, i, 2),
             "index": torch.tensor(i),
             "patient": torch.tensor(int(self.patients[i])),
         }
+        if self.labels is not None:
+            item["label"] = torch.tensor(int(self.labels[i]))
+        return item

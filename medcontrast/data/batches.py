@@ -1,0 +1,81 @@
+"""Deterministic batching for pretraining, identical under any number of processes.
+
+Epoch ``e`` uses one permutation of the N samples seeded by (seed, e). It is cut into global
+batches of ``batch_size x world_size``; rank ``r`` takes the r-th slice of each. So step ``s`` sees
+the same global batch whether it runs on one process or several, and a resumed run can skip
+straight to its batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from medcontrast.augment.monai_views import draw_seed, partner_index
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> np.ndarray:
+    """(steps, batch_size) sample indices of this rank for one epoch (incomplete batches dropped)."""
+    rng = np.random.default_rng(draw_seed(seed, epoch, 17))
+    perm = rng.permutation(n)
+    steps = n // (batch_size * world)
+    return perm[: steps * batch_size * world].reshape(steps, world, batch_size)[:, rank]
+
+
+class BatchSampler(torch.utils.data.Sampler):
+    """Yields this rank's batches of one epoch, starting at ``start``."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def steps_per_epoch(self) -> int:
+        return self.n // (self.batch_size * self.world)
+
+    def __iter__(self):
+        batches = epoch_batches(self.n, self.batch_size, self.seed, self.epoch, self.rank, self.world)
+        for b in batches[self.start:]:
+            yield b.tolist()
+
+    def __len__(self) -> int:
+        return max(0, self.steps_per_epoch() - self.start)
+
+
+class RawPairDataset(Dataset):
+    """For the batched path: item = one whole batch of un-augmented pairs from the cache.
+
+    Used with ``batch_size=None`` so DataLoader workers read (and pin) whole batches ahead of the
+    training step; augmentation then runs on the device.
+    """
+
+    def __init__(self, array: np.ndarray, patients: np.ndarray, seed: int,
+                 groups: list[np.ndarray] | None = None, group_of: np.ndarray | None = None,
+                 labels: np.ndarray | None = None) -> None:
+        self.array, self.patients, self.seed = array, patients, seed
+        self.groups, self.group_of, self.labels = groups, group_of, labels
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, batch: list[int]) -> dict[str, torch.Tensor]:
+        idx = np.asarray(batch)
+        order = np.argsort(idx)  # sorted reads are faster on a memory map
+        x = np.empty((len(idx), *self.array.shape[1:]), dtype=np.float32)
+        x[order] = self.array[idx[order]]
+        out = {"x1": torch.from_numpy(x), "index": torch.from_numpy(idx),
+               "patient": torch.from_numpy(self.patients[idx].astype(np.int64))}
+        if self.groups is not None:
+            seed = draw_seed(self.seed, self.epoch)
+            partner = np.array([partner_index(int(i), self.groups, self.group_of, seed) for i in idx])
+            out["x2"] = torch.from_numpy(np.asarray(self.array[partner], dtype=np.float32))
+        if self.labels is not None:
+            out["label"] = torch.from_numpy(self.labels[idx].astype(np.int64))
+        return out

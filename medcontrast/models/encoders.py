@@ -1,0 +1,144 @@
+"""Encoders by name: ``timm:<any timm model>`` or ``monai:<resnet10|18|34|50|vit|swin>``.
+
+Every encoder is an :class:`Encoder`: ``forward`` returns pooled features (B, D) and
+``num_features`` is D. The wrapped library module is ``encoder.backbone``; its ``state_dict`` is
+what we export, so timm and MONAI load it without renaming keys. Whether the encoder is 2D or 3D
+is decided here, once, when it is built.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from medcontrast.errors import MedContrastError
+from medcontrast.registry import Registry
+
+
+@dataclass
+class EncoderSpec:
+    """What is needed to rebuild an encoder (saved next to exported weights)."""
+
+    name: str
+    ndim: int
+    in_channels: int = 1
+    size: list[int] = field(default_factory=list)  # input size; ViT and Swin need it
+    stem_stride: int = 2
+    kwargs: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Encoder(nn.Module):
+    """A backbone that maps (B, C, *size) to pooled features (B, D)."""
+
+    def __init__(self, backbone: nn.Module, num_features: int, spec: EncoderSpec,
+                 pool: Callable[[object], torch.Tensor] | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.num_features = num_features
+        self.spec = spec
+        self._pool = pool
+
+    @property
+    def ndim(self) -> int:
+        return self.spec.ndim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.backbone(x)
+        return self._pool(out) if self._pool is not None else out
+
+
+MONAI_ENCODERS: Registry[Callable[[EncoderSpec], Encoder]] = Registry("MONAI encoder")
+
+
+def build_encoder(name: str, ndim: int, in_channels: int = 1, size: list[int] | tuple[int, ...] = (),
+                  stem_stride: int = 2, **kwargs) -> Encoder:
+    """Build an encoder by name. ``timm:`` models are 2D; ``monai:`` ones follow ``ndim``."""
+    spec = EncoderSpec(name=name, ndim=ndim, in_channels=in_channels, size=list(size),
+                       stem_stride=stem_stride, kwargs=dict(kwargs))
+    return build_from_spec(spec)
+
+
+def build_from_spec(spec: EncoderSpec) -> Encoder:
+    family, _, model = spec.name.partition(":")
+    if family == "timm":
+        return _timm(spec, model)
+    if family == "monai":
+        return MONAI_ENCODERS.get(model)(spec)
+    raise MedContrastError(
+        f"encoder {spec.name!r} must start with 'timm:' (2D, any timm model) or 'monai:' "
+        f"({', '.join(MONAI_ENCODERS.names())})"
+    )
+
+
+def _timm(spec: EncoderSpec, model: str) -> Encoder:
+    import timm
+
+    if spec.ndim != 2:
+        raise MedContrastError(f"{spec.name} is a 2D timm model but data.ndim is {spec.ndim}; "
+                               "use a monai: encoder for volumes")
+    if model not in timm.list_models():
+        close = difflib.get_close_matches(model, timm.list_models(), n=3)
+        hint = f" Did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
+        raise MedContrastError(f"unknown timm model {model!r}.{hint}")
+    extra = {"img_size": spec.size[0]} if spec.size and _takes_img_size(model) else {}
+    net = timm.create_model(model, pretrained=False, in_chans=spec.in_channels, num_classes=0,
+                            **extra, **spec.kwargs)
+    return Encoder(net, int(net.num_features), spec)
+
+
+def _takes_img_size(model: str) -> bool:
+    # Vision transformers need the input size at construction; CNNs refuse the argument.
+    return any(k in model for k in ("vit", "deit", "swin", "eva", "beit", "cait", "xcit"))
+
+
+def _monai_resnet(depth: int) -> Callable[[EncoderSpec], Encoder]:
+    def build(spec: EncoderSpec) -> Encoder:
+        from monai.networks import nets
+
+        factory = getattr(nets, f"resnet{depth}")
+        net = factory(spatial_dims=spec.ndim, n_input_channels=spec.in_channels,
+                      conv1_t_stride=spec.stem_stride, feed_forward=False, **spec.kwargs)
+        width = 512 * (4 if depth >= 50 else 1)
+        return Encoder(net, width, spec)
+
+    return build
+
+
+for _depth in (10, 18, 34, 50):
+    MONAI_ENCODERS.register(f"resnet{_depth}")(_monai_resnet(_depth))
+
+
+@MONAI_ENCODERS.register("vit")
+def _monai_vit(spec: EncoderSpec) -> Encoder:
+    """MONAI ViT (Dosovitskiy et al., 2021), small by default; features: mean of the tokens."""
+    from monai.networks.nets import ViT
+
+    if not spec.size:
+        raise MedContrastError("monai:vit needs data.size")
+    kw = dict(patch_size=8, hidden_size=384, mlp_dim=1536, num_layers=6, num_heads=6)
+    kw.update(spec.kwargs)
+    net = ViT(in_channels=spec.in_channels, img_size=spec.size, spatial_dims=spec.ndim,
+              classification=False, **kw)
+    return Encoder(net, kw["hidden_size"], spec, pool=lambda out: out[0].mean(1))
+
+
+@MONAI_ENCODERS.register("swin")
+def _monai_swin(spec: EncoderSpec) -> Encoder:
+    """The Swin transformer encoder of SwinUNETR (Hatamizadeh et al., 2022); features: mean of
+    the last stage."""
+    from monai.networks.nets.swin_unetr import SwinTransformer
+
+    kw = dict(embed_dim=24, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24))
+    kw.update(spec.kwargs)
+    nd = spec.ndim
+    net = SwinTransformer(in_chans=spec.in_channels, window_size=(4,) * nd, patch_size=(2,) * nd,
+                          spatial_dims=nd, **kw)
+    width = kw["embed_dim"] * 2 ** len(kw["depths"])
+    return Encoder(net, width, spec, pool=lambda out: out[-1].flatten(2).mean(-1))
