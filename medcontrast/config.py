@@ -217,6 +217,51 @@ class EvaluateConfig:
     retrieval_queries: int = 6
 
 
+# Augmentation presets: a YAML file or the command line says ``views.preset: ct`` and may still
+# set any single view key, which then wins over the preset.
+VIEW_PRESETS: dict[str, dict[str, object]] = {
+    # Chest and skeletal radiographs: left-right flips are plausible, 90-degree turns are not.
+    "radiograph": dict(crop_scale=[0.5, 1.0], flip_axes=[1], rot90_prob=0.0, rotate_deg=10.0,
+                       contrast_prob=0.5, hist_shift_prob=0.2, bias_field_prob=0.2,
+                       noise_prob=0.3, blur_prob=0.2, dropout_prob=0.2),
+    # CT in Hounsfield units windowed to [0, 1]: mild intensity changes, no bias field.
+    "ct": dict(crop_scale=[0.6, 1.0], flip_axes=[0], rotate_deg=10.0, contrast_prob=0.3,
+               gamma=[0.8, 1.25], hist_shift_prob=0.1, bias_field_prob=0.0, noise_prob=0.3,
+               noise_std=0.03, blur_prob=0.2, dropout_prob=0.2),
+    # MRI: arbitrary intensity scale and coil bias fields.
+    "mri": dict(crop_scale=[0.6, 1.0], flip_axes=[0], rotate_deg=10.0, contrast_prob=0.5,
+                hist_shift_prob=0.3, bias_field_prob=0.5, bias_field_coeff=0.4, noise_prob=0.3,
+                blur_prob=0.2, dropout_prob=0.2),
+    # Binary shape masks (e.g. AdrenalMNIST3D): geometry only.
+    "mask": dict(crop_scale=[0.7, 1.0], flip_axes=[0, 1, 2], flip_prob=0.5, rot90_prob=0.5,
+                 affine_prob=0.7, rotate_deg=15.0, scale=0.15, elastic_prob=0.3,
+                 contrast_prob=0.0, hist_shift_prob=0.0, scale_intensity_prob=0.0,
+                 shift_intensity_prob=0.0, bias_field_prob=0.0, noise_prob=0.0, blur_prob=0.3,
+                 dropout_prob=0.2),
+    "none": dict(crop_prob=0.0, flip_prob=0.0, rot90_prob=0.0, affine_prob=0.0, elastic_prob=0.0,
+                 contrast_prob=0.0, hist_shift_prob=0.0, scale_intensity_prob=0.0,
+                 shift_intensity_prob=0.0, bias_field_prob=0.0, noise_prob=0.0, blur_prob=0.0,
+                 sharpen_prob=0.0, dropout_prob=0.0),
+}
+
+
+
+def views_preset(name: str, **overrides: object) -> ViewsConfig:
+    """A ViewsConfig from a preset, with explicit overrides (for use from Python)."""
+    return from_dict(ViewsConfig, _with_preset({"preset": name, **overrides}, "views."))
+
+
+def _with_preset(views: dict[str, Any], prefix: str) -> dict[str, Any]:
+    name = views.get("preset") or ""
+    if not name:
+        return views
+    if name not in VIEW_PRESETS:
+        close = difflib.get_close_matches(str(name), list(VIEW_PRESETS), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise MedContrastError(f"unknown {prefix}preset {name!r}{hint}; known: {', '.join(VIEW_PRESETS)}")
+    return {**VIEW_PRESETS[name], **views}
+
+
 # --------------------------------------------------------------------------------------------
 # Loading, merging, validating
 
@@ -363,6 +408,8 @@ def load_config(cls: type[C], path: str | Path | None, overrides: list[str] | No
         tree = loaded
     if overrides:
         tree = _deep_merge(tree, parse_overrides(overrides))
+    if isinstance(tree.get("views"), dict):
+        tree["views"] = _with_preset(tree["views"], "views.")
     return from_dict(cls, tree)
 
 

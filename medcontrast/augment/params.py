@@ -16,49 +16,11 @@ Gaussian blur (sigma ~ U(blur_sigma) per axis) -> sharpen -> coarse dropout (hol
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 from medcontrast.config import ViewsConfig
 from medcontrast.errors import MedContrastError
-
-PRESETS: dict[str, dict[str, object]] = {
-    # Chest and skeletal radiographs: left-right flips are plausible, 90-degree turns are not.
-    "radiograph": dict(crop_scale=[0.5, 1.0], flip_axes=[1], rot90_prob=0.0, rotate_deg=10.0,
-                       contrast_prob=0.5, hist_shift_prob=0.2, bias_field_prob=0.2,
-                       noise_prob=0.3, blur_prob=0.2, dropout_prob=0.2),
-    # CT in Hounsfield units windowed to [0, 1]: mild intensity changes, no bias field.
-    "ct": dict(crop_scale=[0.6, 1.0], flip_axes=[0], rotate_deg=10.0, contrast_prob=0.3,
-               gamma=[0.8, 1.25], hist_shift_prob=0.1, bias_field_prob=0.0, noise_prob=0.3,
-               noise_std=0.03, blur_prob=0.2, dropout_prob=0.2),
-    # MRI: arbitrary intensity scale and coil bias fields.
-    "mri": dict(crop_scale=[0.6, 1.0], flip_axes=[0], rotate_deg=10.0, contrast_prob=0.5,
-                hist_shift_prob=0.3, bias_field_prob=0.5, bias_field_coeff=0.4, noise_prob=0.3,
-                blur_prob=0.2, dropout_prob=0.2),
-    # Binary shape masks (e.g. AdrenalMNIST3D): geometry only.
-    "mask": dict(crop_scale=[0.7, 1.0], flip_axes=[0, 1, 2], flip_prob=0.5, rot90_prob=0.5,
-                 affine_prob=0.7, rotate_deg=15.0, scale=0.15, elastic_prob=0.3,
-                 contrast_prob=0.0, hist_shift_prob=0.0, scale_intensity_prob=0.0,
-                 shift_intensity_prob=0.0, bias_field_prob=0.0, noise_prob=0.0, blur_prob=0.3,
-                 dropout_prob=0.2),
-    "none": dict(crop_prob=0.0, flip_prob=0.0, rot90_prob=0.0, affine_prob=0.0, elastic_prob=0.0,
-                 contrast_prob=0.0, hist_shift_prob=0.0, scale_intensity_prob=0.0,
-                 shift_intensity_prob=0.0, bias_field_prob=0.0, noise_prob=0.0, blur_prob=0.0,
-                 sharpen_prob=0.0, dropout_prob=0.0),
-}
-
-
-def apply_preset(cfg: ViewsConfig) -> ViewsConfig:
-    """Fill the fields a user left at their defaults from ``cfg.preset``."""
-    if not cfg.preset:
-        return cfg
-    if cfg.preset not in PRESETS:
-        raise MedContrastError(f"unknown views.preset {cfg.preset!r}; known: {', '.join(PRESETS)}")
-    default = ViewsConfig()
-    changes = {k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) == getattr(default, k)}
-    return dataclasses.replace(cfg, **changes)
-
 
 @dataclass(frozen=True)
 class AugmentParams:
@@ -100,7 +62,7 @@ class AugmentParams:
 
     @classmethod
     def from_config(cls, cfg: ViewsConfig, ndim: int, size: tuple[int, ...]) -> AugmentParams:
-        cfg = apply_preset(cfg)
+        """Validate ``cfg`` (whose preset, if any, was resolved when the config was loaded)."""
         for name in ("crop_prob", "flip_prob", "rot90_prob", "affine_prob", "elastic_prob",
                      "contrast_prob", "hist_shift_prob", "scale_intensity_prob",
                      "shift_intensity_prob", "bias_field_prob", "noise_prob", "blur_prob",

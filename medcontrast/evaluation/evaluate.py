@@ -1,0 +1,216 @@
+"""``medcontrast evaluate``: label efficiency of several initialisations on the same budgets.
+
+For every initialisation x protocol x budget x seed: train on the budget's images of the labeled
+train split, select settings on the val split, predict the test split, store the predictions
+and a row per metric in ``results.csv``. The same budget draws serve every initialisation, so
+the differences are paired. A rerun of the same command skips finished rows, so an interrupted
+evaluation continues where it stopped. Then :mod:`medcontrast.evaluation.report` summarises.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from tqdm import tqdm
+
+from medcontrast.augment.params import AugmentParams
+from medcontrast.config import EvaluateConfig, save_config, to_dict
+from medcontrast.data.cache import ImageCache, build_cache
+from medcontrast.data.manifest import read_manifest
+from medcontrast.data.selection import class_names, select_rows
+from medcontrast.errors import MedContrastError
+from medcontrast.evaluation.budgets import Budget, Selection, budgets_from, select
+from medcontrast.evaluation.finetune import FinetuneSettings, finetune
+from medcontrast.evaluation.inits import Init, resolve_inits
+from medcontrast.evaluation.metrics import METRICS, point_metrics
+from medcontrast.evaluation.probes import extract_features, knn_probe, linear_probe
+from medcontrast.evaluation.report import write_report
+from medcontrast.runinfo import resolve_device, resolve_precision, versions
+from medcontrast.train import preprocess_spec
+
+PROTOCOLS = ("linear", "knn", "finetune")
+RESULT_COLUMNS = ["init", "protocol", "budget", "budget_kind", "budget_value", "labels_used",
+                  "patients_used", "seed", "metric", "value", "note"]
+
+
+def _folder(cfg: EvaluateConfig) -> Path:
+    """Default name: a hash of the settings, so the same command finds its unfinished folder."""
+    if not cfg.name:
+        text = yaml.safe_dump(to_dict(cfg), sort_keys=True)
+        cfg.name = "eval-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+    return Path(cfg.out_dir) / cfg.name
+
+
+def _check(cfg: EvaluateConfig) -> None:
+    for p in cfg.protocols:
+        if p not in PROTOCOLS:
+            raise MedContrastError(f"unknown protocol {p!r}; choose from {', '.join(PROTOCOLS)}")
+    for m in cfg.metrics:
+        if m not in METRICS:
+            raise MedContrastError(f"unknown metric {m!r}; choose from {', '.join(METRICS)}")
+    if cfg.headline_metric not in cfg.metrics:
+        raise MedContrastError(f"headline_metric {cfg.headline_metric!r} is not in metrics")
+    if not cfg.budgets.seeds:
+        raise MedContrastError("budgets.seeds is empty")
+    if cfg.budgets.group not in ("patient", "none"):
+        raise MedContrastError("budgets.group must be patient or none")
+
+
+class Evaluation:
+    """State shared by the runs of one evaluation (data, budgets, features)."""
+
+    def __init__(self, cfg: EvaluateConfig, folder: Path, progress: bool) -> None:
+        self.cfg, self.folder, self.progress = cfg, folder, progress
+        self.device = resolve_device(cfg.device)
+        manifest = read_manifest(cfg.data.manifest) if cfg.data.manifest else None
+        if manifest is None:
+            raise MedContrastError("data.manifest is not set")
+        try:
+            rows = select_rows(manifest, cfg.data.ndim, cfg.data.modalities, splits=None, labeled=True)
+        except MedContrastError as exc:
+            raise MedContrastError(f"{exc}. An evaluation needs labels: index with --labels or "
+                                   "--labels-from-folders") from exc
+        self.classes = class_names(rows["label"])
+        if len(self.classes) < 2:
+            raise MedContrastError(f"only one class ({self.classes[0]}) among the labeled rows; need two or more")
+        self.cache: ImageCache = build_cache(manifest, rows, preprocess_spec(cfg.data),
+                                             cache_dir=cfg.data.cache_dir or None,
+                                             in_memory=cfg.data.cache == "memory",
+                                             workers=cfg.data.workers, progress=progress)
+        t = self.cache.rows
+        self.y = t["label"].map({c: i for i, c in enumerate(self.classes)}).to_numpy()
+        self.split = {s: np.flatnonzero((t["split"] == s).to_numpy()) for s in ("train", "val", "test")}
+        for s in ("train", "test"):
+            if len(self.split[s]) == 0:
+                raise MedContrastError(f"no labeled images in the {s} split; the manifest's splits "
+                                       f"hold {t['split'].value_counts().to_dict()}")
+        missing = set(range(len(self.classes))) - set(self.y[self.split["train"]])
+        if missing:
+            raise MedContrastError(f"class(es) {[self.classes[i] for i in missing]} have no labeled "
+                                   "training image")
+        self.train_rows = t.iloc[self.split["train"]].reset_index(drop=True)
+        self.budgets: list[Budget] = budgets_from(cfg.budgets.fractions, cfg.budgets.shots)
+        self.selections: dict[tuple[str, int], Selection] = {
+            (b.name, s): select(self.train_rows, self.classes, b, s, cfg.budgets.group)
+            for b in self.budgets for s in cfg.budgets.seeds
+        }
+        self._features: dict[str, np.ndarray] = {}
+
+    def features(self, init: Init) -> np.ndarray:
+        """Frozen features of every labeled image (computed once per init, kept on disk)."""
+        if init.name not in self._features:
+            path = self.folder / "features" / f"{_safe(init.name)}.npy"
+            if path.exists():
+                self._features[init.name] = np.load(path)
+            else:
+                encoder = init.make(0)
+                feats = extract_features(encoder, self.cache.array, self.device, self.cfg.batch_size)
+                if not np.isfinite(feats).all():
+                    raise MedContrastError(f"initialisation {init.name} gives NaN features")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, feats)
+                self._features[init.name] = feats
+        return self._features[init.name]
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def prediction_path(folder: Path, init: str, protocol: str, budget: str, seed: int) -> Path:
+    return folder / "predictions" / _safe(init) / protocol / f"{_safe(budget)}_seed{seed}.npy"
+
+
+def _done(path: Path) -> set[tuple]:
+    if not path.exists():
+        return set()
+    t = pd.read_csv(path, dtype={"seed": int})
+    return set(zip(t["init"], t["protocol"], t["budget"], t["seed"], strict=True))
+
+
+def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
+    """Run (or continue) an evaluation and write its report; returns the evaluation folder."""
+    _check(cfg)
+    folder = _folder(cfg)
+    saved = folder / "config.yaml"
+    if saved.exists():
+        previous = yaml.safe_load(saved.read_text())
+        if previous != yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False)):
+            raise MedContrastError(f"{folder} holds an evaluation with other settings; choose another name=")
+    folder.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, saved)
+    (folder / "versions.json").write_text(json.dumps(versions(), indent=2))
+    ev = Evaluation(cfg, folder, progress)
+    inits = resolve_inits(cfg.inits, cfg.data.ndim, cfg.data.size)
+    (folder / "inits.json").write_text(json.dumps(
+        [{"name": i.name, "kind": i.kind, "source": i.source, "encoder": asdict(i.spec), "notes": i.notes}
+         for i in inits], indent=2))
+    results = folder / "results.csv"
+    done = _done(results)
+    jobs = [(i, p, b, s) for i in inits for p in cfg.protocols for b in ev.budgets
+            for s in cfg.budgets.seeds if (i.name, p, b.name, s) not in done]
+    views = AugmentParams.from_config(cfg.views, cfg.data.ndim, tuple(cfg.data.size))
+    amp = resolve_precision(cfg.finetune.precision, ev.device)
+    settings = FinetuneSettings(
+        epochs=cfg.finetune.epochs, batch_size=cfg.finetune.batch_size, lr=cfg.finetune.lr,
+        head_lr_mult=cfg.finetune.head_lr_mult, weight_decay=cfg.finetune.weight_decay,
+        patience=cfg.finetune.patience, min_steps_per_epoch=cfg.finetune.min_steps_per_epoch,
+        class_weighting=cfg.finetune.class_weighting, select_metric=cfg.headline_metric)
+    n_classes = len(ev.classes)
+    tr, va, te = ev.split["train"], ev.split["val"], ev.split["test"]
+    bar = tqdm(jobs, desc="evaluate", unit="run", disable=not progress, file=sys.stderr)
+    for init, protocol, budget, seed in bar:
+        bar.set_postfix_str(f"{init.name} {protocol} {budget.name} seed {seed}")
+        sel = ev.selections[(budget.name, seed)]
+        idx = tr[sel.indices]
+        notes = list(sel.notes)
+        start = time.time()
+        if protocol in ("linear", "knn"):
+            f = ev.features(init)
+            if protocol == "linear":
+                prob, info = linear_probe(f[idx], ev.y[idx], f[va], ev.y[va], f[te], n_classes,
+                                          cfg.linear.c_grid, cfg.linear.max_iter, cfg.headline_metric)
+                notes.append(f"C={info['C']:g}")
+            else:
+                prob = knn_probe(f[idx], ev.y[idx], f[te], n_classes, cfg.knn.k, cfg.knn.temperature)
+        else:
+            arr = ev.cache.array
+            prob, info = finetune(init.make, arr[np.sort(idx)], ev.y[np.sort(idx)], arr[va], ev.y[va],
+                                  arr[te], n_classes, settings, views if cfg.finetune.augment else None,
+                                  ev.device, seed, amp)
+            notes.append(f"best epoch {info['best_epoch']}")
+        path = prediction_path(folder, init.name, protocol, budget.name, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, prob.astype(np.float32))
+        values = point_metrics(ev.y[te], prob, cfg.metrics)
+        patients = ev.train_rows.iloc[sel.indices]["patient"].nunique()
+        rows = [{"init": init.name, "protocol": protocol, "budget": budget.name,
+                 "budget_kind": budget.kind, "budget_value": budget.value, "labels_used": len(idx),
+                 "patients_used": patients, "seed": seed, "metric": m, "value": v,
+                 "note": "; ".join(notes)} for m, v in values.items()]
+        rows.append({**rows[0], "metric": "seconds", "value": time.time() - start})
+        _append(results, rows)
+    bar.close()
+    write_report(folder, cfg, ev, inits)
+    return folder
+
+
+def _append(path: Path, rows: list[dict]) -> None:
+    """Append rows and flush, so an interruption loses at most the run in progress."""
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+        fh.flush()

@@ -1,0 +1,134 @@
+"""The initialisations an evaluation compares: run folders, weight files, random weights."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from medcontrast.config import InitConfig
+from medcontrast.errors import MedContrastError
+from medcontrast.export import SPEC, WEIGHTS, load_encoder
+from medcontrast.models.encoders import Encoder, EncoderSpec, build_from_spec
+
+
+@dataclass
+class Init:
+    """One initialisation: a name, what it is, and a factory of fresh encoders."""
+
+    name: str
+    kind: str  # pretrained | weights | random
+    spec: EncoderSpec
+    source: str
+    make: Callable[[int], Encoder]  # seed -> a new encoder (the seed only matters for random)
+    notes: list[str]
+
+
+def _load_file_into(encoder: Encoder, path: Path) -> list[str]:
+    """Load a user's weight file (e.g. ImageNet timm weights) into an encoder's backbone.
+
+    A 3-channel first convolution is summed to one channel (as timm does for ``in_chans=1``)
+    and classifier weights are dropped; anything else that does not fit is an error.
+    """
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+    own = encoder.backbone.state_dict()
+    notes = []
+    fixed = {}
+    for key, value in state.items():
+        if key not in own:
+            continue
+        target = own[key]
+        if value.shape != target.shape and value.dim() >= 3 and value.shape[1] == 3 and target.shape[1] == 1:
+            value = value.sum(1, keepdim=True)
+            notes.append(f"{key}: 3-channel weights summed to 1 channel")
+        if value.shape != target.shape:
+            raise MedContrastError(f"{path}: {key} has shape {tuple(value.shape)}, the encoder "
+                                   f"{encoder.spec.name} needs {tuple(target.shape)} (another architecture?)")
+        fixed[key] = value
+    missing = [k for k in own if k not in fixed]
+    if missing:
+        raise MedContrastError(f"{path} does not fit {encoder.spec.name}: {len(missing)} weights "
+                               f"missing (first: {missing[0]})")
+    dropped = [k for k in state if k not in own]
+    if dropped:
+        notes.append(f"{len(dropped)} weights not used (classifier or other heads)")
+    encoder.backbone.load_state_dict(fixed)
+    return notes
+
+
+def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[Init]:
+    """Turn config entries into :class:`Init` objects; add random init of the first architecture
+    when none is listed (every comparison is against it)."""
+    if not inits:
+        raise MedContrastError("no initialisation to evaluate: list run folders or weight files in inits")
+    out: list[Init] = []
+    for item in inits:
+        source = item.source or "random"
+        if source == "random":
+            if not item.encoder:
+                raise MedContrastError("a random init needs encoder: (e.g. timm:resnet18)")
+            spec = EncoderSpec(item.encoder, ndim, 1, list(size))
+            out.append(Init(item.name or "random", "random", spec, "random", _random_factory(spec), []))
+            continue
+        path = Path(source)
+        if path.is_dir() or path.name == WEIGHTS:
+            spec_file = (path if path.is_dir() else path.parent) / SPEC
+            if not spec_file.exists():
+                raise MedContrastError(f"{source}: no {SPEC} (not a finished medcontrast run?)")
+            info = json.loads(spec_file.read_text())
+            info.pop("num_features", None)
+            spec = EncoderSpec(**info)
+            _check_fits(spec, ndim, size, source)
+            load_encoder(path)  # fail now, with the file named, if the weights do not fit
+            name = item.name or (path.name if path.is_dir() else path.parent.name)
+            out.append(Init(name, "pretrained", spec, str(path), lambda _seed, p=path: load_encoder(p), []))
+        elif path.is_file():
+            if not item.encoder:
+                raise MedContrastError(f"{source}: say which architecture it is with encoder: (e.g. timm:resnet18)")
+            spec = EncoderSpec(item.encoder, ndim, 1, list(size))
+            notes = _load_file_into(build_from_spec(spec), path)
+            name = item.name or path.stem
+
+            def make(_seed: int, spec=spec, path=path) -> Encoder:
+                enc = build_from_spec(spec)
+                _load_file_into(enc, path)
+                return enc
+
+            out.append(Init(name, "weights", spec, str(path), make, notes))
+        else:
+            raise MedContrastError(f"init source {source!r} is neither 'random', a run folder nor a file")
+    if not any(i.kind == "random" for i in out):
+        spec = EncoderSpec(out[0].spec.name, ndim, 1, list(size), out[0].spec.stem_stride, dict(out[0].spec.kwargs))
+        out.append(Init("random", "random", spec, "random", _random_factory(spec),
+                        ["added automatically: every initialisation is compared with it"]))
+    names = [i.name for i in out]
+    if len(set(names)) != len(names):
+        raise MedContrastError(f"initialisation names must differ: {names}")
+    return out
+
+
+def _random_factory(spec: EncoderSpec) -> Callable[[int], Encoder]:
+    def make(seed: int) -> Encoder:
+        torch.manual_seed(seed)
+        return build_from_spec(spec)
+
+    return make
+
+
+def _check_fits(spec: EncoderSpec, ndim: int, size: list[int], source: str) -> None:
+    if spec.ndim != ndim:
+        raise MedContrastError(f"{source} is a {spec.ndim}D encoder but data.ndim is {ndim}")
+    if spec.in_channels != 1:
+        raise MedContrastError(f"{source} expects {spec.in_channels} input channels; medcontrast images have 1")
+    if spec.size and list(spec.size) != list(size) and spec.name.split(":")[-1] in ("vit", "swin"):
+        raise MedContrastError(f"{source} was trained at size {spec.size}; set data.size={spec.size}")
