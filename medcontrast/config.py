@@ -248,10 +248,11 @@ VIEW_PRESETS: dict[str, dict[str, object]] = {
 
 def views_preset(name: str, **overrides: object) -> ViewsConfig:
     """A ViewsConfig from a preset, with explicit overrides (for use from Python)."""
-    return from_dict(ViewsConfig, _with_preset({"preset": name, **overrides}, "views."))
+    return from_dict(ViewsConfig, with_preset({"preset": name, **overrides}, "views."))
 
 
-def _with_preset(views: dict[str, Any], prefix: str) -> dict[str, Any]:
+def with_preset(views: dict[str, Any], prefix: str = "views.") -> dict[str, Any]:
+    """Preset values under the explicitly given ones."""
     name = views.get("preset") or ""
     if not name:
         return views
@@ -409,7 +410,7 @@ def load_config(cls: type[C], path: str | Path | None, overrides: list[str] | No
     if overrides:
         tree = _deep_merge(tree, parse_overrides(overrides))
     if isinstance(tree.get("views"), dict):
-        tree["views"] = _with_preset(tree["views"], "views.")
+        tree["views"] = with_preset(tree["views"], "views.")
     return from_dict(cls, tree)
 
 

@@ -35,57 +35,90 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], scale: int) 
     return out / (np.abs(out).max() + 1e-6)
 
 
+def chest_anatomy(rng: np.random.Generator) -> dict[str, float]:
+    """One patient's thorax: fixed across all of that patient's radiographs."""
+    return {
+        "size": rng.uniform(0.80, 1.15), "body_w": rng.uniform(0.84, 0.98),
+        "soft": rng.uniform(0.28, 0.40),
+        "lung_cx": rng.uniform(0.32, 0.41), "lung_rx": rng.uniform(0.22, 0.33),
+        "lung_ry": rng.uniform(0.55, 0.76), "lung_cy": rng.uniform(-0.10, 0.04),
+        "lung_asym": rng.uniform(-0.06, 0.06), "dome_l": rng.uniform(0.70, 0.90),
+        "dome_r": rng.uniform(0.70, 0.90), "lung_dark": rng.uniform(0.65, 0.85),
+        "rib_freq": rng.uniform(15.0, 23.0), "rib_phase": rng.uniform(0, 2 * np.pi),
+        "rib_slope": rng.uniform(0.15, 0.45), "rib_gain": rng.uniform(0.05, 0.12),
+        "heart_x": rng.uniform(0.04, 0.18), "heart_y": rng.uniform(0.25, 0.42),
+        "heart_rx": rng.uniform(0.22, 0.38), "heart_ry": rng.uniform(0.18, 0.30),
+        "media_w": rng.uniform(0.07, 0.15), "spine_w": rng.uniform(0.045, 0.08),
+        "clav_y": rng.uniform(-0.75, -0.58), "clav_tilt": rng.uniform(0.1, 0.3),
+        "breast": float(rng.random() < 0.45) * rng.uniform(0.04, 0.10),
+        "texture_seed": float(rng.integers(2**31)), "texture_gain": rng.uniform(0.01, 0.03),
+    }
+
+
+def consolidation_site(rng: np.random.Generator) -> dict[str, float]:
+    """Where and how large a study's consolidation is (one study: one site)."""
+    return {"side": float(rng.integers(2)), "x": rng.uniform(0.28, 0.44), "y": rng.uniform(-0.35, 0.30),
+            "r": rng.uniform(0.20, 0.32), "elong": rng.uniform(1.0, 1.5), "gain": rng.uniform(0.24, 0.36)}
+
+
 def chest_radiograph(
-    rng: np.random.Generator, consolidation: bool, shape: tuple[int, int] = (224, 192)
+    rng: np.random.Generator, anatomy: dict[str, float], site: dict[str, float] | None = None,
+    shape: tuple[int, int] = (224, 192),
 ) -> np.ndarray:
     """A frontal chest radiograph, (rows, cols) in [0, 1], bright = more attenuation.
 
     Args:
-        consolidation: draw a pneumonia-like opacity filling part of one lung.
+        rng: draws the pose of this exposure (nuisance).
+        anatomy: the patient (see :func:`chest_anatomy`).
+        site: a pneumonia-like consolidation in one lung, or None.
     """
+    a = anatomy
     h, w = shape
     y, x = np.meshgrid(np.linspace(-1, 1, h, dtype=np.float32),
                        np.linspace(-1, 1, w, dtype=np.float32), indexing="ij")
-    # Pose and body habitus (nuisance).
+    # Pose of this exposure (nuisance).
     theta = np.float32(np.deg2rad(rng.uniform(-6, 6)))
     x, y = np.cos(theta) * x - np.sin(theta) * y, np.sin(theta) * x + np.cos(theta) * y
     x = x - rng.uniform(-0.06, 0.06)
     y = y - rng.uniform(-0.05, 0.05)
-    size = rng.uniform(0.82, 1.12)
-    xs = x / size
+    xs = x / (a["size"] * rng.uniform(0.97, 1.03))
 
-    body = _soft(np.abs(xs / 0.92) ** 4 + np.abs((y - 0.25) / 1.3) ** 4 - 1, 0.04)
-    img = 0.34 * body
+    body = _soft(np.abs(xs / a["body_w"]) ** 4 + np.abs((y - 0.25) / 1.3) ** 4 - 1, 0.04)
+    img = a["soft"] * body
+    if a["breast"] > 0:
+        for side in (-1, 1):
+            img += a["breast"] * _soft(((xs - side * 0.42) / 0.30) ** 2 + ((y - 0.55) / 0.22) ** 2 - 1, 0.3) * body
+    trng = np.random.default_rng(int(a["texture_seed"]))
+    texture = _smooth_noise(trng, shape, 6)
     lung_masks = []
-    for side in (-1, 1):
-        cx = side * rng.uniform(0.34, 0.40)
-        rx, ry = rng.uniform(0.27, 0.32), rng.uniform(0.62, 0.72)
-        cy = rng.uniform(-0.08, 0.02)
+    for k, side in enumerate((-1, 1)):
+        cx = side * a["lung_cx"] + (a["lung_asym"] if side > 0 else 0)
+        rx = a["lung_rx"] * (1 + (a["lung_asym"] if side < 0 else -a["lung_asym"]))
+        ry, cy = a["lung_ry"], a["lung_cy"]
         d = ((xs - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 - 1
-        dome = y - (cy + ry * 0.80 - 0.30 * ((xs - cx) / rx) ** 2)  # diaphragm
+        dome_h = a["dome_l"] if k == 0 else a["dome_r"]
+        dome = y - (cy + ry * dome_h - 0.30 * ((xs - cx) / rx) ** 2)  # diaphragm
         lung_masks.append(_soft(d, 0.10) * _soft(dome, 0.04))
     lungs = np.clip(lung_masks[0] + lung_masks[1], 0, 1)
-    img = img * (1 - 0.75 * lungs)
+    img = img * (1 - a["lung_dark"] * lungs) + a["texture_gain"] * np.clip(texture, 0, None) * lungs
     # Ribs: curved bands over the lungs, posterior ribs sloping down laterally.
-    rib_phase = rng.uniform(0, 2 * np.pi)
-    rib_y = y - 0.30 * np.abs(xs) + 0.25 * xs**2
-    ribs = np.clip(np.sin(rib_y * 19.0 + rib_phase) - 0.35, 0, None) / 0.65
-    img += 0.09 * ribs * lungs
+    rib_y = y - a["rib_slope"] * np.abs(xs) + 0.25 * xs**2
+    ribs = np.clip(np.sin(rib_y * a["rib_freq"] + a["rib_phase"]) - 0.35, 0, None) / 0.65
+    img += a["rib_gain"] * ribs * lungs
     # Heart (left of the patient = right of the image), mediastinum, spine, clavicles.
-    heart = _soft(((xs - rng.uniform(0.08, 0.16)) / rng.uniform(0.26, 0.34)) ** 2
-                  + ((y - rng.uniform(0.30, 0.40)) / rng.uniform(0.22, 0.28)) ** 2 - 1, 0.25)
-    mediastinum = _soft(np.abs(xs) - 0.10 - 0.05 * (y + 1), 0.05) * _soft(y - 0.5, 0.1)
+    heart = _soft(((xs - a["heart_x"]) / a["heart_rx"]) ** 2 + ((y - a["heart_y"]) / a["heart_ry"]) ** 2 - 1, 0.25)
+    mediastinum = _soft(np.abs(xs) - a["media_w"] - 0.05 * (y + 1), 0.05) * _soft(y - 0.5, 0.1)
     img = np.maximum(img, 0.36 * np.maximum(heart, mediastinum) * body)
-    img += 0.16 * _soft(np.abs(xs) - 0.06, 0.02) * body
-    img += 0.14 * _soft(np.abs(y + 0.68 - 0.20 * np.abs(xs)) - 0.025, 0.012) * _soft(np.abs(xs) - 0.62, 0.05)
-    if consolidation:
-        side = int(rng.integers(2))
-        cx = (-1 if side == 0 else 1) * rng.uniform(0.28, 0.46)
-        cy = rng.uniform(-0.40, 0.35)
-        r = rng.uniform(0.17, 0.27)
-        blob = _soft(((xs - cx) / r) ** 2 + ((y - cy) / (r * rng.uniform(1.0, 1.5))) ** 2 - 1, 0.30)
-        texture = 0.7 + 0.3 * _smooth_noise(rng, shape, 10)
-        img += rng.uniform(0.18, 0.26) * blob * lung_masks[side] * texture
+    img += 0.16 * _soft(np.abs(xs) - a["spine_w"], 0.02) * body
+    clav = _soft(np.abs(y - a["clav_y"] - a["clav_tilt"] * np.abs(xs)) - 0.025, 0.012)
+    img += 0.14 * clav * _soft(np.abs(xs) - 0.62, 0.05)
+    if site is not None:
+        side = int(site["side"])
+        cx = (-1 if side == 0 else 1) * site["x"]
+        r = site["r"]
+        blob = _soft(((xs - cx) / r) ** 2 + ((y - site["y"]) / (r * site["elong"])) ** 2 - 1, 0.30)
+        patchy = 0.8 + 0.2 * _smooth_noise(rng, shape, 16)
+        img += site["gain"] * blob * lung_masks[side] * patchy
     return np.clip(img, 0, 1)
 
 

@@ -29,7 +29,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from medcontrast.data.phantom_anatomy import chest_radiograph, head_volume, radiograph_acquisition
+from medcontrast.data.phantom_anatomy import (
+    chest_anatomy,
+    chest_radiograph,
+    consolidation_site,
+    head_volume,
+    radiograph_acquisition,
+)
 from medcontrast.errors import MedContrastError
 
 FAMILY = ["MUELLER", "OKAFOR", "NAKAMURA", "FERREIRA", "KOWALSKI", "SOLBERG", "HADDAD", "MORENO",
@@ -218,6 +224,7 @@ def _write_patient(args: tuple[Path, int, int, float]) -> tuple[list[tuple[str, 
     uids = _Uids(seed)
     identity = _patient_identity(prng, p)
     labeled = prng.random() < LABEL_FRACTION
+    anatomy = chest_anatomy(prng)
     n_studies = 1 if prng.random() < 0.6 else 2
     images_left = int(prng.integers(2, 5))
     sick = prng.random() < 0.45
@@ -234,14 +241,15 @@ def _write_patient(args: tuple[Path, int, int, float]) -> tuple[list[tuple[str, 
             "StudyID": f"{int(prng.integers(1000, 9999))}",
             "StudyDescription": "XR CHEST",
         }
-        # A follow-up study may show the consolidation resolved.
+        # A follow-up study may show the consolidation resolved; within a study it stays put.
         finding = sick if s == 0 else (sick and prng.random() < 0.5)
+        site = consolidation_site(prng) if finding else None
         n_here = images_left if s == n_studies - 1 else max(1, images_left // 2)
         images_left -= n_here
         mono1 = prng.random() < 0.5
         spacing = float(np.round(prng.uniform(1.6, 2.0), 3))
         for k in range(n_here):
-            pixels = radiograph_acquisition(prng, chest_radiograph(prng, finding))
+            pixels = radiograph_acquisition(prng, chest_radiograph(prng, anatomy, site))
             name = f"IM{k + 1:06d}" + ("" if (p + k) % 3 == 0 else ".dcm")
             path = study_folder / f"SE{k + 1:06d}" / name
             _radiograph_file(path, pixels, mono1, spacing, uids, (p, s, k), identity, study,
