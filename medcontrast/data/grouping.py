@@ -180,8 +180,13 @@ def group_records(records: list[FileRecord]) -> list[Draft]:
             drafts.extend(_npz_drafts(rec))
     for uid in sorted(series):
         drafts.extend(_series_volumes(series[uid]))
-    drafts.sort(key=lambda d: (d.files[0], d.member))
+    drafts.sort(key=_order)
     return drafts
+
+
+def _order(d: Draft) -> tuple[str, str, int]:
+    split, _, idx = d.member.partition(":")
+    return d.files[0], split, int(idx) if idx.isdigit() else -1
 
 
 def _npz_drafts(rec: FileRecord) -> list[Draft]:
@@ -196,11 +201,22 @@ def _npz_drafts(rec: FileRecord) -> list[Draft]:
         if len(spatial) == 3 and spatial[-1] in (3, 4) and spatial[0] != spatial[-1]:
             spatial = spatial[:2]  # (H, W, RGB)
         ndim = len(spatial)
+        labels = rec.npz_labels.get(f"{split}_labels")
+        notes = []
+        if labels is not None and labels.ndim == 2 and labels.shape[1] > 1:
+            notes = ["multi-label targets are not supported: indexed unlabeled"]
+            labels = None
+        if labels is not None and len(labels) != shape[0]:
+            notes = [f"{split}_labels has {len(labels)} rows for {shape[0]} images: indexed unlabeled"]
+            labels = None
+        flat = labels.reshape(len(labels), -1)[:, 0] if labels is not None else None
         for i in range(shape[0]):
+            # MedMNIST has no patient identifiers: every image counts as its own patient.
             keys = {"patient_id": f"npz:{rec.rel}:{split}:{i}", "study_uid": "", "series_uid": ""}
             keys["study_uid"] = keys["series_uid"] = keys["patient_id"]
             drafts.append(Draft([rec.rel], "npz", "", ndim, tuple(spatial), None, keys,
-                                member=f"{split}:{i}", split=_npz_split(split)))
+                                member=f"{split}:{i}", split=_npz_split(split),
+                                label="" if flat is None else str(int(flat[i])), notes=list(notes)))
     return drafts
 
 

@@ -176,8 +176,11 @@ def build_index(
     """Index ``root`` into a manifest table (see :data:`medcontrast.data.manifest.COLUMNS`)."""
     start = time.time()
     root = Path(root).resolve()
-    if not root.is_dir():
-        raise MedContrastError(f"archive folder {root} does not exist or is not a folder")
+    only: Path | None = None
+    if root.is_file():  # one file (e.g. a MedMNIST .npz): index it alone, paths relative to its folder
+        only, root = root, root.parent
+    elif not root.is_dir():
+        raise MedContrastError(f"archive {root} does not exist")
     if abs(sum(split_fractions) - 1.0) > 1e-6 or min(split_fractions) < 0:
         raise MedContrastError(f"split fractions {split_fractions} must be >= 0 and sum to 1")
     label_table = LabelTable.read(labels) if labels else None
@@ -185,7 +188,8 @@ def build_index(
     pseudo = Pseudonymizer(salt)
 
     files, folder_errors = [], []
-    for path, err in tqdm(walk(root), desc="walk", unit="file", disable=not progress, file=sys.stderr):
+    entries = [(only, "")] if only else walk(root)
+    for path, err in tqdm(entries, desc="walk", unit="file", disable=not progress, file=sys.stderr):
         if err:
             folder_errors.append((path, err))
         else:
@@ -297,6 +301,7 @@ def write_index(result: IndexResult, out: str | Path, root: str | Path) -> Path:
     """Write the manifest (refusing any place inside the archive, which stays untouched)."""
     out = Path(out).resolve()
     root = Path(root).resolve()
+    root = root.parent if root.is_file() else root
     if out.is_relative_to(root):
         raise MedContrastError(
             f"refusing to write {out} inside the archive {root}: medcontrast never modifies the "

@@ -72,6 +72,7 @@ class FileRecord:
     shape: tuple[int, ...] = ()
     spacing: tuple[float, ...] | None = None
     members: dict[str, tuple[int, ...]] = field(default_factory=dict)  # npz: key -> shape
+    npz_labels: dict[str, np.ndarray] = field(default_factory=dict)  # npz: "<split>_labels" arrays
     phi: set[tuple[str, ...]] = field(default_factory=set)  # identifying phrases (memory only)
 
 
@@ -178,22 +179,32 @@ def _scan_nifti(path: Path, rel: str) -> FileRecord:
 
 
 def _scan_npz(path: Path, rel: str) -> FileRecord:
+    """Shapes from the .npy headers inside the zip (no image data read); labels are small and
+    read whole."""
+    import numpy.lib.format as npformat
+
     try:
         members: dict[str, tuple[int, ...]] = {}
+        labels: dict[str, np.ndarray] = {}
         with zipfile.ZipFile(path) as zf:
             for name in zf.namelist():
                 if not name.endswith(".npy"):
                     continue
                 with zf.open(name) as fh:
-                    version = np.lib.format.read_magic(fh)
-                    header = np.lib.format._read_array_header(fh, version)  # shape without data
-                members[name[:-4]] = tuple(int(s) for s in header[0])
+                    version = npformat.read_magic(fh)
+                    read = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+                    shape = read(fh)[0]
+                members[name[:-4]] = tuple(int(s) for s in shape)
+            for key in members:
+                if key.endswith("_labels"):
+                    with zf.open(key + ".npy") as fh:
+                        labels[key] = npformat.read_array(fh, allow_pickle=False)
     except Exception as exc:
         return FileRecord(rel, "npz", f"not a readable .npz archive ({_first_line(exc)})")
     splits = [k[: -len("_images")] for k in members if k.endswith("_images")]
     if not splits:
         return FileRecord(rel, "npz", "no '<split>_images' arrays: not a MedMNIST-style .npz")
-    return FileRecord(rel, "npz", members=members)
+    return FileRecord(rel, "npz", members=members, npz_labels=labels)
 
 
 def _scan_image(path: Path, rel: str) -> FileRecord:

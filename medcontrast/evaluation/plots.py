@@ -115,6 +115,6 @@ def retrieval_panel(queries: np.ndarray, neighbours: dict[str, np.ndarray], quer
                 ax.set_title(bank_labels[b], fontsize=7, color="#1a7f37" if same else "#b42318")
             r += 1
     fig.suptitle("Nearest labeled training images of test queries (green: same label)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / rows))
     fig.savefig(path, dpi=100)
     plt.close(fig)

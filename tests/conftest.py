@@ -1,0 +1,46 @@
+"""Shared fixtures: a small phantom archive and its manifest, built once per test session.
+
+The salt file lives in a temporary folder (never the user's ~/.config), and tests that use
+``../shared/data`` skip cleanly when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SALT_DIR = tempfile.mkdtemp(prefix="medcontrast-salt-")
+os.environ["MEDCONTRAST_SALT_FILE"] = str(Path(_SALT_DIR) / "salt")
+os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="medcontrast-cache-"))
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test when it is not there."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def phantom_archive(tmp_path_factory) -> Path:
+    from medcontrast.data.phantoms import make_phantoms
+
+    out = tmp_path_factory.mktemp("phantoms") / "archive"
+    make_phantoms(out, patients=24, seed=3, workers=2, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def phantom_manifest(phantom_archive, tmp_path_factory) -> Path:
+    from medcontrast.data.index import build_index, write_index
+
+    result = build_index(phantom_archive, labels=phantom_archive / "labels.csv", progress=False)
+    out = tmp_path_factory.mktemp("manifest") / "manifest.csv"
+    write_index(result, out, phantom_archive)
+    return out

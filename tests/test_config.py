@@ -1,0 +1,41 @@
+import pytest
+
+from medcontrast.config import PretrainConfig, load_config, save_config, views_preset
+from medcontrast.errors import MedContrastError
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 0.5\n  epochs: 3\ndata:\n  size: [32, 32]\n")
+    cfg = load_config(PretrainConfig, path, ["train.lr=0.1", "method.name=moco"])
+    assert cfg.train.lr == 0.1 and cfg.train.epochs == 3
+    assert cfg.data.size == [32, 32] and cfg.method.name == "moco"
+
+
+def test_unknown_key_names_the_key_and_suggests():
+    with pytest.raises(MedContrastError, match=r"train\.lrr.*did you mean train\.lr"):
+        load_config(PretrainConfig, None, ["train.lrr=0.1"])
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(MedContrastError, match="train.lr: expected a number"):
+        load_config(PretrainConfig, None, ["train.lr=fast"])
+
+
+def test_preset_fills_only_unset_view_keys():
+    cfg = load_config(PretrainConfig, None, ["views.preset=none", "views.flip_prob=0.5"])
+    assert cfg.views.flip_prob == 0.5  # explicit, although equal to the default
+    assert cfg.views.crop_prob == 0.0  # from the preset
+    assert views_preset("mask").rot90_prob == 0.5
+
+
+def test_unknown_preset():
+    with pytest.raises(MedContrastError, match="preset"):
+        load_config(PretrainConfig, None, ["views.preset=xray"])
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(PretrainConfig, None, ["views.preset=ct", "train.seed=7"])
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(PretrainConfig, tmp_path / "config.yaml")
+    assert again == cfg
