@@ -192,6 +192,7 @@ class FinetuneConfig:
     augment: bool = True
     device: str = "auto"
     precision: str = "auto"
+    budgets: list[str] = field(default_factory=list)  # budget names to fine-tune on; empty: all
 
 
 @dataclass

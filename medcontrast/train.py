@@ -80,7 +80,7 @@ def _group_codes(values: pd.Series) -> tuple[np.ndarray, list[np.ndarray]]:
     return codes.astype(np.int64), groups
 
 
-def _load_data(cfg: PretrainConfig, info: DistInfo, needs_labels: bool) -> ImageCache:
+def _load_data(cfg: PretrainConfig, info: DistInfo, needs_labels: bool, progress: bool = True) -> ImageCache:
     manifest = read_manifest(cfg.data.manifest) if cfg.data.manifest else None
     if manifest is None:
         raise MedContrastError("data.manifest is not set (make one with `medcontrast index`)")
@@ -91,7 +91,7 @@ def _load_data(cfg: PretrainConfig, info: DistInfo, needs_labels: bool) -> Image
               workers=cfg.data.workers)
     if info.enabled and not info.is_main:
         torch.distributed.barrier()  # rank 0 builds the cache first
-    cache = build_cache(manifest, rows, spec, progress=info.is_main, **kw)
+    cache = build_cache(manifest, rows, spec, progress=progress and info.is_main, **kw)
     if info.enabled and info.is_main:
         torch.distributed.barrier()
     return cache
@@ -168,7 +168,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, stop_after: int | None =
 
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed % 2**32)
-    cache = _load_data(cfg, info, method_cls.needs_labels)
+    cache = _load_data(cfg, info, method_cls.needs_labels, progress)
     n = len(cache)
     if info.is_main:
         manifest = read_manifest(cfg.data.manifest)

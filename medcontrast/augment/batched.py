@@ -136,46 +136,68 @@ class BatchedViews:
         return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
 
     # -- intensity -------------------------------------------------------------------------------
+    @staticmethod
+    def _where(x: torch.Tensor, do: torch.Tensor, fn) -> torch.Tensor:
+        """Apply ``fn(sub, idx)`` to the samples drawn for an operation only (it costs nothing for
+        the others); parameters are drawn for every sample beforehand, so the random stream does
+        not depend on which samples were picked."""
+        idx = do.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return x
+        if idx.numel() == x.shape[0]:
+            return fn(x, idx)
+        out = x.clone()
+        out[idx] = fn(x[idx], idx).to(x.dtype)
+        return out
+
     def intensity(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        p, n, dev = self.p, x.shape[0], x.device
-        view = (n,) + (1,) * (x.dim() - 1)
+        p, n, dev, nd = self.p, x.shape[0], x.device, self.p.ndim
+        view = (-1,) + (1,) * (x.dim() - 1)
         if p.contrast_prob > 0:
-            do = self._coin(g, n, p.contrast_prob, dev).view(view)
-            gamma = self._u(g, (n,), *p.gamma, dev).view(view)
-            mn, mx = _minmax(x)
-            rng = mx - mn
-            adj = ((x - mn) / (rng + 1e-7)).clamp_min(0) ** gamma * rng + mn
-            x = torch.where(do, adj, x)
+            do = self._coin(g, n, p.contrast_prob, dev)
+            gamma = self._u(g, (n,), *p.gamma, dev)
+
+            def contrast(sub: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+                mn, mx = _minmax(sub)
+                rng = mx - mn
+                return ((sub - mn) / (rng + 1e-7)).clamp_min(0) ** gamma[idx].view(view) * rng + mn
+
+            x = self._where(x, do, contrast)
         if p.hist_shift_prob > 0:
             x = self._hist_shift(x, g)
         if p.scale_intensity_prob > 0:
-            do = self._coin(g, n, p.scale_intensity_prob, dev).view(view)
-            f = 1 + self._u(g, (n,), -p.scale_intensity, p.scale_intensity, dev).view(view)
-            x = torch.where(do, x * f, x)
+            do = self._coin(g, n, p.scale_intensity_prob, dev)
+            f = 1 + self._u(g, (n,), -p.scale_intensity, p.scale_intensity, dev)
+            x = self._where(x, do, lambda sub, idx: sub * f[idx].view(view))
         if p.shift_intensity_prob > 0:
-            do = self._coin(g, n, p.shift_intensity_prob, dev).view(view)
-            o = self._u(g, (n,), -p.shift_intensity, p.shift_intensity, dev).view(view)
-            x = torch.where(do, x + o, x)
+            do = self._coin(g, n, p.shift_intensity_prob, dev)
+            o = self._u(g, (n,), -p.shift_intensity, p.shift_intensity, dev)
+            x = self._where(x, do, lambda sub, idx: sub + o[idx].view(view))
         if p.bias_field_prob > 0:
-            do = self._coin(g, n, p.bias_field_prob, dev).view(view)
-            x = torch.where(do, x * torch.exp(self._bias_field(n, g, dev)).to(x.dtype), x)
+            do = self._coin(g, n, p.bias_field_prob, dev)
+            coeff = self._bias_coefficients(n, g, dev)
+            x = self._where(x, do, lambda sub, idx: sub * torch.exp(self._bias_field(coeff[idx])).to(sub.dtype))
         if p.noise_prob > 0:
-            do = self._coin(g, n, p.noise_prob, dev).view(view)
-            std = self._u(g, (n,), 0.0, p.noise_std, dev).view(view)
-            noise = torch.randn(x.shape, generator=g, device=dev, dtype=x.dtype)
-            x = torch.where(do, x + noise * std, x)
+            do = self._coin(g, n, p.noise_prob, dev)
+            std = self._u(g, (n,), 0.0, p.noise_std, dev)
+            x = self._where(x, do, lambda sub, idx: sub + torch.randn(
+                sub.shape, generator=g, device=dev, dtype=sub.dtype) * std[idx].view(view).to(sub.dtype))
         if p.blur_prob > 0:
-            do = self._coin(g, n, p.blur_prob, dev).view(view)
-            sigma = self._u(g, (n, p.ndim), *p.blur_sigma, dev)
-            x = torch.where(do, _gaussian_blur(x, sigma), x)
+            do = self._coin(g, n, p.blur_prob, dev)
+            sigma = self._u(g, (n, nd), *p.blur_sigma, dev)
+            x = self._where(x, do, lambda sub, idx: _gaussian_blur(sub, sigma[idx]))
         if p.sharpen_prob > 0:
-            do = self._coin(g, n, p.sharpen_prob, dev).view(view)
+            do = self._coin(g, n, p.sharpen_prob, dev)
             s1 = self._u(g, (n,), 0.5, 1.0, dev)
             s2 = 0.5 + (s1 - 0.5) * torch.rand(n, generator=g, device=dev)
-            alpha = self._u(g, (n,), 10.0, 30.0, dev).view(view)
-            b1 = _gaussian_blur(x, s1[:, None].expand(n, p.ndim))
-            b2 = _gaussian_blur(b1, s2[:, None].expand(n, p.ndim))
-            x = torch.where(do, b1 + alpha * (b1 - b2), x)
+            alpha = self._u(g, (n,), 10.0, 30.0, dev)
+
+            def sharpen(sub: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+                b1 = _gaussian_blur(sub, s1[idx][:, None].expand(len(idx), nd))
+                b2 = _gaussian_blur(b1, s2[idx][:, None].expand(len(idx), nd))
+                return b1 + alpha[idx].view(view) * (b1 - b2)
+
+            x = self._where(x, do, sharpen)
         if p.dropout_prob > 0:
             x = self._dropout(x, g)
         return x
@@ -192,27 +214,35 @@ class BatchedViews:
             draw = flo[:, i - 1] + (flo[:, i + 1] - flo[:, i - 1]) * torch.rand(n, generator=g, device=dev)
             flo[:, i] = torch.where(inside, draw, flo[:, i])
         do = self._coin(g, n, p.hist_shift_prob, dev)
-        mn, mx = _minmax(x)
-        v = ((x - mn) / (mx - mn).clamp_min(1e-12)).flatten(1).clamp(0, 1)  # (n, V)
-        seg = (v * (npts[:, None] - 1)).floor().clamp(max=(npts[:, None] - 2).float()).long()
-        t = v * (npts[:, None] - 1) - seg
-        f0, f1 = flo.gather(1, seg), flo.gather(1, seg + 1)
-        mapped = (f0 + t * (f1 - f0)).view_as(x) * (mx - mn) + mn
-        return torch.where(do.view((n,) + (1,) * (x.dim() - 1)), mapped.to(x.dtype), x)
 
-    def _bias_field(self, n: int, g: torch.Generator, dev) -> torch.Tensor:
-        """(n, 1, *size) log bias field: Legendre terms as MONAI's RandBiasField chooses them."""
-        p, deg = self.p, 3
-        basis = [_legendre(torch.linspace(-1, 1, s, device=dev), deg) for s in p.size]  # (deg+1, S)
+        def shift(sub: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            pts, fl = npts[idx][:, None], flo[idx]
+            mn, mx = _minmax(sub)
+            v = ((sub - mn) / (mx - mn).clamp_min(1e-12)).flatten(1).clamp(0, 1)  # (k, V)
+            seg = (v * (pts - 1)).floor().clamp(max=(pts - 2).float()).long()
+            t = v * (pts - 1) - seg
+            f0, f1 = fl.gather(1, seg), fl.gather(1, seg + 1)
+            return (f0 + t * (f1 - f0)).view_as(sub) * (mx - mn) + mn
+
+        return self._where(x, do, shift)
+
+    def _bias_coefficients(self, n: int, g: torch.Generator, dev) -> torch.Tensor:
+        """Legendre coefficients U(0, c) on the terms MONAI's RandBiasField uses: np.tril_indices
+        in 2D, i + j + k <= degree in 3D."""
+        deg, nd = 3, self.p.ndim
         idx = torch.arange(deg + 1, device=dev)
-        if p.ndim == 2:
-            mask = idx[:, None] >= idx[None, :]  # np.tril_indices(degree + 1)
-            coeff = self._u(g, (n, deg + 1, deg + 1), 0.0, p.bias_field_coeff, dev) * mask
+        if nd == 2:
+            mask = idx[:, None] >= idx[None, :]
+        else:
+            mask = (idx[:, None, None] + idx[None, :, None] + idx[None, None, :]) <= deg
+        return self._u(g, (n,) + (deg + 1,) * nd, 0.0, self.p.bias_field_coeff, dev) * mask
+
+    def _bias_field(self, coeff: torch.Tensor) -> torch.Tensor:
+        """(k, 1, *size) log bias field from coefficients (k, 4, 4[, 4])."""
+        basis = [_legendre(torch.linspace(-1, 1, s, device=coeff.device), 3) for s in self.p.size]
+        if self.p.ndim == 2:
             field = torch.einsum("bij,ix,jy->bxy", coeff, basis[0], basis[1])
         else:
-            total = idx[:, None, None] + idx[None, :, None] + idx[None, None, :]
-            mask = total <= deg
-            coeff = self._u(g, (n, deg + 1, deg + 1, deg + 1), 0.0, p.bias_field_coeff, dev) * mask
             field = torch.einsum("bijk,ix,jy,kz->bxyz", coeff, basis[0], basis[1], basis[2])
         return field[:, None]
 
@@ -237,9 +267,9 @@ class BatchedViews:
 
 
 def _minmax(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    flat = x.flatten(1)
+    mn, mx = torch.aminmax(x.flatten(1), dim=1)
     view = (x.shape[0],) + (1,) * (x.dim() - 1)
-    return flat.min(1).values.view(view), flat.max(1).values.view(view)
+    return mn.view(view), mx.view(view)
 
 
 def _legendre(t: torch.Tensor, degree: int) -> torch.Tensor:

@@ -157,8 +157,10 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
          for i in inits], indent=2))
     results = folder / "results.csv"
     done = _done(results)
+    ft_only = set(cfg.finetune.budgets)  # fine-tuning is the costly protocol: maybe fewer budgets
     jobs = [(i, p, b, s) for i in inits for p in cfg.protocols for b in ev.budgets
-            for s in cfg.budgets.seeds if (i.name, p, b.name, s) not in done]
+            for s in cfg.budgets.seeds if (i.name, p, b.name, s) not in done
+            and not (p == "finetune" and ft_only and b.name not in ft_only)]
     views = AugmentParams.from_config(cfg.views, cfg.data.ndim, tuple(cfg.data.size))
     amp = resolve_precision(cfg.finetune.precision, ev.device)
     settings = FinetuneSettings(

@@ -60,14 +60,15 @@ def _predict(model: nn.Module, images: np.ndarray, device: torch.device, amp, ba
 
 
 def finetune(
-    make_encoder: Callable[[], Encoder], train_x: np.ndarray, train_y: np.ndarray,
+    make_encoder: Callable[[int], Encoder], train_x: np.ndarray, train_y: np.ndarray,
     val_x: np.ndarray, val_y: np.ndarray, test_x: np.ndarray, n_classes: int,
     settings: FinetuneSettings, views: AugmentParams | None, device: torch.device,
     seed: int, amp: torch.dtype | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Fine-tune a fresh encoder copy; returns test probabilities (n_test, C) and run info."""
+    """Fine-tune a fresh encoder (``make_encoder(seed)``: random weights differ by seed); returns
+    test probabilities (n_test, C) and run info."""
     torch.manual_seed(seed)
-    model = _Classifier(make_encoder(), n_classes).to(device)
+    model = _Classifier(make_encoder(seed), n_classes).to(device)
     n = len(train_x)
     steps_per_epoch = max(math.ceil(n / settings.batch_size), settings.min_steps_per_epoch)
     total = steps_per_epoch * settings.epochs
