@@ -119,7 +119,9 @@ class MonaiViews:
 
     def __call__(self, x: torch.Tensor, *seed: int) -> torch.Tensor:
         self.transform.set_random_state(seed=draw_seed(*seed))
-        out = self.transform(x)
+        # Some MONAI transforms (RandCoarseDropout) write into their input: the second view of a
+        # sample must not inherit the first view's holes.
+        out = self.transform(x.clone())
         out = out.as_tensor() if hasattr(out, "as_tensor") else torch.as_tensor(out)
         return out.to(torch.float32).contiguous()
 

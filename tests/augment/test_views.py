@@ -1,0 +1,126 @@
+"""Two views, two draws; both execution paths draw from the same distributions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import ks_2samp
+
+from medcontrast.augment.batched import BatchedViews
+from medcontrast.augment.monai_views import MonaiViews, TwoViewDataset
+from medcontrast.augment.params import AugmentParams
+from medcontrast.config import views_preset
+from medcontrast.errors import MedContrastError
+
+
+def _images(n: int, size: tuple[int, ...]) -> np.ndarray:
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.rand((n, 1, *[4] * len(size)), generator=g)
+    mode = "bilinear" if len(size) == 2 else "trilinear"
+    return torch.nn.functional.interpolate(coarse, size=size, mode=mode).numpy().astype(np.float16)
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_views_differ_and_are_reproducible(nd):
+    size = (32,) * nd
+    params = AugmentParams.from_config(views_preset("radiograph" if nd == 2 else "mri", flip_axes=[0]), nd, size)
+    ds = TwoViewDataset(_images(4, size), params, seed=3)
+    a, b = ds[1], ds[1]
+    assert not torch.equal(a["view1"], a["view2"])
+    assert torch.equal(a["view1"], b["view1"]) and torch.equal(a["view2"], b["view2"])
+    assert np.array_equal(ds.array, _images(4, size))  # the cache is never written to
+    ds.set_epoch(1)
+    assert not torch.equal(ds[1]["view1"], a["view1"])
+    views = BatchedViews(params)
+    x = torch.from_numpy(_images(4, size).astype(np.float32))
+    v1 = views(x, torch.Generator().manual_seed(5))
+    assert v1.shape == x.shape and torch.isfinite(v1).all()
+    assert torch.equal(v1, views(x, torch.Generator().manual_seed(5)))
+    g = torch.Generator().manual_seed(5)
+    assert not torch.equal(views(x, g), views(x, g))
+
+
+def _only(**kw) -> dict:
+    return {"preset": "none", **kw}
+
+
+def _stat_monai(params, x, stat, n):
+    mv = MonaiViews(params)
+    return np.array([stat(x[0], mv(x[0], 11, i)) for i in range(n)])
+
+
+def _stat_batched(params, x, stat, n):
+    out = BatchedViews(params)(x[:1].expand(n, *x.shape[1:]).clone(), torch.Generator().manual_seed(11))
+    return np.array([stat(x[0], out[i]) for i in range(n)])
+
+
+RAMP = torch.linspace(0.05, 0.95, 16)[None, :, None].expand(1, 16, 16).clone()  # (1, 16, 16)
+
+
+def _ratio(a, b):
+    return float((b / a).mean())
+
+
+def _shift(a, b):
+    return float((b - a).mean())
+
+
+def _gamma(a, b):  # a ramp stays a ramp: out = lo + (v - lo)/range ** g * range
+    lo, hi = a.min(), a.max()
+    v = (a[0, 8, 8] - lo) / (hi - lo)
+    w = (b[0, 8, 8] - lo) / (hi - lo)
+    return float(torch.log(w) / torch.log(v))
+
+
+def _noise(a, b):
+    return float((b - a).std())
+
+
+def _bias(a, b):
+    return float(torch.log(b[0, 0, 0] / a[0, 0, 0]))
+
+
+def _flipped(a, b):
+    return float(b[0, 0, 8] > b[0, 15, 8])
+
+
+def _crop_side(a, b):  # the ramp runs along axis 0: a crop of side s keeps s of its range
+    return float((b[0, -1, 8] - b[0, 0, 8]) / (a[0, -1, 8] - a[0, 0, 8]))
+
+
+def _dropped(a, b):
+    return float((b == 0).float().mean())
+
+
+CASES = {
+    "scale": (_only(scale_intensity_prob=0.7, scale_intensity=0.3), _ratio),
+    "shift": (_only(shift_intensity_prob=0.7, shift_intensity=0.2), _shift),
+    "gamma": (_only(contrast_prob=0.8, gamma=[0.6, 1.6]), _gamma),
+    "noise": (_only(noise_prob=0.6, noise_std=0.1), _noise),
+    "bias": (_only(bias_field_prob=0.7, bias_field_coeff=0.2), _bias),
+    "flip": (_only(flip_prob=0.4, flip_axes=[0]), _flipped),
+    "crop": (_only(crop_prob=0.9, crop_scale=[0.5, 1.0]), _crop_side),
+    "dropout": (_only(dropout_prob=0.6, dropout_holes=2, dropout_size=[0.1, 0.3]), _dropped),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_paths_draw_from_the_same_distribution(case):
+    kw, stat = dict(CASES[case][0]), CASES[case][1]
+    params = AugmentParams.from_config(views_preset(kw.pop("preset"), **kw), 2, (16, 16))
+    x = RAMP[None].clone() if case != "bias" else torch.ones(1, 1, 16, 16)
+    n = 400
+    a, b = _stat_monai(params, x, stat, n), _stat_batched(params, x, stat, n)
+    if case == "crop":  # MONAI crops whole pixels; compare the continuous draw at pixel resolution
+        a, b = np.round(a * 16) / 16, np.round(b * 16) / 16
+        assert abs(a.mean() - b.mean()) < 0.03
+        return
+    assert ks_2samp(a, b).pvalue > 0.001, (case, a.mean(), b.mean())
+
+
+def test_invalid_settings_are_clear():
+    with pytest.raises(MedContrastError, match="crop_scale"):
+        AugmentParams.from_config(views_preset("none", crop_scale=[0.9, 0.5]), 2, (16, 16))
+    with pytest.raises(MedContrastError, match="flip_axes"):
+        AugmentParams.from_config(views_preset("none", flip_axes=[2]), 2, (16, 16))

@@ -1,0 +1,65 @@
+"""Two Gloo processes give the same loss and gradients as one process on the whole batch.
+
+Workers are spawned from the test itself (not by re-launching a command), so a failing child
+fails the test with its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from medcontrast.losses import nt_xent
+
+B_LOCAL, D_IN, D = 4, 6, 5
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    x1 = torch.randn(2 * B_LOCAL, D_IN, generator=g)
+    x2 = torch.randn(2 * B_LOCAL, D_IN, generator=g)
+    weight = torch.randn(D, D_IN, generator=g)
+    groups = torch.tensor([0, 1, 1, 2, 3, 3, 4, 0])
+    return x1, x2, weight, groups
+
+
+def _model(weight):
+    model = torch.nn.Linear(D_IN, D, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(weight)
+    return model
+
+
+def _worker(rank: int, world: int, port: int, out: str, mask: bool) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        x1, x2, weight, groups = _data()
+        rows = slice(rank * B_LOCAL, (rank + 1) * B_LOCAL)
+        model = torch.nn.parallel.DistributedDataParallel(_model(weight))
+        loss = nt_xent(model(x1[rows]), model(x2[rows]), 0.2, groups=groups[rows], mask_same_group=mask)
+        loss.backward()
+        losses = [torch.zeros(()) for _ in range(world)]
+        dist.all_gather(losses, loss.detach())
+        if rank == 0:
+            torch.save({"loss": torch.stack(losses).mean(), "grad": model.module.weight.grad}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("mask", [False, True])
+def test_two_processes_equal_one(tmp_path, mask):
+    x1, x2, weight, groups = _data()
+    model = _model(weight)
+    loss = nt_xent(model(x1), model(x2), 0.2, groups=groups, mask_same_group=mask, gather=False)
+    loss.backward()
+    out = str(tmp_path / "ddp.pt")
+    port = 29500 + (os.getpid() % 2000) + int(mask)
+    mp.spawn(_worker, args=(2, port, out, mask), nprocs=2, join=True)
+    ddp = torch.load(out)
+    assert float(ddp["loss"]) == pytest.approx(float(loss), rel=1e-5)
+    torch.testing.assert_close(ddp["grad"], model.weight.grad, rtol=1e-5, atol=1e-6)
