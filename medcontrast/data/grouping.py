@@ -21,6 +21,15 @@ from medcontrast.data.scan import FileRecord
 VOLUME_MODALITIES = {"CT", "MR", "PT", "NM", "OT"}
 MIN_SLICES = 3
 _BIDS_SUBJECT = re.compile(r"^sub-[A-Za-z0-9]+$")
+# BIDS file-name suffixes that tell a NIfTI file's modality (NIfTI headers do not).
+_BIDS_MODALITY = {"t1w": "MR", "t2w": "MR", "flair": "MR", "pd": "MR", "dwi": "MR", "bold": "MR",
+                  "t2star": "MR", "ct": "CT", "pet": "PT"}
+
+
+def nifti_modality(rel: str) -> str:
+    """``sub-01_T1w.nii.gz`` -> "MR", ``sub-01_ct.nii.gz`` -> "CT"; "" when the name does not say."""
+    stem = rel.rsplit("/", 1)[-1].split(".", 1)[0]
+    return _BIDS_MODALITY.get(stem.rsplit("_", 1)[-1].lower(), "") if "_" in stem else ""
 
 
 @dataclass
@@ -172,7 +181,8 @@ def group_records(records: list[FileRecord]) -> list[Draft]:
             series[rec.dicom.keys.get("series_uid") or f"file:{rec.rel}"].append(rec)
         elif rec.kind == "nifti":
             ndim = len(rec.shape)
-            drafts.append(Draft([rec.rel], "nifti", "", ndim, rec.shape, rec.spacing, _file_keys(rec)))
+            drafts.append(Draft([rec.rel], "nifti", nifti_modality(rec.rel), ndim, rec.shape, rec.spacing,
+                                _file_keys(rec)))
         elif rec.kind == "image":
             drafts.append(Draft([rec.rel], "image", "", 2, rec.shape, None, _file_keys(rec),
                                 notes=["pixel spacing unknown"]))
