@@ -10,13 +10,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
 # The test suite points this elsewhere so that smoke runs never mix with published results.
-RESULTS = Path(os.environ.get("MEDCONTRAST_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
+RESULTS = Path(
+    os.environ.get("MEDCONTRAST_BENCH_RESULTS", Path(__file__).resolve().parent / "results")
+)
 
 
 def sync(device: torch.device) -> None:
@@ -24,7 +26,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_time(fn: Callable[[], object], device: torch.device, warmup: int = 3, reps: int = 10) -> float:
+def median_time(
+    fn: Callable[[], object], device: torch.device, warmup: int = 3, reps: int = 10
+) -> float:
     """Median wall time of ``fn`` in seconds, after warm-up, with the device synchronised."""
     for _ in range(warmup):
         fn()
@@ -39,11 +43,17 @@ def median_time(fn: Callable[[], object], device: torch.device, warmup: int = 3,
 
 
 def hardware(device: torch.device) -> dict:
-    info = {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-            "cpu_threads": torch.get_num_threads()}
+    info = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+    }
     try:
-        info["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                           if line.startswith("model name"))
+        with open("/proc/cpuinfo") as fh:
+            info["cpu"] = next(
+                line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         info["cpu"] = platform.processor()
     if device.type == "cuda":
@@ -52,24 +62,39 @@ def hardware(device: torch.device) -> dict:
     for name in ("monai", "timm", "medcontrast", "lightly"):
         try:
             info[name] = __import__(name).__version__
-        except Exception:  # noqa: BLE001 - absent or broken: recorded as such
+        except Exception:
             info[name] = "not installed"
     return info
 
 
-def record(name: str, device: torch.device, rows: list[dict], extra: dict | None = None,
-           out_dir: Path | None = None) -> Path:
+def record(
+    name: str,
+    device: torch.device,
+    rows: list[dict],
+    extra: dict | None = None,
+    out_dir: Path | None = None,
+) -> Path:
     """Append one JSON line (date, command, hardware, rows) to results/<name>.jsonl."""
     out_dir = out_dir or RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
     except OSError:
         commit = ""
-    entry = {"benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "commit": commit,
-             "hardware": hardware(device), "rows": rows, **(extra or {})}
+    entry = {
+        "benchmark": name,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "commit": commit,
+        "hardware": hardware(device),
+        "rows": rows,
+        **(extra or {}),
+    }
     path = out_dir / f"{name}.jsonl"
     with open(path, "a") as fh:
         fh.write(json.dumps(entry) + "\n")
@@ -94,4 +119,6 @@ def smooth_images(n: int, size: tuple[int, ...], seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     coarse = torch.rand((n, 1, *[max(2, s // 8) for s in size]), generator=g)
     mode = "bilinear" if len(size) == 2 else "trilinear"
-    return torch.nn.functional.interpolate(coarse, size=size, mode=mode, align_corners=False).clamp(0, 1)
+    return torch.nn.functional.interpolate(coarse, size=size, mode=mode, align_corners=False).clamp(
+        0, 1
+    )

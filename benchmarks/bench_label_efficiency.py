@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-
 from _common import print_table, record
+
 from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
 from medcontrast.data.index import build_index, write_index
 from medcontrast.evaluation.evaluate import evaluate
@@ -35,11 +35,17 @@ SOURCES = {
 }
 # MedMNIST v2 (Yang et al., Scientific Data 2023), all training labels, no augmentation: AUC, ACC.
 PUBLISHED = {
-    "pneumoniamnist": {"ResNet-18 (28)": (0.944, 0.854), "ResNet-50 (224)": (0.962, 0.884),
-                       "best (AutoML)": (0.991, 0.946)},
+    "pneumoniamnist": {
+        "ResNet-18 (28)": (0.944, 0.854),
+        "ResNet-50 (224)": (0.962, 0.884),
+        "best (AutoML)": (0.991, 0.946),
+    },
     "adrenalmnist3d": {"ResNet-18 + 3D": (0.827, 0.721), "ResNet-50 + 3D": (0.828, 0.745)},
 }
-TARGETS = {"pneumoniamnist": {"1%": 0.95, "10%": 0.96}, "adrenalmnist3d": {"10%": 0.90, "100%": 0.92}}
+TARGETS = {
+    "pneumoniamnist": {"1%": 0.95, "10%": 0.96},
+    "adrenalmnist3d": {"10%": 0.90, "100%": 0.92},
+}
 
 
 def manifest_for(dataset: str, data: Path, work: Path) -> Path:
@@ -50,10 +56,22 @@ def manifest_for(dataset: str, data: Path, work: Path) -> Path:
         return out
     if is_tar:
         folder = work / "mednist"
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "extract_mednist.py"), str(source), str(folder)],
-                       check=True)
-        result = build_index(folder / "resized", labels_from_folders=True, workers=8, progress=False,
-                             salt_file=work / "salt")
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "extract_mednist.py"),
+                str(source),
+                str(folder),
+            ],
+            check=True,
+        )
+        result = build_index(
+            folder / "resized",
+            labels_from_folders=True,
+            workers=8,
+            progress=False,
+            salt_file=work / "salt",
+        )
         write_index(result, out, folder / "resized")
     else:
         result = build_index(source, salt_file=work / "salt", progress=False)
@@ -73,32 +91,76 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     manifest = manifest_for(args.dataset, Path(args.data), work)
     common = [f"data.manifest={manifest}", f"data.cache_dir={work / 'cache'}"]
-    pre = load_config(PretrainConfig, ROOT / "configs" / "pretrain" / f"{args.dataset}.yaml",
-                      [*common, f"out_dir={work / 'runs'}", *args.pretrain])
+    pre = load_config(
+        PretrainConfig,
+        ROOT / "configs" / "pretrain" / f"{args.dataset}.yaml",
+        [*common, f"out_dir={work / 'runs'}", *args.pretrain],
+    )
     run = Path(pre.out_dir) / pre.name
     if not (run / "encoder.pth").exists():
         pretrain(pre, progress=False)
-    ev = load_config(EvaluateConfig, ROOT / "configs" / "evaluate" / f"{args.dataset}.yaml",
-                     [*common, f"out_dir={work / 'eval'}",
-                      f"inits=[{{name: simclr, source: '{run}'}}, {{name: random, source: random, encoder: '{pre.model.encoder}'}}]",
-                      *args.evaluate])
+    ev = load_config(
+        EvaluateConfig,
+        ROOT / "configs" / "evaluate" / f"{args.dataset}.yaml",
+        [
+            *common,
+            f"out_dir={work / 'eval'}",
+            f"inits=[{{name: simclr, source: '{run}'}}, {{name: random, source: random, encoder: '{pre.model.encoder}'}}]",
+            *args.evaluate,
+        ],
+    )
     folder = evaluate(ev, progress=False)
     summary = pd.read_csv(folder / "summary.csv")
     summary = summary[summary["metric"].isin(["auroc", "accuracy"])]
-    rows = summary[["init", "protocol", "budget", "labels_used", "metric", "mean", "std", "ci_low", "ci_high",
-                    "diff_vs_random", "diff_std"]].to_dict("records")
-    print_table(rows, ["init", "protocol", "budget", "labels_used", "metric", "mean", "std", "ci_low", "ci_high",
-                       "diff_vs_random", "diff_std"])
+    rows = summary[
+        [
+            "init",
+            "protocol",
+            "budget",
+            "labels_used",
+            "metric",
+            "mean",
+            "std",
+            "ci_low",
+            "ci_high",
+            "diff_vs_random",
+            "diff_std",
+        ]
+    ].to_dict("records")
+    print_table(
+        rows,
+        [
+            "init",
+            "protocol",
+            "budget",
+            "labels_used",
+            "metric",
+            "mean",
+            "std",
+            "ci_low",
+            "ci_high",
+            "diff_vs_random",
+            "diff_std",
+        ],
+    )
     for name, (auc, acc) in PUBLISHED.get(args.dataset, {}).items():
         print(f"published, fully supervised, all labels: {name}: AUROC {auc}, ACC {acc}")
     metrics = pd.read_csv(run / "metrics.csv")
-    extra = {"dataset": args.dataset, "report": str(folder / "report.md"),
-             "pretrain": {"epochs": pre.train.epochs, "steps": int(metrics["step"].max()),
-                          "encoder": pre.model.encoder, "batch": pre.train.batch_size,
-                          "seconds": float(metrics["time"].max() - metrics["time"].min()),
-                          "overrides": args.pretrain},
-             "evaluate_overrides": args.evaluate, "published": PUBLISHED.get(args.dataset, {}),
-             "targets": TARGETS.get(args.dataset, {})}
+    extra = {
+        "dataset": args.dataset,
+        "report": str(folder / "report.md"),
+        "pretrain": {
+            "epochs": pre.train.epochs,
+            "steps": int(metrics["step"].max()),
+            "encoder": pre.model.encoder,
+            "batch": pre.train.batch_size,
+            "seconds": float(metrics["time"].max() - metrics["time"].min()),
+            "overrides": args.pretrain,
+        },
+        "evaluate_overrides": args.evaluate,
+        "published": PUBLISHED.get(args.dataset, {}),
+        "targets": TARGETS.get(args.dataset, {}),
+    }
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"written to {record('label_efficiency', device, rows, extra)}")
 

@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 import torch
-
 from _common import print_table, record, smooth_images
 
 
@@ -52,10 +51,15 @@ def main() -> None:
     for size in args.sizes:
         images = (smooth_images(4 * args.batch, (size, size)).numpy()[:, 0] * 255).astype(np.uint8)
         transform = SimCLRTransform(input_size=size, cj_prob=0.8, min_scale=0.5)
-        loader = torch.utils.data.DataLoader(_Images(images, transform), batch_size=args.batch, shuffle=True,
-                                             drop_last=True, num_workers=args.workers,
-                                             pin_memory=device.type == "cuda",
-                                             persistent_workers=args.workers > 0)
+        loader = torch.utils.data.DataLoader(
+            _Images(images, transform),
+            batch_size=args.batch,
+            shuffle=True,
+            drop_last=True,
+            num_workers=args.workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=args.workers > 0,
+        )
         backbone = timm.create_model("resnet18", pretrained=False, num_classes=0)
         model = torch.nn.Sequential(backbone, SimCLRProjectionHead(512, 512, 128)).to(device)
         if device.type == "cuda":
@@ -67,9 +71,13 @@ def main() -> None:
             for views in loader:  # SimCLRTransform gives [view0, view1] per image
                 x0 = views[0].to(device, non_blocking=True)
                 x1 = views[1].to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=amp) if amp else torch.autocast("cpu", enabled=False):
+                with (
+                    torch.autocast(device.type, dtype=amp)
+                    if amp
+                    else torch.autocast("cpu", enabled=False)
+                ):
                     z = model(torch.cat([x0, x1]))
-                loss = loss_fn(z[: len(x0)].float(), z[len(x0):].float())
+                loss = loss_fn(z[: len(x0)].float(), z[len(x0) :].float())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -84,8 +92,14 @@ def main() -> None:
                     break
         if device.type == "cuda":
             torch.cuda.synchronize()
-        rows.append({"workload": f"2d-{size}", "library": "lightly", "batch": args.batch,
-                     "images_per_s": seen / (time.perf_counter() - start)})
+        rows.append(
+            {
+                "workload": f"2d-{size}",
+                "library": "lightly",
+                "batch": args.batch,
+                "images_per_s": seen / (time.perf_counter() - start),
+            }
+        )
     print_table(rows, ["workload", "library", "batch", "images_per_s"])
     print(f"written to {record('lightly_throughput', device, rows, {'workers': args.workers})}")
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-
 from _common import print_table, record, smooth_images
+
 from medcontrast.config import PretrainConfig, load_config
 from medcontrast.data.index import build_index, write_index
 from medcontrast.train import pretrain
@@ -32,9 +32,14 @@ WORKLOADS = {
 
 def synthetic_manifest(folder: Path, ndim: int, size: int, n: int) -> Path:
     images = (smooth_images(n, (size,) * ndim).numpy() * 255).astype(np.uint8)[:, 0]
-    np.savez(folder / f"synthetic{ndim}d{size}.npz", train_images=images,
-             train_labels=np.zeros((n, 1), np.uint8))
-    result = build_index(folder / f"synthetic{ndim}d{size}.npz", salt_file=folder / "salt", progress=False)
+    np.savez(
+        folder / f"synthetic{ndim}d{size}.npz",
+        train_images=images,
+        train_labels=np.zeros((n, 1), np.uint8),
+    )
+    result = build_index(
+        folder / f"synthetic{ndim}d{size}.npz", salt_file=folder / "salt", progress=False
+    )
     out = folder / f"manifest{ndim}d{size}.csv"
     write_index(result, out, folder / "npz")
     return out
@@ -43,11 +48,23 @@ def synthetic_manifest(folder: Path, ndim: int, size: int, n: int) -> Path:
 def run(manifest: Path, folder: Path, w: dict, preset: str, args, name: str) -> float:
     size = [w["size"]] * w["ndim"]
     overrides = [
-        f"data.manifest={manifest}", f"data.ndim={w['ndim']}", f"data.size={size}", "data.splits=[train]",
-        f"data.cache_dir={folder / 'cache'}", "data.cache=memory", f"out_dir={folder / 'runs'}", f"name={name}",
-        f"model.encoder={w['encoder']}", f"views.preset={preset}", "views.path=batched",
-        f"train.batch_size={args.batch or w['batch']}", f"train.max_steps={args.steps}", "train.log_every=5",
-        f"train.num_workers={args.workers}", f"train.device={args.device}", "train.checkpoint_every=100000",
+        f"data.manifest={manifest}",
+        f"data.ndim={w['ndim']}",
+        f"data.size={size}",
+        "data.splits=[train]",
+        f"data.cache_dir={folder / 'cache'}",
+        "data.cache=memory",
+        f"out_dir={folder / 'runs'}",
+        f"name={name}",
+        f"model.encoder={w['encoder']}",
+        f"views.preset={preset}",
+        "views.path=batched",
+        f"train.batch_size={args.batch or w['batch']}",
+        f"train.max_steps={args.steps}",
+        "train.log_every=5",
+        f"train.num_workers={args.workers}",
+        f"train.device={args.device}",
+        "train.checkpoint_every=100000",
         f"train.channels_last={'true' if w['ndim'] == 2 and args.device != 'cpu' else 'false'}",
     ]
     if w["ndim"] == 3:
@@ -65,7 +82,9 @@ def main() -> None:
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=0, help="override every workload's batch size")
-    parser.add_argument("--images", type=int, default=0, help="synthetic images (default: 4 batches)")
+    parser.add_argument(
+        "--images", type=int, default=0, help="synthetic images (default: 4 batches)"
+    )
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,13 +95,31 @@ def main() -> None:
             manifest = synthetic_manifest(folder, w["ndim"], w["size"], args.images or 4 * batch)
             live = run(manifest, folder, w, w["preset"], args, f"{key}-live")
             memory = run(manifest, folder, w, "none", args, f"{key}-memory")
-            rows.append({"workload": key, "encoder": w["encoder"], "batch": batch,
-                         "images_per_s_live": live, "images_per_s_no_aug": memory,
-                         "pipeline_efficiency": live / memory})
+            rows.append(
+                {
+                    "workload": key,
+                    "encoder": w["encoder"],
+                    "batch": batch,
+                    "images_per_s_live": live,
+                    "images_per_s_no_aug": memory,
+                    "pipeline_efficiency": live / memory,
+                }
+            )
     device = torch.device(args.device)
-    print_table(rows, ["workload", "encoder", "batch", "images_per_s_live", "images_per_s_no_aug",
-                       "pipeline_efficiency"])
-    print(f"written to {record('throughput', device, rows, {'workers': args.workers, 'steps': args.steps})}")
+    print_table(
+        rows,
+        [
+            "workload",
+            "encoder",
+            "batch",
+            "images_per_s_live",
+            "images_per_s_no_aug",
+            "pipeline_efficiency",
+        ],
+    )
+    print(
+        f"written to {record('throughput', device, rows, {'workers': args.workers, 'steps': args.steps})}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,11 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
 
 def rng_state() -> dict[str, Any]:
     """Every random generator the loop touches (Python, NumPy, torch CPU and CUDA)."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

@@ -17,12 +17,19 @@ from medcontrast.errors import MedContrastError
 def _cmd_phantoms(args: argparse.Namespace) -> int:
     from medcontrast.data.phantoms import make_phantoms
 
-    summary = make_phantoms(args.out_dir, patients=args.patients, seed=args.seed,
-                            workers=args.workers, progress=not args.quiet)
-    print(f"wrote {summary.radiographs} radiographs and {summary.volumes} volumes of "
-          f"{summary.patients} patients ({summary.dicom_files} DICOM files, {summary.nifti_files} "
-          f"NIfTI files) to {summary.out_dir}; labels for {summary.labeled} samples in "
-          f"{summary.out_dir / 'labels.csv'}")
+    summary = make_phantoms(
+        args.out_dir,
+        patients=args.patients,
+        seed=args.seed,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    print(
+        f"wrote {summary.radiographs} radiographs and {summary.volumes} volumes of "
+        f"{summary.patients} patients ({summary.dicom_files} DICOM files, {summary.nifti_files} "
+        f"NIfTI files) to {summary.out_dir}; labels for {summary.labeled} samples in "
+        f"{summary.out_dir / 'labels.csv'}"
+    )
     return 0
 
 
@@ -33,9 +40,14 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if len(fractions) != 3:
         raise MedContrastError("--split takes three fractions: train,val,test (e.g. 0.7,0.15,0.15)")
     result = build_index(
-        args.root, labels=args.labels, labels_from_folders=args.labels_from_folders,
-        salt_file=args.salt_file, split_fractions=fractions, verify=not args.no_verify,
-        workers=args.workers, progress=not args.quiet,
+        args.root,
+        labels=args.labels,
+        labels_from_folders=args.labels_from_folders,
+        salt_file=args.salt_file,
+        split_fractions=fractions,
+        verify=not args.no_verify,
+        workers=args.workers,
+        progress=not args.quiet,
     )
     out = write_index(result, args.out, args.root)
     print(result.summary())
@@ -93,14 +105,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="walk an archive (read-only) and write its manifest")
     p.add_argument("root")
     p.add_argument("--out", required=True, help="manifest CSV to write (outside the archive)")
-    p.add_argument("--labels", help="CSV with a label column and a key: path, series_uid, "
-                   "study_uid, accession or patient_id")
-    p.add_argument("--labels-from-folders", action="store_true",
-                   help="label PNG/JPEG/NIfTI files by the name of their folder")
-    p.add_argument("--salt-file", help="key for the pseudonyms (default ~/.config/medcontrast/salt)")
+    p.add_argument(
+        "--labels",
+        help="CSV with a label column and a key: path, series_uid, "
+        "study_uid, accession or patient_id",
+    )
+    p.add_argument(
+        "--labels-from-folders",
+        action="store_true",
+        help="label PNG/JPEG/NIfTI files by the name of their folder",
+    )
+    p.add_argument(
+        "--salt-file", help="key for the pseudonyms (default ~/.config/medcontrast/salt)"
+    )
     p.add_argument("--split", default="0.7,0.15,0.15", help="train,val,test patient fractions")
-    p.add_argument("--no-verify", action="store_true",
-                   help="skip decoding each sample (faster; bad pixels are then found at training)")
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip decoding each sample (faster; bad pixels are then found at training)",
+    )
     p.add_argument("--workers", type=int, default=1, help="processes for scanning and verifying")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_index)
@@ -113,8 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="YAML file (see configs/)")
         p.add_argument("overrides", nargs="*", help="key=value settings over the file")
         if name == "pretrain":
-            p.add_argument("--resume", action="store_true",
-                           help="continue the run in out_dir/name from its last checkpoint")
+            p.add_argument(
+                "--resume",
+                action="store_true",
+                help="continue the run in out_dir/name from its last checkpoint",
+            )
         p.set_defaults(func=func)
 
     p = sub.add_parser("demo", help="phantoms -> index -> pretrain -> evaluate -> report")

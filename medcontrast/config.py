@@ -30,10 +30,14 @@ class DataConfig:
     manifest: str = ""
     ndim: int = 2  # 2 for images (C, H, W), 3 for volumes (C, D, H, W)
     modalities: list[str] = field(default_factory=list)  # e.g. [CR, DX]; empty keeps all
-    splits: list[str] = field(default_factory=lambda: ["train", "val"])  # pretraining never sees test
+    splits: list[str] = field(
+        default_factory=lambda: ["train", "val"]
+    )  # pretraining never sees test
     size: list[int] = field(default_factory=lambda: [64, 64])
     spacing: list[float] | None = None  # resample to this voxel size (mm) before resizing (3D)
-    intensity: str = "auto"  # auto (window for CT, percentile otherwise) | percentile | window | minmax | none
+    intensity: str = (
+        "auto"  # auto (window for CT, percentile otherwise) | percentile | window | minmax | none
+    )
     window: list[float] = field(default_factory=lambda: [-1000.0, 1000.0])  # for "window"
     percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])  # for "percentile"
     resize: str = "pad"  # pad: keep aspect ratio and pad; stretch: resize each axis
@@ -153,7 +157,9 @@ class InitConfig:
     """One initialisation to compare: a run folder, an exported encoder, or random weights."""
 
     name: str = ""
-    source: str = "random"  # "random", a run folder, or an encoder weight file (.pt/.pth/.safetensors)
+    source: str = (
+        "random"  # "random", a run folder, or an encoder weight file (.pt/.pth/.safetensors)
+    )
     encoder: str = ""  # needed for random and weight files; read from the run folder otherwise
 
 
@@ -209,7 +215,9 @@ class EvaluateConfig:
     linear: LinearConfig = field(default_factory=LinearConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    metrics: list[str] = field(default_factory=lambda: ["auroc", "accuracy", "balanced_accuracy", "macro_f1"])
+    metrics: list[str] = field(
+        default_factory=lambda: ["auroc", "accuracy", "balanced_accuracy", "macro_f1"]
+    )
     headline_metric: str = "auroc"
     bootstrap: int = 1000
     batch_size: int = 256  # feature extraction
@@ -222,29 +230,81 @@ class EvaluateConfig:
 # set any single view key, which then wins over the preset.
 VIEW_PRESETS: dict[str, dict[str, object]] = {
     # Chest and skeletal radiographs: left-right flips are plausible, 90-degree turns are not.
-    "radiograph": dict(crop_scale=[0.5, 1.0], flip_axes=[1], rot90_prob=0.0, rotate_deg=10.0,
-                       contrast_prob=0.5, hist_shift_prob=0.2, bias_field_prob=0.2,
-                       noise_prob=0.3, blur_prob=0.2, dropout_prob=0.2),
+    "radiograph": dict(
+        crop_scale=[0.5, 1.0],
+        flip_axes=[1],
+        rot90_prob=0.0,
+        rotate_deg=10.0,
+        contrast_prob=0.5,
+        hist_shift_prob=0.2,
+        bias_field_prob=0.2,
+        noise_prob=0.3,
+        blur_prob=0.2,
+        dropout_prob=0.2,
+    ),
     # CT in Hounsfield units windowed to [0, 1]: mild intensity changes, no bias field.
-    "ct": dict(crop_scale=[0.6, 1.0], flip_axes=[0], rotate_deg=10.0, contrast_prob=0.3,
-               gamma=[0.8, 1.25], hist_shift_prob=0.1, bias_field_prob=0.0, noise_prob=0.3,
-               noise_std=0.03, blur_prob=0.2, dropout_prob=0.2),
+    "ct": dict(
+        crop_scale=[0.6, 1.0],
+        flip_axes=[0],
+        rotate_deg=10.0,
+        contrast_prob=0.3,
+        gamma=[0.8, 1.25],
+        hist_shift_prob=0.1,
+        bias_field_prob=0.0,
+        noise_prob=0.3,
+        noise_std=0.03,
+        blur_prob=0.2,
+        dropout_prob=0.2,
+    ),
     # MRI: arbitrary intensity scale and coil bias fields.
-    "mri": dict(crop_scale=[0.6, 1.0], flip_axes=[0], rotate_deg=10.0, contrast_prob=0.5,
-                hist_shift_prob=0.3, bias_field_prob=0.5, bias_field_coeff=0.4, noise_prob=0.3,
-                blur_prob=0.2, dropout_prob=0.2),
+    "mri": dict(
+        crop_scale=[0.6, 1.0],
+        flip_axes=[0],
+        rotate_deg=10.0,
+        contrast_prob=0.5,
+        hist_shift_prob=0.3,
+        bias_field_prob=0.5,
+        bias_field_coeff=0.4,
+        noise_prob=0.3,
+        blur_prob=0.2,
+        dropout_prob=0.2,
+    ),
     # Binary shape masks (e.g. AdrenalMNIST3D): geometry only.
-    "mask": dict(crop_scale=[0.7, 1.0], flip_axes=[0, 1, 2], flip_prob=0.5, rot90_prob=0.5,
-                 affine_prob=0.7, rotate_deg=15.0, scale=0.15, elastic_prob=0.3,
-                 contrast_prob=0.0, hist_shift_prob=0.0, scale_intensity_prob=0.0,
-                 shift_intensity_prob=0.0, bias_field_prob=0.0, noise_prob=0.0, blur_prob=0.3,
-                 dropout_prob=0.2),
-    "none": dict(crop_prob=0.0, flip_prob=0.0, rot90_prob=0.0, affine_prob=0.0, elastic_prob=0.0,
-                 contrast_prob=0.0, hist_shift_prob=0.0, scale_intensity_prob=0.0,
-                 shift_intensity_prob=0.0, bias_field_prob=0.0, noise_prob=0.0, blur_prob=0.0,
-                 sharpen_prob=0.0, dropout_prob=0.0),
+    "mask": dict(
+        crop_scale=[0.7, 1.0],
+        flip_axes=[0, 1, 2],
+        flip_prob=0.5,
+        rot90_prob=0.5,
+        affine_prob=0.7,
+        rotate_deg=15.0,
+        scale=0.15,
+        elastic_prob=0.3,
+        contrast_prob=0.0,
+        hist_shift_prob=0.0,
+        scale_intensity_prob=0.0,
+        shift_intensity_prob=0.0,
+        bias_field_prob=0.0,
+        noise_prob=0.0,
+        blur_prob=0.3,
+        dropout_prob=0.2,
+    ),
+    "none": dict(
+        crop_prob=0.0,
+        flip_prob=0.0,
+        rot90_prob=0.0,
+        affine_prob=0.0,
+        elastic_prob=0.0,
+        contrast_prob=0.0,
+        hist_shift_prob=0.0,
+        scale_intensity_prob=0.0,
+        shift_intensity_prob=0.0,
+        bias_field_prob=0.0,
+        noise_prob=0.0,
+        blur_prob=0.0,
+        sharpen_prob=0.0,
+        dropout_prob=0.0,
+    ),
 }
-
 
 
 def views_preset(name: str, **overrides: object) -> ViewsConfig:
@@ -260,7 +320,9 @@ def with_preset(views: dict[str, Any], prefix: str = "views.") -> dict[str, Any]
     if name not in VIEW_PRESETS:
         close = difflib.get_close_matches(str(name), list(VIEW_PRESETS), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise MedContrastError(f"unknown {prefix}preset {name!r}{hint}; known: {', '.join(VIEW_PRESETS)}")
+        raise MedContrastError(
+            f"unknown {prefix}preset {name!r}{hint}; known: {', '.join(VIEW_PRESETS)}"
+        )
     return {**VIEW_PRESETS[name], **views}
 
 

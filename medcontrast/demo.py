@@ -21,17 +21,38 @@ from medcontrast.errors import MedContrastError
 PRETRAIN = {
     "data": {"ndim": 2, "modalities": ["CR", "DX"], "size": [64, 64]},
     "views": {
-        "path": "batched", "preset": "radiograph", "crop_scale": [0.8, 1.0], "flip_prob": 0.0,
-        "affine_prob": 0.8, "rotate_deg": 8.0, "scale": 0.15, "translate": 0.06,
-        "contrast_prob": 0.8, "gamma": [0.75, 1.35], "hist_shift_prob": 0.0,
-        "scale_intensity_prob": 0.5, "shift_intensity_prob": 0.5, "bias_field_prob": 0.5,
-        "bias_field_coeff": 0.1, "noise_prob": 0.5, "noise_std": 0.03, "blur_prob": 0.5,
-        "blur_sigma": [0.3, 1.2], "dropout_prob": 0.0,
+        "path": "batched",
+        "preset": "radiograph",
+        "crop_scale": [0.8, 1.0],
+        "flip_prob": 0.0,
+        "affine_prob": 0.8,
+        "rotate_deg": 8.0,
+        "scale": 0.15,
+        "translate": 0.06,
+        "contrast_prob": 0.8,
+        "gamma": [0.75, 1.35],
+        "hist_shift_prob": 0.0,
+        "scale_intensity_prob": 0.5,
+        "shift_intensity_prob": 0.5,
+        "bias_field_prob": 0.5,
+        "bias_field_coeff": 0.1,
+        "noise_prob": 0.5,
+        "noise_std": 0.03,
+        "blur_prob": 0.5,
+        "blur_sigma": [0.3, 1.2],
+        "dropout_prob": 0.0,
     },
     "model": {"encoder": "timm:regnetx_002"},
     "method": {"name": "simclr", "temperature": 0.2},
-    "train": {"epochs": 30, "batch_size": 128, "lr": 0.004, "warmup_epochs": 3, "num_workers": 0,
-              "log_every": 10, "checkpoint_every": 50},
+    "train": {
+        "epochs": 30,
+        "batch_size": 128,
+        "lr": 0.004,
+        "warmup_epochs": 3,
+        "num_workers": 0,
+        "log_every": 10,
+        "checkpoint_every": 50,
+    },
 }
 
 EVALUATE = {
@@ -54,8 +75,10 @@ def demo_configs(out: Path, fast: bool = False) -> tuple[PretrainConfig, Evaluat
     ev = {k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in EVALUATE.items()}
     ev["data"].update(manifest=str(out / "manifest.csv"), cache_dir=str(out / "cache"))
     ev["out_dir"], ev["name"] = str(out / "eval"), "phantoms"
-    ev["inits"] = [{"name": "simclr", "source": str(out / "runs" / "phantoms-simclr")},
-                   {"name": "random", "source": "random", "encoder": pre["model"]["encoder"]}]
+    ev["inits"] = [
+        {"name": "simclr", "source": str(out / "runs" / "phantoms-simclr")},
+        {"name": "random", "source": "random", "encoder": pre["model"]["encoder"]},
+    ]
     if fast:
         pre["train"].update(epochs=2, batch_size=32)
         ev["budgets"] = {"shots": [2, 5], "fractions": [1.0], "seeds": [0, 1]}
@@ -64,8 +87,13 @@ def demo_configs(out: Path, fast: bool = False) -> tuple[PretrainConfig, Evaluat
     return from_dict(PretrainConfig, pre), from_dict(EvaluateConfig, ev)
 
 
-def run_demo(out: str | Path = "medcontrast-demo", patients: int = 300, seed: int = 0,
-             fast: bool = False, progress: bool = True) -> Path:
+def run_demo(
+    out: str | Path = "medcontrast-demo",
+    patients: int = 300,
+    seed: int = 0,
+    fast: bool = False,
+    progress: bool = True,
+) -> Path:
     """Run every stage into ``out``; returns the path of report.html."""
     from medcontrast.evaluation.evaluate import evaluate
     from medcontrast.train import pretrain
@@ -82,8 +110,10 @@ def run_demo(out: str | Path = "medcontrast-demo", patients: int = 300, seed: in
 
     stage(f"1/4 writing the phantom archive ({patients} synthetic patients) to {archive}")
     summary = make_phantoms(archive, patients=patients, seed=seed, progress=progress)
-    print(f"      {summary.radiographs} radiographs, {summary.volumes} volumes, "
-          f"{summary.labeled} labeled samples")
+    print(
+        f"      {summary.radiographs} radiographs, {summary.volumes} volumes, "
+        f"{summary.labeled} labeled samples"
+    )
     stage("2/4 indexing the archive (read-only) into a manifest")
     result = build_index(archive, labels=archive / "labels.csv", workers=2, progress=progress)
     write_index(result, out / "manifest.csv", archive)
@@ -97,7 +127,9 @@ def run_demo(out: str | Path = "medcontrast-demo", patients: int = 300, seed: in
     stage("4/4 label-efficiency evaluation against random initialisation")
     folder = evaluate(ev_cfg, progress=progress)
     report = folder / "report.html"
-    headline = (folder / "report.md").read_text().split("## Headline", 1)[1].split("##", 1)[0].strip()
+    headline = (
+        (folder / "report.md").read_text().split("## Headline", 1)[1].split("##", 1)[0].strip()
+    )
     stage("done")
     print(headline.replace("**", ""))
     print(f"\nSettings to rerun each stage: {out / 'pretrain.yaml'} and {out / 'evaluate.yaml'}")

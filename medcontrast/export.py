@@ -43,7 +43,9 @@ def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> 
     if not weights.exists():
         raise MedContrastError(f"no encoder weights at {weights} (is the run finished?)")
     if not spec_path.exists():
-        raise MedContrastError(f"{spec_path} is missing: it says which architecture {weights.name} is")
+        raise MedContrastError(
+            f"{spec_path} is missing: it says which architecture {weights.name} is"
+        )
     info = json.loads(spec_path.read_text())
     info.pop("num_features", None)
     encoder = build_from_spec(EncoderSpec(**info))
@@ -51,5 +53,7 @@ def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> 
     try:
         encoder.backbone.load_state_dict(state)
     except RuntimeError as exc:
-        raise MedContrastError(f"{weights} does not fit {info['name']}: {str(exc).splitlines()[0]}") from exc
+        raise MedContrastError(
+            f"{weights} does not fit {info['name']}: {str(exc).splitlines()[0]}"
+        ) from exc
     return encoder

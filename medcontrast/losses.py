@@ -70,7 +70,10 @@ def nt_xent(
 
 
 def supcon(
-    z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.1,
     gather: bool = True,
 ) -> torch.Tensor:
     """Supervised contrastive loss, L_out (Khosla et al., NeurIPS 2020).
@@ -107,8 +110,12 @@ def supcon(
 
 
 def moco_infonce(
-    q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2,
-    q_groups: torch.Tensor | None = None, queue_groups: torch.Tensor | None = None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    queue: torch.Tensor,
+    temperature: float = 0.2,
+    q_groups: torch.Tensor | None = None,
+    queue_groups: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """InfoNCE against a queue of negatives, MoCo v2 (He et al., CVPR 2020; Chen et al., 2020).
 

@@ -16,9 +16,17 @@ class LARS(torch.optim.Optimizer):
     SGD with momentum. torch ships no LARS, hence this one.
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 eta: float = 0.001) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars=True))
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 0.001,
+    ) -> None:
+        super().__init__(
+            params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars=True)
+        )
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -30,8 +38,11 @@ class LARS(torch.optim.Optimizer):
                 if group["lars"]:
                     grad = grad.add(p, alpha=group["weight_decay"])
                     p_norm, g_norm = torch.norm(p), torch.norm(grad)
-                    trust = torch.where((p_norm > 0) & (g_norm > 0), group["eta"] * p_norm / g_norm,
-                                        torch.ones_like(p_norm))
+                    trust = torch.where(
+                        (p_norm > 0) & (g_norm > 0),
+                        group["eta"] * p_norm / g_norm,
+                        torch.ones_like(p_norm),
+                    )
                     grad = grad * trust
                 state = self.state[p]
                 buf = state.get("momentum_buffer")
@@ -49,11 +60,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         if not p.requires_grad:
             continue
         (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0, "lars": False}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0, "lars": False},
+    ]
 
 
-def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str, model: nn.Module, lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
     groups = param_groups(model, weight_decay)
     if name == "adamw":
         for g in groups:

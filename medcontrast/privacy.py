@@ -18,6 +18,7 @@ import hmac
 import os
 import secrets
 from pathlib import Path
+from typing import ClassVar
 
 ENV_VAR = "MEDCONTRAST_SALT_FILE"
 
@@ -55,7 +56,13 @@ class Pseudonymizer:
     unrelated pseudonyms.
     """
 
-    PREFIX = {"patient": "pat", "study": "stu", "series": "ser", "sample": "smp", "path": "pth"}
+    PREFIX: ClassVar[dict[str, str]] = {
+        "patient": "pat",
+        "study": "stu",
+        "series": "ser",
+        "sample": "smp",
+        "path": "pth",
+    }
 
     def __init__(self, salt: bytes, length: int = 16) -> None:
         self._salt = salt

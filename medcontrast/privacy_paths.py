@@ -44,5 +44,7 @@ def resolve_private(map_path: Path, key: str) -> list[str]:
             for row in csv.DictReader(fh):
                 _CACHE[(str(map_path), row["pseudonym"])] = row["paths"].split("|")
     if cache_key not in _CACHE:
-        raise FileNotFoundError(f"private path {key} is not in {map_path} (indexed with another salt?)")
+        raise FileNotFoundError(
+            f"private path {key} is not in {map_path} (indexed with another salt?)"
+        )
     return _CACHE[cache_key]

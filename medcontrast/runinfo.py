@@ -12,8 +12,12 @@ from medcontrast import __version__
 
 def versions() -> dict[str, str]:
     """Versions of Python and the libraries results depend on, plus the device."""
-    out = {"medcontrast": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
-           "platform": platform.platform()}
+    out = {
+        "medcontrast": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
     for name in ("timm", "monai", "numpy", "pydicom", "nibabel", "sklearn", "pandas"):
         try:
             module = __import__(name)

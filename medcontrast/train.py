@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import sys
 import time
 from contextlib import nullcontext
@@ -50,9 +49,13 @@ LAST = "last.pt"
 def preprocess_spec(data) -> PreprocessSpec:
     """The cache-defining part of a DataConfig."""
     return PreprocessSpec(
-        ndim=data.ndim, size=tuple(data.size),
-        spacing=tuple(data.spacing) if data.spacing else None, intensity=data.intensity,
-        window=tuple(data.window), percentiles=tuple(data.percentiles), resize=data.resize,
+        ndim=data.ndim,
+        size=tuple(data.size),
+        spacing=tuple(data.spacing) if data.spacing else None,
+        intensity=data.intensity,
+        window=tuple(data.window),
+        percentiles=tuple(data.percentiles),
+        resize=data.resize,
     )
 
 
@@ -65,10 +68,13 @@ def _run_dir(cfg: PretrainConfig, resume: bool) -> Path:
     run = Path(cfg.out_dir) / cfg.name
     if resume:
         if not (run / "checkpoints" / LAST).exists():
-            raise MedContrastError(f"nothing to resume: {run / 'checkpoints' / LAST} does not exist")
+            raise MedContrastError(
+                f"nothing to resume: {run / 'checkpoints' / LAST} does not exist"
+            )
     elif run.exists() and any(run.iterdir()):
-        raise MedContrastError(f"run folder {run} already exists: use --resume to continue it or "
-                               "choose another name=")
+        raise MedContrastError(
+            f"run folder {run} already exists: use --resume to continue it or choose another name="
+        )
     return run
 
 
@@ -76,19 +82,31 @@ def _group_codes(values: pd.Series) -> tuple[np.ndarray, list[np.ndarray]]:
     codes, uniques = pd.factorize(values)
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    groups = [order[bounds[i]: bounds[i + 1]] for i in range(len(uniques))]
+    groups = [order[bounds[i] : bounds[i + 1]] for i in range(len(uniques))]
     return codes.astype(np.int64), groups
 
 
-def _load_data(cfg: PretrainConfig, info: DistInfo, needs_labels: bool, progress: bool = True) -> ImageCache:
+def _load_data(
+    cfg: PretrainConfig, info: DistInfo, needs_labels: bool, progress: bool = True
+) -> ImageCache:
     manifest = read_manifest(cfg.data.manifest) if cfg.data.manifest else None
     if manifest is None:
         raise MedContrastError("data.manifest is not set (make one with `medcontrast index`)")
-    rows = select_rows(manifest, cfg.data.ndim, cfg.data.modalities, cfg.data.splits,
-                       labeled=needs_labels, max_samples=cfg.data.max_samples, seed=cfg.train.seed)
+    rows = select_rows(
+        manifest,
+        cfg.data.ndim,
+        cfg.data.modalities,
+        cfg.data.splits,
+        labeled=needs_labels,
+        max_samples=cfg.data.max_samples,
+        seed=cfg.train.seed,
+    )
     spec = preprocess_spec(cfg.data)
-    kw = dict(cache_dir=cfg.data.cache_dir or None, in_memory=cfg.data.cache == "memory",
-              workers=cfg.data.workers)
+    kw = dict(
+        cache_dir=cfg.data.cache_dir or None,
+        in_memory=cfg.data.cache == "memory",
+        workers=cfg.data.workers,
+    )
     if info.enabled and not info.is_main:
         torch.distributed.barrier()  # rank 0 builds the cache first
     cache = build_cache(manifest, rows, spec, progress=progress and info.is_main, **kw)
@@ -98,21 +116,34 @@ def _load_data(cfg: PretrainConfig, info: DistInfo, needs_labels: bool, progress
 
 
 def _build(cfg: PretrainConfig) -> Method:
-    encoder = build_encoder(cfg.model.encoder, cfg.data.ndim, cfg.model.in_channels, cfg.data.size,
-                            cfg.model.stem_stride)
+    encoder = build_encoder(
+        cfg.model.encoder,
+        cfg.data.ndim,
+        cfg.model.in_channels,
+        cfg.data.size,
+        cfg.model.stem_stride,
+    )
     m = cfg.method
     return build_method(
-        m.name, encoder, proj_hidden=cfg.model.proj_hidden, proj_dim=cfg.model.proj_dim,
-        proj_layers=cfg.model.proj_layers, pred_hidden=cfg.model.pred_hidden,
-        temperature=m.temperature, mask_same_patient=m.mask_same_patient,
-        queue_size=m.queue_size, momentum=m.momentum,
+        m.name,
+        encoder,
+        proj_hidden=cfg.model.proj_hidden,
+        proj_dim=cfg.model.proj_dim,
+        proj_layers=cfg.model.proj_layers,
+        pred_hidden=cfg.model.pred_hidden,
+        temperature=m.temperature,
+        mask_same_patient=m.mask_same_patient,
+        queue_size=m.queue_size,
+        momentum=m.momentum,
     )
 
 
 def _check(cfg: PretrainConfig) -> None:
     METHODS.get(cfg.method.name)  # fails early with "did you mean"
     if cfg.train.batch_size < 2:
-        raise MedContrastError("train.batch_size must be at least 2 (contrastive pairs need negatives)")
+        raise MedContrastError(
+            "train.batch_size must be at least 2 (contrastive pairs need negatives)"
+        )
     if cfg.views.path not in ("auto", "monai", "batched"):
         raise MedContrastError(f"views.path must be auto, monai or batched, got {cfg.views.path!r}")
     if cfg.method.positive_group not in ("patient", "study"):
@@ -144,8 +175,9 @@ class _MetricsLog:
             writer.writerow(row)
 
 
-def pretrain(cfg: PretrainConfig, resume: bool = False, stop_after: int | None = None,
-             progress: bool = True) -> Path:
+def pretrain(
+    cfg: PretrainConfig, resume: bool = False, stop_after: int | None = None, progress: bool = True
+) -> Path:
     """Run (or resume) self-supervised pretraining; returns the run folder.
 
     Args:
@@ -164,7 +196,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, stop_after: int | None =
     if info.is_main:
         (run / "checkpoints").mkdir(parents=True, exist_ok=True)
         save_config(cfg, run / "config.yaml")
-        (run / "versions.json").write_text(json.dumps({**versions(), "world_size": info.world_size}, indent=2))
+        (run / "versions.json").write_text(
+            json.dumps({**versions(), "world_size": info.world_size}, indent=2)
+        )
 
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed % 2**32)
@@ -172,20 +206,31 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, stop_after: int | None =
     n = len(cache)
     if info.is_main:
         manifest = read_manifest(cfg.data.manifest)
-        (run / "data.json").write_text(json.dumps({
-            "manifest": str(Path(cfg.data.manifest).resolve()), "manifest_sha256": manifest.digest(),
-            "samples": n, "patients": int(cache.rows["patient"].nunique()),
-            "splits": cache.rows["split"].value_counts().to_dict(),
-            "failed": [{"sample_id": s, "reason": r} for s, r in cache.failed],
-        }, indent=2))
+        (run / "data.json").write_text(
+            json.dumps(
+                {
+                    "manifest": str(Path(cfg.data.manifest).resolve()),
+                    "manifest_sha256": manifest.digest(),
+                    "samples": n,
+                    "patients": int(cache.rows["patient"].nunique()),
+                    "splits": cache.rows["split"].value_counts().to_dict(),
+                    "failed": [{"sample_id": s, "reason": r} for s, r in cache.failed],
+                },
+                indent=2,
+            )
+        )
         if cache.failed:
-            print(f"note: {len(cache.failed)} samples could not be loaded and are left out "
-                  f"(listed in {run / 'data.json'})", file=sys.stderr)
+            print(
+                f"note: {len(cache.failed)} samples could not be loaded and are left out "
+                f"(listed in {run / 'data.json'})",
+                file=sys.stderr,
+            )
     global_batch = cfg.train.batch_size * info.world_size
     if n < global_batch:
         raise MedContrastError(
             f"train.batch_size {cfg.train.batch_size} x {info.world_size} process(es) = {global_batch} "
-            f"is larger than the {n} training samples; lower train.batch_size")
+            f"is larger than the {n} training samples; lower train.batch_size"
+        )
     patients, _ = _group_codes(cache.rows["patient"])
     group_of, groups = (None, None)
     if cfg.method.patient_positives:
@@ -196,16 +241,25 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, stop_after: int | None =
         labels = cache.rows["label"].map({c: i for i, c in enumerate(names)}).to_numpy()
 
     params = AugmentParams.from_config(cfg.views, cfg.data.ndim, tuple(cfg.data.size))
-    path = cfg.views.path if cfg.views.path != "auto" else ("batched" if device.type == "cuda" else "monai")
+    path = (
+        cfg.views.path
+        if cfg.views.path != "auto"
+        else ("batched" if device.type == "cuda" else "monai")
+    )
     sampler = BatchSampler(n, cfg.train.batch_size, cfg.train.seed, info.rank, info.world_size)
     steps_per_epoch = sampler.steps_per_epoch()
     total = cfg.train.max_steps or steps_per_epoch * cfg.train.epochs
-    epochs = math.ceil(total / steps_per_epoch)
     workers = cfg.train.num_workers
-    loader_kw = dict(num_workers=workers, pin_memory=device.type == "cuda",
-                     persistent_workers=False, prefetch_factor=4 if workers else None)
+    loader_kw = dict(
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
     if path == "monai":
-        dataset = TwoViewDataset(cache.array, params, cfg.train.seed, patients, groups, group_of, labels)
+        dataset = TwoViewDataset(
+            cache.array, params, cfg.train.seed, patients, groups, group_of, labels
+        )
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, **loader_kw)
         batched = None
     else:
@@ -218,9 +272,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, stop_after: int | None =
         model = model.to(memory_format=torch.channels_last)
     lr = cfg.train.lr * global_batch / 256
     optimizer = build_optimizer(cfg.train.optimizer, model, lr, cfg.train.weight_decay)
-    warmup = int(round(cfg.train.warmup_epochs * steps_per_epoch))
+    warmup = round(cfg.train.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(total, min(warmup, total // 2), cfg.train.min_lr_ratio))
+        optimizer, warmup_cosine(total, min(warmup, total // 2), cfg.train.min_lr_ratio)
+    )
     step = 0
     if resume:
         state = ckpt.load(run / "checkpoints" / LAST, map_location=device)
@@ -233,7 +288,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, stop_after: int | None =
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         ddp = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     else:
         ddp = model
     net = ddp.module if info.enabled else ddp
@@ -241,8 +297,15 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, stop_after: int | None =
 
     log = _MetricsLog(run / "metrics.csv", step, info.is_main)
     tb = _tensorboard(run, cfg, info)
-    bar = tqdm(total=total, initial=step, desc="pretrain", unit="step", disable=not (progress and info.is_main),
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        initial=step,
+        desc="pretrain",
+        unit="step",
+        disable=not (progress and info.is_main),
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     last_good = run / "checkpoints" / LAST if step else None
     seen, t_window = 0, time.time()
     model.train()
@@ -262,7 +325,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, stop_after: int | None =
                     where = f"; the last good checkpoint is {last_good}" if last_good else ""
                     raise MedContrastError(
                         f"loss became NaN or infinite at step {step + 1}{where}. Lower train.lr "
-                        f"(now {cfg.train.lr}), raise method.temperature, or use precision=fp32")
+                        f"(now {cfg.train.lr}), raise method.temperature, or use precision=fp32"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.train.clip_grad > 0:
@@ -275,9 +339,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, stop_after: int | None =
                 bar.update()
                 if step % cfg.train.log_every == 0 or step == total:
                     elapsed = max(time.time() - t_window, 1e-9)
-                    row = {"step": step, "epoch": epoch, "loss": float(all_reduce_mean(loss.detach().float())),
-                           "lr": scheduler.get_last_lr()[0], "images_per_s": seen / elapsed,
-                           "time": time.time()}
+                    row = {
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": float(all_reduce_mean(loss.detach().float())),
+                        "lr": scheduler.get_last_lr()[0],
+                        "images_per_s": seen / elapsed,
+                        "time": time.time(),
+                    }
                     row.update({k: float(v) for k, v in out.items() if k != "loss"})
                     log.write(row)
                     if tb is not None:
@@ -295,7 +364,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, stop_after: int | None =
     except torch.cuda.OutOfMemoryError as exc:
         raise MedContrastError(
             f"out of GPU memory at train.batch_size={cfg.train.batch_size} and data.size="
-            f"{cfg.data.size}: lower train.batch_size, or data.size, or use precision=bf16") from exc
+            f"{cfg.data.size}: lower train.batch_size, or data.size, or use precision=bf16"
+        ) from exc
     finally:
         bar.close()
         if tb is not None:
@@ -307,8 +377,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, stop_after: int | None =
     return run
 
 
-def _to_device(batch: dict, device: torch.device, cfg: PretrainConfig, batched: BatchedViews | None,
-               step: int, info: DistInfo) -> dict[str, torch.Tensor]:
+def _to_device(
+    batch: dict,
+    device: torch.device,
+    cfg: PretrainConfig,
+    batched: BatchedViews | None,
+    step: int,
+    info: DistInfo,
+) -> dict[str, torch.Tensor]:
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     if batched is not None:
         g = torch.Generator(device=device)
@@ -323,8 +399,16 @@ def _to_device(batch: dict, device: torch.device, cfg: PretrainConfig, batched: 
     return batch
 
 
-def _save(run: Path, model: nn.Module, optimizer, scheduler, step: int, cfg: PretrainConfig,
-          cache: ImageCache, info: DistInfo) -> Path:
+def _save(
+    run: Path,
+    model: nn.Module,
+    optimizer,
+    scheduler,
+    step: int,
+    cfg: PretrainConfig,
+    cache: ImageCache,
+    info: DistInfo,
+) -> Path:
     rng = [ckpt.rng_state()]
     if info.enabled:
         gathered = [None] * info.world_size
@@ -333,9 +417,13 @@ def _save(run: Path, model: nn.Module, optimizer, scheduler, step: int, cfg: Pre
     path = run / "checkpoints" / LAST
     if info.is_main:
         state = {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "step": step, "rng": rng,
-            "config": to_dict(replace(cfg)), "manifest_sha256": _rows_digest(cache),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "step": step,
+            "rng": rng,
+            "config": to_dict(replace(cfg)),
+            "manifest_sha256": _rows_digest(cache),
             "versions": versions(),
         }
         ckpt.atomic_save(state, path)
@@ -356,4 +444,3 @@ def _tensorboard(run: Path, cfg: PretrainConfig, info: DistInfo):
     except ImportError as exc:
         raise MedContrastError("train.tensorboard=true needs the tensorboard package") from exc
     return SummaryWriter(str(run / "tensorboard"))
-

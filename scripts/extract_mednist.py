@@ -1,7 +1,7 @@
 """Extract MedNIST_resized.tar.gz (checked against its md5) into a cache folder, outside the repo.
 
-    python scripts/extract_mednist.py ../shared/data/mednist/MedNIST_resized.tar.gz ~/.cache/medcontrast/mednist
-    medcontrast index ~/.cache/medcontrast/mednist/resized --out runs/data/mednist.csv --labels-from-folders
+python scripts/extract_mednist.py ../shared/data/mednist/MedNIST_resized.tar.gz ~/.cache/medcontrast/mednist
+medcontrast index ~/.cache/medcontrast/mednist/resized --out runs/data/mednist.csv --labels-from-folders
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ MD5 = "fa7643fa8cae3229bdc4679fff8af0b2"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("archive")
     parser.add_argument("out_dir")
     args = parser.parse_args()

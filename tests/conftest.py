@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 _SALT_DIR = tempfile.mkdtemp(prefix="medcontrast-salt-")
+# A fixed salt: pseudonyms, and so the patient-level splits of the fixtures, are the same every run.
+(Path(_SALT_DIR) / "salt").write_text("medcontrast-test-salt-not-for-real-data-0123456789")
 os.environ["MEDCONTRAST_SALT_FILE"] = str(Path(_SALT_DIR) / "salt")
 os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="medcontrast-cache-"))
 
@@ -32,7 +34,7 @@ def phantom_archive(tmp_path_factory) -> Path:
     from medcontrast.data.phantoms import make_phantoms
 
     out = tmp_path_factory.mktemp("phantoms") / "archive"
-    make_phantoms(out, patients=24, seed=3, workers=2, progress=False)
+    make_phantoms(out, patients=40, seed=5, workers=2, progress=False)  # labels in every split
     return out
 
 

@@ -18,7 +18,7 @@ def test_unknown_key_names_the_key_and_suggests():
 
 
 def test_wrong_type_is_an_error():
-    with pytest.raises(MedContrastError, match="train.lr: expected a number"):
+    with pytest.raises(MedContrastError, match=r"train\.lr: expected a number"):
         load_config(PretrainConfig, None, ["train.lr=fast"])
 
 

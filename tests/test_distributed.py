@@ -41,7 +41,9 @@ def _worker(rank: int, world: int, port: int, out: str, mask: bool) -> None:
         x1, x2, weight, groups = _data()
         rows = slice(rank * B_LOCAL, (rank + 1) * B_LOCAL)
         model = torch.nn.parallel.DistributedDataParallel(_model(weight))
-        loss = nt_xent(model(x1[rows]), model(x2[rows]), 0.2, groups=groups[rows], mask_same_group=mask)
+        loss = nt_xent(
+            model(x1[rows]), model(x2[rows]), 0.2, groups=groups[rows], mask_same_group=mask
+        )
         loss.backward()
         losses = [torch.zeros(()) for _ in range(world)]
         dist.all_gather(losses, loss.detach())

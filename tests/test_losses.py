@@ -42,7 +42,9 @@ def test_nt_xent_closed_forms():
     # Orthogonal samples, identical views: loss = log(1 + (2B - 2) e^{-1/t}).
     eye = torch.eye(b)
     t = 0.5
-    assert float(nt_xent(eye, eye, t)) == pytest.approx(math.log(1 + (2 * b - 2) * math.exp(-1 / t)), rel=1e-6)
+    assert float(nt_xent(eye, eye, t)) == pytest.approx(
+        math.log(1 + (2 * b - 2) * math.exp(-1 / t)), rel=1e-6
+    )
 
 
 def test_same_patient_negatives_are_masked():
@@ -78,7 +80,9 @@ def test_supcon_matches_reference():
     g = torch.Generator().manual_seed(4)
     z1, z2 = torch.randn(8, 6, generator=g), torch.randn(8, 6, generator=g)
     labels = torch.tensor([0, 1, 0, 2, 1, 0, 2, 2])
-    assert float(supcon(z1, z2, labels, 0.3)) == pytest.approx(slow_supcon(z1, z2, labels, 0.3), rel=1e-5)
+    assert float(supcon(z1, z2, labels, 0.3)) == pytest.approx(
+        slow_supcon(z1, z2, labels, 0.3), rel=1e-5
+    )
 
 
 def test_moco_and_byol_closed_forms():
@@ -86,6 +90,8 @@ def test_moco_and_byol_closed_forms():
     queue = -torch.eye(4)  # every negative at cosine -1
     # Row i: positive cosine 1, negative -1 with queue row i, 0 with the three others.
     logits = torch.tensor([1.0, -1.0, 0.0, 0.0, 0.0])
-    assert float(moco_infonce(q, q, queue, 1.0)) == pytest.approx(float(-torch.log_softmax(logits, 0)[0]), rel=1e-6)
+    assert float(moco_infonce(q, q, queue, 1.0)) == pytest.approx(
+        float(-torch.log_softmax(logits, 0)[0]), rel=1e-6
+    )
     assert float(byol_loss(q, q)) == pytest.approx(0.0, abs=1e-6)
     assert float(byol_loss(q, -q)) == pytest.approx(4.0, abs=1e-6)

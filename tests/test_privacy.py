@@ -10,9 +10,18 @@ import pydicom
 
 from medcontrast.privacy import Pseudonymizer, load_salt, unit_interval
 
-IDENTIFYING = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
-               "InstitutionName", "OtherPatientIDs", "ReferringPhysicianName", "StudyInstanceUID",
-               "SeriesInstanceUID", "SOPInstanceUID")
+IDENTIFYING = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "AccessionNumber",
+    "InstitutionName",
+    "OtherPatientIDs",
+    "ReferringPhysicianName",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+)
 
 
 def identifying_values(archive: Path) -> set[str]:
@@ -42,9 +51,22 @@ def test_pseudonyms_are_keyed_and_stable(tmp_path):
 
 def test_no_identifier_in_manifest_or_logs(phantom_archive, tmp_path):
     out = tmp_path / "m.csv"
-    proc = subprocess.run([sys.executable, "-m", "medcontrast.cli", "index", str(phantom_archive),
-                           "--out", str(out), "--labels", str(phantom_archive / "labels.csv")],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medcontrast.cli",
+            "index",
+            str(phantom_archive),
+            "--out",
+            str(out),
+            "--labels",
+            str(phantom_archive / "labels.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     values = identifying_values(phantom_archive)
     assert values, "phantoms must carry identifiers for this test to mean anything"
     written = out.read_text() + out.with_suffix(".json").read_text() + proc.stdout + proc.stderr

@@ -14,33 +14,72 @@ from medcontrast.train import pretrain
 
 
 def _cfg(manifest, tmp_path, name, *extra) -> PretrainConfig:
-    return load_config(PretrainConfig, None, [
-        f"data.manifest={manifest}", "data.modalities=[CR,DX]", "data.size=[32,32]",
-        f"data.cache_dir={tmp_path / 'cache'}", f"out_dir={tmp_path / 'runs'}", f"name={name}",
-        "model.encoder=timm:resnet10t", "model.proj_hidden=64", "model.proj_dim=32", "method.queue_size=64",
-        "train.batch_size=8", "train.max_steps=2", "train.log_every=1", "views.preset=radiograph",
-        *extra])
+    return load_config(
+        PretrainConfig,
+        None,
+        [
+            f"data.manifest={manifest}",
+            "data.modalities=[CR,DX]",
+            "data.size=[32,32]",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"out_dir={tmp_path / 'runs'}",
+            f"name={name}",
+            "model.encoder=timm:resnet10t",
+            "model.proj_hidden=64",
+            "model.proj_dim=32",
+            "method.queue_size=64",
+            "train.batch_size=8",
+            "train.max_steps=2",
+            "train.log_every=1",
+            "views.preset=radiograph",
+            *extra,
+        ],
+    )
 
 
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_trains(phantom_manifest, tmp_path, method):
-    run = pretrain(_cfg(phantom_manifest, tmp_path, method, f"method.name={method}"), progress=False)
+    run = pretrain(
+        _cfg(phantom_manifest, tmp_path, method, f"method.name={method}"), progress=False
+    )
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics["step"]) == [1, 2] and metrics["loss"].notna().all()
-    for name in ("config.yaml", "versions.json", "data.json", "encoder.pth", "encoder.json", "checkpoints/last.pt"):
+    for name in (
+        "config.yaml",
+        "versions.json",
+        "data.json",
+        "encoder.pth",
+        "encoder.json",
+        "checkpoints/last.pt",
+    ):
         assert (run / name).exists(), name
     assert load_encoder(run).num_features == 512
 
 
-@pytest.mark.parametrize("encoder,extra", [
-    ("monai:resnet10", []),
-    ("monai:vit", ["model.proj_hidden=32"]),
-    ("monai:swin", []),
-])
+@pytest.mark.parametrize(
+    "encoder,extra",
+    [
+        ("monai:resnet10", []),
+        ("monai:vit", ["model.proj_hidden=32"]),
+        ("monai:swin", []),
+    ],
+)
 def test_3d_encoders_train(phantom_manifest, tmp_path, encoder, extra):
-    cfg = _cfg(phantom_manifest, tmp_path, encoder.replace(":", "-"), "data.ndim=3", "data.modalities=[CT,MR]",
-               "data.size=[32,32,32]", f"model.encoder={encoder}", "train.batch_size=4", "data.splits=[train,val,test]",
-               "views.preset=mri", "views.flip_axes=[0]", "views.path=batched", *extra)
+    cfg = _cfg(
+        phantom_manifest,
+        tmp_path,
+        encoder.replace(":", "-"),
+        "data.ndim=3",
+        "data.modalities=[CT,MR]",
+        "data.size=[32,32,32]",
+        f"model.encoder={encoder}",
+        "train.batch_size=4",
+        "data.splits=[train,val,test]",
+        "views.preset=mri",
+        "views.flip_axes=[0]",
+        "views.path=batched",
+        *extra,
+    )
     run = pretrain(cfg, progress=False)
     assert torch.isfinite(torch.tensor(pd.read_csv(run / "metrics.csv")["loss"].to_numpy())).all()
     enc = load_encoder(run)
@@ -49,8 +88,13 @@ def test_3d_encoders_train(phantom_manifest, tmp_path, encoder, extra):
 
 @pytest.mark.parametrize("path", ["monai", "batched"])
 def test_kill_and_resume_reproduces_the_uninterrupted_run(phantom_manifest, tmp_path, path):
-    extra = ["train.max_steps=6", "train.checkpoint_every=3", f"views.path={path}", "method.name=moco",
-             "train.seed=4"]
+    extra = [
+        "train.max_steps=6",
+        "train.checkpoint_every=3",
+        f"views.path={path}",
+        "method.name=moco",
+        "train.seed=4",
+    ]
     full = pretrain(_cfg(phantom_manifest, tmp_path, "full", *extra), progress=False)
     cut = pretrain(_cfg(phantom_manifest, tmp_path, "cut", *extra), stop_after=3, progress=False)
     assert not (cut / "encoder.pth").exists()
@@ -97,11 +141,16 @@ def test_nan_loss_stops_with_a_clear_message(phantom_manifest, tmp_path, monkeyp
     cfg = _cfg(phantom_manifest, tmp_path, "nan", "train.max_steps=4", "train.checkpoint_every=2")
     with pytest.raises(MedContrastError, match=r"NaN.*step 3.*last good checkpoint"):
         pretrain(cfg, progress=False)
-    assert torch.load(tmp_path / "runs" / "nan" / "checkpoints" / "last.pt", weights_only=False)["step"] == 2
+    assert (
+        torch.load(tmp_path / "runs" / "nan" / "checkpoints" / "last.pt", weights_only=False)[
+            "step"
+        ]
+        == 2
+    )
 
 
 def test_bad_settings_are_clear(phantom_manifest, tmp_path):
-    with pytest.raises(MedContrastError, match="larger than the .* training samples"):
+    with pytest.raises(MedContrastError, match=r"larger than the .* training samples"):
         pretrain(_cfg(phantom_manifest, tmp_path, "big", "train.batch_size=100000"), progress=False)
     with pytest.raises(MedContrastError, match="unknown method"):
         pretrain(_cfg(phantom_manifest, tmp_path, "m", "method.name=simsam"), progress=False)
@@ -115,13 +164,31 @@ def test_exported_weights_load_into_timm_and_monai(phantom_manifest, tmp_path):
 
     run = pretrain(_cfg(phantom_manifest, tmp_path, "exp"), progress=False)
     ours = load_encoder(run).eval()
-    model = timm.create_model("resnet10t", in_chans=1, num_classes=0, pretrained=True,
-                              pretrained_cfg_overlay=dict(file=str(run / "encoder.pth"))).eval()
+    model = timm.create_model(
+        "resnet10t",
+        in_chans=1,
+        num_classes=0,
+        pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(run / "encoder.pth")),
+    ).eval()
     x = torch.rand(2, 1, 32, 32)
     torch.testing.assert_close(model(x), ours(x))
-    run3 = pretrain(_cfg(phantom_manifest, tmp_path, "exp3", "data.ndim=3", "data.modalities=[CT,MR]",
-                         "data.size=[16,16,16]", "model.encoder=monai:resnet10", "train.batch_size=4", "data.splits=[train,val,test]",
-                         "views.preset=mri", "views.flip_axes=[0]"), progress=False)
+    run3 = pretrain(
+        _cfg(
+            phantom_manifest,
+            tmp_path,
+            "exp3",
+            "data.ndim=3",
+            "data.modalities=[CT,MR]",
+            "data.size=[16,16,16]",
+            "model.encoder=monai:resnet10",
+            "train.batch_size=4",
+            "data.splits=[train,val,test]",
+            "views.preset=mri",
+            "views.flip_axes=[0]",
+        ),
+        progress=False,
+    )
     net = resnet10(spatial_dims=3, n_input_channels=1, feed_forward=False, conv1_t_stride=2)
     net.load_state_dict(torch.load(run3 / "encoder.pth"))  # strict: no renaming needed
     torch.testing.assert_close(net.eval()(torch.rand(1, 1, 16, 16, 16)).shape, torch.Size([1, 512]))

@@ -28,8 +28,13 @@ class BatchedViews:
         a, b = params.rot90_axes
         if params.rot90_prob > 0 and params.size[a] != params.size[b]:
             raise MedContrastError("views.rot90_prob needs equal sizes along views.rot90_axes")
-        self.resample = AffineTransform(normalized=True, mode="bilinear", padding_mode="zeros",
-                                        align_corners=False, reverse_indexing=True)
+        self.resample = AffineTransform(
+            normalized=True,
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
+            reverse_indexing=True,
+        )
 
     # -- random helpers ------------------------------------------------------------------------
     @staticmethod
@@ -53,7 +58,9 @@ class BatchedViews:
         theta = eye.clone()
         if p.crop_prob > 0:
             do = self._coin(g, n, p.crop_prob, dev)[:, None]
-            side = torch.where(do, self._u(g, (n, nd), *p.crop_scale, dev), torch.ones(n, nd, device=dev))
+            side = torch.where(
+                do, self._u(g, (n, nd), *p.crop_scale, dev), torch.ones(n, nd, device=dev)
+            )
             centre = self._u(g, (n, nd), -1.0, 1.0, dev) * (1 - side)
             crop = eye.clone()
             crop[:, :nd, :nd] = torch.diag_embed(side)
@@ -101,7 +108,12 @@ class BatchedViews:
         for i, j in ((1, 2), (0, 2), (0, 1)):
             a = self._u(g, (n,), -r, r, dev)
             m = torch.eye(3, device=dev).repeat(n, 1, 1)
-            m[:, i, i], m[:, i, j], m[:, j, i], m[:, j, j] = torch.cos(a), -torch.sin(a), torch.sin(a), torch.cos(a)
+            m[:, i, i], m[:, i, j], m[:, j, i], m[:, j, j] = (
+                torch.cos(a),
+                -torch.sin(a),
+                torch.sin(a),
+                torch.cos(a),
+            )
             out = out @ m
         return out
 
@@ -120,8 +132,9 @@ class BatchedViews:
         do = self._coin(g, n, p.elastic_prob, dev)
         m = 2 * p.elastic_magnitude
         coarse = self._u(g, (n, nd, *p.elastic_grid), -m, m, dev)
-        field = F.interpolate(coarse, size=p.size, mode="bicubic" if nd == 2 else "trilinear",
-                              align_corners=False)
+        field = F.interpolate(
+            coarse, size=p.size, mode="bicubic" if nd == 2 else "trilinear", align_corners=False
+        )
         # Like MONAI's SmoothField: rescale the upsampled field to the coarse field's range.
         flat_c, flat_f = coarse.flatten(1), field.flatten(1)
         cmin, cmax = flat_c.min(1).values, flat_c.max(1).values
@@ -133,7 +146,9 @@ class BatchedViews:
         axes = [torch.linspace(-1 + 1 / s, 1 - 1 / s, s, device=dev) for s in p.size]
         ident = torch.stack(torch.meshgrid(*axes, indexing="ij"), 0)  # (nd, *size), array order
         grid = (ident[None] + field).movedim(1, -1).flip(-1)  # grid_sample wants (x, y[, z])
-        return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+        return F.grid_sample(
+            x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False
+        )
 
     # -- intensity -------------------------------------------------------------------------------
     @staticmethod
@@ -176,12 +191,21 @@ class BatchedViews:
         if p.bias_field_prob > 0:
             do = self._coin(g, n, p.bias_field_prob, dev)
             coeff = self._bias_coefficients(n, g, dev)
-            x = self._where(x, do, lambda sub, idx: sub * torch.exp(self._bias_field(coeff[idx])).to(sub.dtype))
+            x = self._where(
+                x, do, lambda sub, idx: sub * torch.exp(self._bias_field(coeff[idx])).to(sub.dtype)
+            )
         if p.noise_prob > 0:
             do = self._coin(g, n, p.noise_prob, dev)
             std = self._u(g, (n,), 0.0, p.noise_std, dev)
-            x = self._where(x, do, lambda sub, idx: sub + torch.randn(
-                sub.shape, generator=g, device=dev, dtype=sub.dtype) * std[idx].view(view).to(sub.dtype))
+            x = self._where(
+                x,
+                do,
+                lambda sub, idx: (
+                    sub
+                    + torch.randn(sub.shape, generator=g, device=dev, dtype=sub.dtype)
+                    * std[idx].view(view).to(sub.dtype)
+                ),
+            )
         if p.blur_prob > 0:
             do = self._coin(g, n, p.blur_prob, dev)
             sigma = self._u(g, (n, nd), *p.blur_sigma, dev)
@@ -211,7 +235,9 @@ class BatchedViews:
         flo = ref.clone()
         for i in range(1, hi - 1):
             inside = i < npts - 1
-            draw = flo[:, i - 1] + (flo[:, i + 1] - flo[:, i - 1]) * torch.rand(n, generator=g, device=dev)
+            draw = flo[:, i - 1] + (flo[:, i + 1] - flo[:, i - 1]) * torch.rand(
+                n, generator=g, device=dev
+            )
             flo[:, i] = torch.where(inside, draw, flo[:, i])
         do = self._coin(g, n, p.hist_shift_prob, dev)
 
@@ -284,7 +310,7 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     kernels, as MONAI's GaussianFilter."""
     n, c = x.shape[:2]
     nd = x.dim() - 2
-    radius = int(math.ceil(4.0 * float(sigma.max()))) if sigma.numel() else 0
+    radius = math.ceil(4.0 * float(sigma.max())) if sigma.numel() else 0
     if radius == 0:
         return x
     offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)

@@ -60,9 +60,17 @@ def build_monai_transform(p: AugmentParams) -> Compose:
     mode = "bilinear"
     ts: list = []
     if p.crop_prob > 0:
-        crop = Compose([RandScaleCrop(roi_scale=p.crop_scale[0], max_roi_scale=p.crop_scale[1],
-                                      random_center=True, random_size=True),
-                        Resize(spatial_size=size, mode=mode if nd == 2 else "trilinear")])
+        crop = Compose(
+            [
+                RandScaleCrop(
+                    roi_scale=p.crop_scale[0],
+                    max_roi_scale=p.crop_scale[1],
+                    random_center=True,
+                    random_size=True,
+                ),
+                Resize(spatial_size=size, mode=mode if nd == 2 else "trilinear"),
+            ]
+        )
         ts.append(_Maybe(crop, p.crop_prob))
     if p.flip_prob > 0:
         ts += [RandFlip(prob=p.flip_prob, spatial_axis=a) for a in p.flip_axes]
@@ -70,14 +78,28 @@ def build_monai_transform(p: AugmentParams) -> Compose:
         ts.append(RandRotate90(prob=p.rot90_prob, max_k=3, spatial_axes=p.rot90_axes))
     if p.affine_prob > 0:
         rot = p.rotate_rad if nd == 2 else (p.rotate_rad,) * 3
-        ts.append(RandAffine(prob=p.affine_prob, rotate_range=rot, scale_range=(p.scale,) * nd,
-                             translate_range=[p.translate * s for s in size], padding_mode="zeros",
-                             mode=mode))
+        ts.append(
+            RandAffine(
+                prob=p.affine_prob,
+                rotate_range=rot,
+                scale_range=(p.scale,) * nd,
+                translate_range=[p.translate * s for s in size],
+                padding_mode="zeros",
+                mode=mode,
+            )
+        )
     if p.elastic_prob > 0:
-        ts.append(RandSmoothDeform(spatial_size=size, rand_size=p.elastic_grid, prob=p.elastic_prob,
-                                   def_range=2 * p.elastic_magnitude,
-                                   field_mode="bicubic" if nd == 2 else "trilinear",
-                                   grid_mode="bilinear", grid_padding_mode="zeros"))
+        ts.append(
+            RandSmoothDeform(
+                spatial_size=size,
+                rand_size=p.elastic_grid,
+                prob=p.elastic_prob,
+                def_range=2 * p.elastic_magnitude,
+                field_mode="bicubic" if nd == 2 else "trilinear",
+                grid_mode="bilinear",
+                grid_padding_mode="zeros",
+            )
+        )
     if p.contrast_prob > 0:
         ts.append(RandAdjustContrast(prob=p.contrast_prob, gamma=p.gamma))
     if p.hist_shift_prob > 0:
@@ -87,20 +109,29 @@ def build_monai_transform(p: AugmentParams) -> Compose:
     if p.shift_intensity_prob > 0:
         ts.append(RandShiftIntensity(offsets=p.shift_intensity, prob=p.shift_intensity_prob))
     if p.bias_field_prob > 0:
-        ts.append(RandBiasField(degree=3, coeff_range=(0.0, p.bias_field_coeff), prob=p.bias_field_prob))
+        ts.append(
+            RandBiasField(degree=3, coeff_range=(0.0, p.bias_field_coeff), prob=p.bias_field_prob)
+        )
     if p.noise_prob > 0:
         ts.append(RandGaussianNoise(prob=p.noise_prob, mean=0.0, std=p.noise_std, sample_std=True))
     if p.blur_prob > 0:
-        ts.append(RandGaussianSmooth(sigma_x=p.blur_sigma, sigma_y=p.blur_sigma, sigma_z=p.blur_sigma,
-                                     prob=p.blur_prob))
+        ts.append(
+            RandGaussianSmooth(
+                sigma_x=p.blur_sigma, sigma_y=p.blur_sigma, sigma_z=p.blur_sigma, prob=p.blur_prob
+            )
+        )
     if p.sharpen_prob > 0:
         ts.append(RandGaussianSharpen(prob=p.sharpen_prob))
     if p.dropout_prob > 0:
-        ts.append(RandCoarseDropout(
-            holes=p.dropout_holes,
-            spatial_size=[max(1, math.ceil(p.dropout_size[0] * s)) for s in size],
-            max_spatial_size=[max(1, math.ceil(p.dropout_size[1] * s)) for s in size],
-            fill_value=0.0, prob=p.dropout_prob))
+        ts.append(
+            RandCoarseDropout(
+                holes=p.dropout_holes,
+                spatial_size=[max(1, math.ceil(p.dropout_size[0] * s)) for s in size],
+                max_spatial_size=[max(1, math.ceil(p.dropout_size[1] * s)) for s in size],
+                fill_value=0.0,
+                prob=p.dropout_prob,
+            )
+        )
     return Compose(ts)
 
 
@@ -126,7 +157,9 @@ class MonaiViews:
         return out.to(torch.float32).contiguous()
 
 
-def partner_index(i: int, groups: list[np.ndarray] | None, group_of: np.ndarray | None, seed: int) -> int:
+def partner_index(
+    i: int, groups: list[np.ndarray] | None, group_of: np.ndarray | None, seed: int
+) -> int:
     """For MICLe-style positives: another image of the same patient or study (or ``i`` itself)."""
     if groups is None or group_of is None:
         return i
@@ -149,9 +182,16 @@ class TwoViewDataset(Dataset):
         labels: (N,) integer class codes (SupCon).
     """
 
-    def __init__(self, array: np.ndarray, params: AugmentParams, seed: int,
-                 patients: np.ndarray | None = None, groups: list[np.ndarray] | None = None,
-                 group_of: np.ndarray | None = None, labels: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        array: np.ndarray,
+        params: AugmentParams,
+        seed: int,
+        patients: np.ndarray | None = None,
+        groups: list[np.ndarray] | None = None,
+        group_of: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+    ) -> None:
         self.array = array
         self.labels = labels
         self.views = MonaiViews(params)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from medcontrast.config import ViewsConfig
 from medcontrast.errors import MedContrastError
 
+
 @dataclass(frozen=True)
 class AugmentParams:
     """Validated view settings for one spatial size. See the module docstring for semantics."""
@@ -63,49 +64,95 @@ class AugmentParams:
     @classmethod
     def from_config(cls, cfg: ViewsConfig, ndim: int, size: tuple[int, ...]) -> AugmentParams:
         """Validate ``cfg`` (whose preset, if any, was resolved when the config was loaded)."""
-        for name in ("crop_prob", "flip_prob", "rot90_prob", "affine_prob", "elastic_prob",
-                     "contrast_prob", "hist_shift_prob", "scale_intensity_prob",
-                     "shift_intensity_prob", "bias_field_prob", "noise_prob", "blur_prob",
-                     "sharpen_prob", "dropout_prob"):
+        for name in (
+            "crop_prob",
+            "flip_prob",
+            "rot90_prob",
+            "affine_prob",
+            "elastic_prob",
+            "contrast_prob",
+            "hist_shift_prob",
+            "scale_intensity_prob",
+            "shift_intensity_prob",
+            "bias_field_prob",
+            "noise_prob",
+            "blur_prob",
+            "sharpen_prob",
+            "dropout_prob",
+        ):
             p = getattr(cfg, name)
             if not 0.0 <= p <= 1.0:
                 raise MedContrastError(f"views.{name} must be between 0 and 1, got {p}")
         lo, hi = _pair(cfg.crop_scale, "crop_scale")
         if not 0 < lo <= hi <= 1:
-            raise MedContrastError(f"views.crop_scale must satisfy 0 < low <= high <= 1, got {cfg.crop_scale}")
+            raise MedContrastError(
+                f"views.crop_scale must satisfy 0 < low <= high <= 1, got {cfg.crop_scale}"
+            )
         axes = tuple(int(a) for a in cfg.flip_axes)
         if any(a < 0 or a >= ndim for a in axes):
-            raise MedContrastError(f"views.flip_axes {list(axes)} must be spatial axes below {ndim}")
+            raise MedContrastError(
+                f"views.flip_axes {list(axes)} must be spatial axes below {ndim}"
+            )
         rot_axes = tuple(int(a) for a in cfg.rot90_axes)
-        if len(rot_axes) != 2 or any(a < 0 or a >= ndim for a in rot_axes) or rot_axes[0] == rot_axes[1]:
-            raise MedContrastError(f"views.rot90_axes must be two different spatial axes, got {list(rot_axes)}")
+        if (
+            len(rot_axes) != 2
+            or any(a < 0 or a >= ndim for a in rot_axes)
+            or rot_axes[0] == rot_axes[1]
+        ):
+            raise MedContrastError(
+                f"views.rot90_axes must be two different spatial axes, got {list(rot_axes)}"
+            )
         glo, ghi = _pair(cfg.gamma, "gamma")
         if not 0 < glo <= ghi:
             raise MedContrastError(f"views.gamma must be positive and ordered, got {cfg.gamma}")
         plo, phi = (int(x) for x in _pair(cfg.hist_points, "hist_points"))
         if not 3 <= plo <= phi:
-            raise MedContrastError(f"views.hist_points must be at least 3 and ordered, got {cfg.hist_points}")
+            raise MedContrastError(
+                f"views.hist_points must be at least 3 and ordered, got {cfg.hist_points}"
+            )
         slo, shi = _pair(cfg.blur_sigma, "blur_sigma")
         dlo, dhi = _pair(cfg.dropout_size, "dropout_size")
         if not 0 < dlo <= dhi < 1:
-            raise MedContrastError(f"views.dropout_size must be fractions 0 < low <= high < 1, got {cfg.dropout_size}")
+            raise MedContrastError(
+                f"views.dropout_size must be fractions 0 < low <= high < 1, got {cfg.dropout_size}"
+            )
         if cfg.elastic_sigma <= 0:
             raise MedContrastError("views.elastic_sigma must be positive")
         grid = tuple(max(2, math.ceil(1.0 / cfg.elastic_sigma)) for _ in size)
         return cls(
-            ndim=ndim, size=tuple(size), crop_prob=cfg.crop_prob, crop_scale=(lo, hi),
-            flip_prob=cfg.flip_prob, flip_axes=axes, rot90_prob=cfg.rot90_prob,
-            rot90_axes=(rot_axes[0], rot_axes[1]), affine_prob=cfg.affine_prob,
-            rotate_rad=math.radians(cfg.rotate_deg), scale=cfg.scale, translate=cfg.translate,
-            elastic_prob=cfg.elastic_prob, elastic_grid=grid, elastic_magnitude=cfg.elastic_magnitude,
-            contrast_prob=cfg.contrast_prob, gamma=(glo, ghi), hist_shift_prob=cfg.hist_shift_prob,
-            hist_points=(plo, phi), scale_intensity_prob=cfg.scale_intensity_prob,
-            scale_intensity=cfg.scale_intensity, shift_intensity_prob=cfg.shift_intensity_prob,
-            shift_intensity=cfg.shift_intensity, bias_field_prob=cfg.bias_field_prob,
-            bias_field_coeff=cfg.bias_field_coeff, noise_prob=cfg.noise_prob,
-            noise_std=cfg.noise_std, blur_prob=cfg.blur_prob, blur_sigma=(slo, shi),
-            sharpen_prob=cfg.sharpen_prob, dropout_prob=cfg.dropout_prob,
-            dropout_holes=cfg.dropout_holes, dropout_size=(dlo, dhi),
+            ndim=ndim,
+            size=tuple(size),
+            crop_prob=cfg.crop_prob,
+            crop_scale=(lo, hi),
+            flip_prob=cfg.flip_prob,
+            flip_axes=axes,
+            rot90_prob=cfg.rot90_prob,
+            rot90_axes=(rot_axes[0], rot_axes[1]),
+            affine_prob=cfg.affine_prob,
+            rotate_rad=math.radians(cfg.rotate_deg),
+            scale=cfg.scale,
+            translate=cfg.translate,
+            elastic_prob=cfg.elastic_prob,
+            elastic_grid=grid,
+            elastic_magnitude=cfg.elastic_magnitude,
+            contrast_prob=cfg.contrast_prob,
+            gamma=(glo, ghi),
+            hist_shift_prob=cfg.hist_shift_prob,
+            hist_points=(plo, phi),
+            scale_intensity_prob=cfg.scale_intensity_prob,
+            scale_intensity=cfg.scale_intensity,
+            shift_intensity_prob=cfg.shift_intensity_prob,
+            shift_intensity=cfg.shift_intensity,
+            bias_field_prob=cfg.bias_field_prob,
+            bias_field_coeff=cfg.bias_field_coeff,
+            noise_prob=cfg.noise_prob,
+            noise_std=cfg.noise_std,
+            blur_prob=cfg.blur_prob,
+            blur_sigma=(slo, shi),
+            sharpen_prob=cfg.sharpen_prob,
+            dropout_prob=cfg.dropout_prob,
+            dropout_holes=cfg.dropout_holes,
+            dropout_size=(dlo, dhi),
         )
 
 

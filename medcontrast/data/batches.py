@@ -15,7 +15,9 @@ from torch.utils.data import Dataset
 from medcontrast.augment.monai_views import draw_seed, partner_index
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> np.ndarray:
+def epoch_batches(
+    n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
+) -> np.ndarray:
     """(steps, batch_size) sample indices of this rank for one epoch (incomplete batches dropped)."""
     rng = np.random.default_rng(draw_seed(seed, epoch, 17))
     perm = rng.permutation(n)
@@ -37,8 +39,10 @@ class BatchSampler(torch.utils.data.Sampler):
         return self.n // (self.batch_size * self.world)
 
     def __iter__(self):
-        batches = epoch_batches(self.n, self.batch_size, self.seed, self.epoch, self.rank, self.world)
-        for b in batches[self.start:]:
+        batches = epoch_batches(
+            self.n, self.batch_size, self.seed, self.epoch, self.rank, self.world
+        )
+        for b in batches[self.start :]:
             yield b.tolist()
 
     def __len__(self) -> int:
@@ -52,9 +56,15 @@ class RawPairDataset(Dataset):
     training step; augmentation then runs on the device.
     """
 
-    def __init__(self, array: np.ndarray, patients: np.ndarray, seed: int,
-                 groups: list[np.ndarray] | None = None, group_of: np.ndarray | None = None,
-                 labels: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        array: np.ndarray,
+        patients: np.ndarray,
+        seed: int,
+        groups: list[np.ndarray] | None = None,
+        group_of: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+    ) -> None:
         self.array, self.patients, self.seed = array, patients, seed
         self.groups, self.group_of, self.labels = groups, group_of, labels
         self.epoch = 0
@@ -70,11 +80,16 @@ class RawPairDataset(Dataset):
         order = np.argsort(idx)  # sorted reads are faster on a memory map
         x = np.empty((len(idx), *self.array.shape[1:]), dtype=np.float32)
         x[order] = self.array[idx[order]]
-        out = {"x1": torch.from_numpy(x), "index": torch.from_numpy(idx),
-               "patient": torch.from_numpy(self.patients[idx].astype(np.int64))}
+        out = {
+            "x1": torch.from_numpy(x),
+            "index": torch.from_numpy(idx),
+            "patient": torch.from_numpy(self.patients[idx].astype(np.int64)),
+        }
         if self.groups is not None:
             seed = draw_seed(self.seed, self.epoch)
-            partner = np.array([partner_index(int(i), self.groups, self.group_of, seed) for i in idx])
+            partner = np.array(
+                [partner_index(int(i), self.groups, self.group_of, seed) for i in idx]
+            )
             out["x2"] = torch.from_numpy(np.asarray(self.array[partner], dtype=np.float32))
         if self.labels is not None:
             out["label"] = torch.from_numpy(self.labels[idx].astype(np.int64))

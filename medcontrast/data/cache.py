@@ -50,7 +50,9 @@ def default_cache_dir() -> Path:
     return Path(base) / "medcontrast"
 
 
-def _work(args: tuple[str, list[Path], str, PreprocessSpec, str, str]) -> tuple[np.ndarray | None, str]:
+def _work(
+    args: tuple[str, list[Path], str, PreprocessSpec, str, str],
+) -> tuple[np.ndarray | None, str]:
     fmt, paths, member, spec, name, modality = args
     try:
         loaded = load_sample(fmt, paths, member)
@@ -59,7 +61,10 @@ def _work(args: tuple[str, list[Path], str, PreprocessSpec, str, str]) -> tuple[
     except SampleLoadError as exc:
         return None, str(exc)
     except Exception as exc:  # one bad sample in a million must not stop the run
-        return None, f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        return (
+            None,
+            f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+        )
 
 
 def _npz_batch(manifest: Manifest, rows: pd.DataFrame, spec: PreprocessSpec):
@@ -112,7 +117,9 @@ def build_cache(
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
     npz_mask = (rows["format"] == "npz").to_numpy()
     results: list[tuple[np.ndarray | None, str]] = [(None, "")] * len(rows)
-    bar = tqdm(total=len(rows), desc="preprocess", unit="img", disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        total=len(rows), desc="preprocess", unit="img", disable=not progress, file=sys.stderr
+    )
     if npz_mask.any():
         idx = np.flatnonzero(npz_mask)
         for i, res in zip(idx, _npz_batch(manifest, rows.iloc[idx], spec), strict=True):
@@ -121,8 +128,17 @@ def build_cache(
                 out[i] = res[0]
             bar.update()
     idx = np.flatnonzero(~npz_mask)
-    jobs = [(rows.at[i, "format"], manifest.source_paths(rows.iloc[i]), rows.at[i, "member"], spec,
-              Path(str(rows.at[i, "source"]).split("|")[0]).name, rows.at[i, "modality"]) for i in idx]
+    jobs = [
+        (
+            rows.at[i, "format"],
+            manifest.source_paths(rows.iloc[i]),
+            rows.at[i, "member"],
+            spec,
+            Path(str(rows.at[i, "source"]).split("|")[0]).name,
+            rows.at[i, "modality"],
+        )
+        for i in idx
+    ]
     if workers > 1 and len(jobs) > 32:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             stream = pool.map(_work, jobs, chunksize=8)
@@ -144,8 +160,9 @@ def build_cache(
     if not good.all():
         # Compact the array so that its rows match the kept manifest rows.
         compact_tmp = tmp.with_name(tmp.name + "c")
-        compact = np.lib.format.open_memmap(compact_tmp, mode="w+", dtype=np.float16,
-                                            shape=(int(good.sum()), *shape[1:]))
+        compact = np.lib.format.open_memmap(
+            compact_tmp, mode="w+", dtype=np.float16, shape=(int(good.sum()), *shape[1:])
+        )
         compact[:] = out[good]
         compact.flush()
         del out

@@ -22,8 +22,17 @@ VOLUME_MODALITIES = {"CT", "MR", "PT", "NM", "OT"}
 MIN_SLICES = 3
 _BIDS_SUBJECT = re.compile(r"^sub-[A-Za-z0-9]+$")
 # BIDS file-name suffixes that tell a NIfTI file's modality (NIfTI headers do not).
-_BIDS_MODALITY = {"t1w": "MR", "t2w": "MR", "flair": "MR", "pd": "MR", "dwi": "MR", "bold": "MR",
-                  "t2star": "MR", "ct": "CT", "pet": "PT"}
+_BIDS_MODALITY = {
+    "t1w": "MR",
+    "t2w": "MR",
+    "flair": "MR",
+    "pd": "MR",
+    "dwi": "MR",
+    "bold": "MR",
+    "t2star": "MR",
+    "ct": "CT",
+    "pet": "PT",
+}
 
 
 def nifti_modality(rel: str) -> str:
@@ -88,9 +97,17 @@ def _single(rec: FileRecord, note: str = "") -> Draft:
     notes = [note] if note else []
     if info.frames > 1:
         if info.samples_per_pixel > 1:
-            return Draft([rec.rel], "dicom", info.modality, 3, (), None, keys,
-                         error=f"colour multi-frame {info.modality} ({info.frames} frames; cine "
-                         "loop, not a volume): not supported")
+            return Draft(
+                [rec.rel],
+                "dicom",
+                info.modality,
+                3,
+                (),
+                None,
+                keys,
+                error=f"colour multi-frame {info.modality} ({info.frames} frames; cine "
+                "loop, not a volume): not supported",
+            )
         if not info.frame_geometry:
             notes.append("no per-frame positions: frames stacked in file order")
         shape = (info.cols, info.rows, info.frames)
@@ -123,8 +140,11 @@ def _series_volumes(recs: list[FileRecord]) -> list[Draft]:
     orientations = {key[0] for key in stackable}
     for (ori, rows, cols), group in stackable.items():
         if len(group) < MIN_SLICES:
-            note = ("image of a series whose slices differ in orientation; kept as a 2D image"
-                    if len(orientations) > 1 else "")
+            note = (
+                "image of a series whose slices differ in orientation; kept as a 2D image"
+                if len(orientations) > 1
+                else ""
+            )
             out.extend(_single(r, note) for r in group)
             continue
         out.extend(_stack(group, list(ori), rows, cols))
@@ -145,14 +165,26 @@ def _stack(group: list[FileRecord], ori: list[float], rows: int, cols: int) -> l
         if len(parts) > 1:
             drafts = []
             for part in parts.values():
-                drafts.extend(_stack(part, ori, rows, cols) if len(part) >= MIN_SLICES
-                              else [_single(r) for r in part])
+                drafts.extend(
+                    _stack(part, ori, rows, cols)
+                    if len(part) >= MIN_SLICES
+                    else [_single(r) for r in part]
+                )
             return drafts
         first = group[0]
-        return [Draft([r.rel for r in group], "dicom-series", first.dicom.modality, 3, (), None,
-                      _dicom_keys(first),
-                      error=f"series of {len(group)} slices with only {len(unique)} distinct "
-                      "positions and nothing (acquisition, echo, time) to tell them apart")]
+        return [
+            Draft(
+                [r.rel for r in group],
+                "dicom-series",
+                first.dicom.modality,
+                3,
+                (),
+                None,
+                _dicom_keys(first),
+                error=f"series of {len(group)} slices with only {len(unique)} distinct "
+                "positions and nothing (acquisition, echo, time) to tell them apart",
+            )
+        ]
     ordered = [group[i] for i in order]
     gaps = np.diff(dist)
     step = float(np.median(gaps))
@@ -164,8 +196,18 @@ def _stack(group: list[FileRecord], ori: list[float], rows: int, cols: int) -> l
     if ps is None:
         notes.append("pixel spacing unknown")
     spacing = (ps[1], ps[0], round(step, 6)) if ps else (1.0, 1.0, round(step, 6))
-    return [Draft([r.rel for r in ordered], "dicom-series", first.dicom.modality, 3,
-                  (cols, rows, len(ordered)), spacing, _dicom_keys(first), notes=notes)]
+    return [
+        Draft(
+            [r.rel for r in ordered],
+            "dicom-series",
+            first.dicom.modality,
+            3,
+            (cols, rows, len(ordered)),
+            spacing,
+            _dicom_keys(first),
+            notes=notes,
+        )
+    ]
 
 
 def group_records(records: list[FileRecord]) -> list[Draft]:
@@ -181,11 +223,30 @@ def group_records(records: list[FileRecord]) -> list[Draft]:
             series[rec.dicom.keys.get("series_uid") or f"file:{rec.rel}"].append(rec)
         elif rec.kind == "nifti":
             ndim = len(rec.shape)
-            drafts.append(Draft([rec.rel], "nifti", nifti_modality(rec.rel), ndim, rec.shape, rec.spacing,
-                                _file_keys(rec)))
+            drafts.append(
+                Draft(
+                    [rec.rel],
+                    "nifti",
+                    nifti_modality(rec.rel),
+                    ndim,
+                    rec.shape,
+                    rec.spacing,
+                    _file_keys(rec),
+                )
+            )
         elif rec.kind == "image":
-            drafts.append(Draft([rec.rel], "image", "", 2, rec.shape, None, _file_keys(rec),
-                                notes=["pixel spacing unknown"]))
+            drafts.append(
+                Draft(
+                    [rec.rel],
+                    "image",
+                    "",
+                    2,
+                    rec.shape,
+                    None,
+                    _file_keys(rec),
+                    notes=["pixel spacing unknown"],
+                )
+            )
         elif rec.kind == "npz":
             drafts.extend(_npz_drafts(rec))
     for uid in sorted(series):
@@ -217,18 +278,34 @@ def _npz_drafts(rec: FileRecord) -> list[Draft]:
             notes = ["multi-label targets are not supported: indexed unlabeled"]
             labels = None
         if labels is not None and len(labels) != shape[0]:
-            notes = [f"{split}_labels has {len(labels)} rows for {shape[0]} images: indexed unlabeled"]
+            notes = [
+                f"{split}_labels has {len(labels)} rows for {shape[0]} images: indexed unlabeled"
+            ]
             labels = None
         flat = labels.reshape(len(labels), -1)[:, 0] if labels is not None else None
         for i in range(shape[0]):
             # MedMNIST has no patient identifiers: every image counts as its own patient.
             keys = {"patient_id": f"npz:{rec.rel}:{split}:{i}", "study_uid": "", "series_uid": ""}
             keys["study_uid"] = keys["series_uid"] = keys["patient_id"]
-            drafts.append(Draft([rec.rel], "npz", "", ndim, tuple(spatial), None, keys,
-                                member=f"{split}:{i}", split=_npz_split(split),
-                                label="" if flat is None else str(int(flat[i])), notes=list(notes)))
+            drafts.append(
+                Draft(
+                    [rec.rel],
+                    "npz",
+                    "",
+                    ndim,
+                    tuple(spatial),
+                    None,
+                    keys,
+                    member=f"{split}:{i}",
+                    split=_npz_split(split),
+                    label="" if flat is None else str(int(flat[i])),
+                    notes=list(notes),
+                )
+            )
     return drafts
 
 
 def _npz_split(name: str) -> str:
-    return {"training": "train", "validation": "val", "valid": "val", "testing": "test"}.get(name, name)
+    return {"training": "train", "validation": "val", "valid": "val", "testing": "test"}.get(
+        name, name
+    )

@@ -51,14 +51,23 @@ class IndexResult:
         """Counts of usable samples by kind and of skipped rows by reason."""
         t = self.table
         ok = t[t["status"] == "ok"]
-        lines = [f"{self.n_files} files -> {len(ok)} usable samples, "
-                 f"{len(t) - len(ok)} skipped ({self.seconds:.1f} s)"]
+        lines = [
+            f"{self.n_files} files -> {len(ok)} usable samples, "
+            f"{len(t) - len(ok)} skipped ({self.seconds:.1f} s)"
+        ]
         for (fmt, ndim), n in sorted(Counter(zip(ok["format"], ok["ndim"], strict=True)).items()):
             lines.append(f"  ok       {n:6d}  {fmt} {ndim}D")
         labeled = ok[ok["label"] != ""]
         if len(ok):
-            lines.append(f"  labeled  {len(labeled):6d}  ({', '.join(f'{k}: {v}' for k, v in sorted(Counter(labeled['label']).items()))})")
-            lines.append("  splits   " + ", ".join(f"{s}: {int((ok['split'] == s).sum())}" for s in ("train", "val", "test")))
+            lines.append(
+                f"  labeled  {len(labeled):6d}  ({', '.join(f'{k}: {v}' for k, v in sorted(Counter(labeled['label']).items()))})"
+            )
+            lines.append(
+                "  splits   "
+                + ", ".join(
+                    f"{s}: {int((ok['split'] == s).sum())}" for s in ("train", "val", "test")
+                )
+            )
         skipped = t[t["status"] == "skipped"]
         for reason, n in Counter(reason_category(r) for r in skipped["reason"]).most_common():
             lines.append(f"  skipped  {n:6d}  {reason}")
@@ -88,8 +97,14 @@ def walk(root: Path) -> Iterator[tuple[Path | None, str]]:
 
 
 def _map(fn, items: list, workers: int, desc: str, progress: bool, chunksize: int = 16) -> Iterable:
-    bar = dict(desc=desc, total=len(items), unit="file", disable=not progress, file=sys.stderr,
-               smoothing=0.1)
+    bar = dict(
+        desc=desc,
+        total=len(items),
+        unit="file",
+        disable=not progress,
+        file=sys.stderr,
+        smoothing=0.1,
+    )
     if workers > 1 and len(items) > 64:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             yield from tqdm(pool.map(fn, items, chunksize=chunksize), **bar)
@@ -117,7 +132,7 @@ def _verify_one(args: tuple[str, list[Path], str, str]) -> tuple[str, tuple, tup
 def _strip_name(message: str, name: str) -> str:
     # Messages begin with the file name; the manifest row already names the file.
     prefix = f"{name}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    return message[len(prefix) :] if message.startswith(prefix) else message
 
 
 def _verify_npz(root: Path, drafts: list[Draft]) -> None:
@@ -134,8 +149,13 @@ def _verify_npz(root: Path, drafts: list[Draft]) -> None:
         stats = _NPZ_STATS.get(key)
         if stats is None:
             flat = arr.reshape(arr.shape[0], -1)
-            stats = (flat.min(axis=1), flat.max(axis=1),
-                     np.isfinite(flat).all(axis=1) if flat.dtype.kind == "f" else np.ones(len(flat), bool))
+            stats = (
+                flat.min(axis=1),
+                flat.max(axis=1),
+                np.isfinite(flat).all(axis=1)
+                if flat.dtype.kind == "f"
+                else np.ones(len(flat), bool),
+            )
             _NPZ_STATS[key] = stats
         i = int(draft.member.split(":")[1])
         if not stats[2][i]:
@@ -177,7 +197,9 @@ def build_index(
     start = time.time()
     root = Path(root).resolve()
     only: Path | None = None
-    if root.is_file():  # one file (e.g. a MedMNIST .npz): index it alone, paths relative to its folder
+    if (
+        root.is_file()
+    ):  # one file (e.g. a MedMNIST .npz): index it alone, paths relative to its folder
         only, root = root, root.parent
     elif not root.is_dir():
         raise MedContrastError(f"archive {root} does not exist")
@@ -213,7 +235,9 @@ def build_index(
 
     if verify:
         todo = [d for d in drafts if not d.error and d.format != "npz"]
-        jobs = [(d.format, [root / f for f in d.files], d.member, Path(d.files[0]).name) for d in todo]
+        jobs = [
+            (d.format, [root / f for f in d.files], d.member, Path(d.files[0]).name) for d in todo
+        ]
         for draft, (err, shape, spacing) in zip(
             todo, _map(_verify_one, jobs, workers, "verify", progress, 4), strict=True
         ):
@@ -275,24 +299,28 @@ def _rows(
             source = PRIVATE_PREFIX + key
             d.notes.append("source path contains an identifier: kept in the private path map")
         ok = not d.error
-        rows.append({
-            "sample_id": sample_id,
-            "status": "ok" if ok else "skipped",
-            "reason": d.error,
-            "format": d.format,
-            "modality": d.modality,
-            "ndim": d.ndim if ok else (d.ndim or ""),
-            "shape": _fmt_tuple(d.shape),
-            "spacing": _fmt_tuple(d.spacing) if d.spacing and all(s > 0 for s in d.spacing) else "",
-            "patient": patient,
-            "study": pseudo("study", d.keys.get("study_uid", "")),
-            "series": pseudo("series", d.keys.get("series_uid", "")),
-            "label": d.label if ok else "",
-            "split": (d.split or _split(patient, fractions)) if ok else "",
-            "source": source,
-            "member": d.member,
-            "notes": "; ".join(d.notes),
-        })
+        rows.append(
+            {
+                "sample_id": sample_id,
+                "status": "ok" if ok else "skipped",
+                "reason": d.error,
+                "format": d.format,
+                "modality": d.modality,
+                "ndim": d.ndim if ok else (d.ndim or ""),
+                "shape": _fmt_tuple(d.shape),
+                "spacing": _fmt_tuple(d.spacing)
+                if d.spacing and all(s > 0 for s in d.spacing)
+                else "",
+                "patient": patient,
+                "study": pseudo("study", d.keys.get("study_uid", "")),
+                "series": pseudo("series", d.keys.get("series_uid", "")),
+                "label": d.label if ok else "",
+                "split": (d.split or _split(patient, fractions)) if ok else "",
+                "source": source,
+                "member": d.member,
+                "notes": "; ".join(d.notes),
+            }
+        )
     table = pd.DataFrame(rows, columns=COLUMNS)
     return table, private
 

@@ -15,11 +15,22 @@ from medcontrast.data.grouping import Draft
 from medcontrast.errors import MedContrastError
 
 KEY_ALIASES = {
-    "path": "path", "file": "path", "filename": "path", "source": "path", "folder": "path",
-    "series_uid": "series_uid", "seriesinstanceuid": "series_uid", "series": "series_uid",
-    "study_uid": "study_uid", "studyinstanceuid": "study_uid", "study": "study_uid",
-    "accession": "accession", "accessionnumber": "accession",
-    "patient_id": "patient_id", "patientid": "patient_id", "patient": "patient_id",
+    "path": "path",
+    "file": "path",
+    "filename": "path",
+    "source": "path",
+    "folder": "path",
+    "series_uid": "series_uid",
+    "seriesinstanceuid": "series_uid",
+    "series": "series_uid",
+    "study_uid": "study_uid",
+    "studyinstanceuid": "study_uid",
+    "study": "study_uid",
+    "accession": "accession",
+    "accessionnumber": "accession",
+    "patient_id": "patient_id",
+    "patientid": "patient_id",
+    "patient": "patient_id",
 }
 PRECEDENCE = ("path", "series_uid", "study_uid", "accession", "patient_id")
 LABEL_NAMES = ("label", "class", "target", "diagnosis")
@@ -88,7 +99,7 @@ class LabelTable:
             return out
         value = draft.keys.get(kind, "")
         if kind == "patient_id" and value.startswith("bids:"):
-            return [value, value[len("bids:"):], value[len("bids:sub-"):]]
+            return [value, value[len("bids:") :], value[len("bids:sub-") :]]
         return [value] if value else []
 
 

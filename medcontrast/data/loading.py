@@ -163,7 +163,9 @@ def load_dicom_file(path: Path) -> Loaded:
     except SampleLoadError:
         raise
     except Exception as exc:
-        raise SampleLoadError(f"{path.name}: not a readable DICOM file ({_first_line(exc)})") from exc
+        raise SampleLoadError(
+            f"{path.name}: not a readable DICOM file ({_first_line(exc)})"
+        ) from exc
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise SampleLoadError(f"{path.name}: DICOM file holds no pixel data")
     arr = _decode(ds, path)
@@ -195,14 +197,18 @@ def load_dicom_series(paths: list[Path]) -> Loaded:
         except SampleLoadError:
             raise
         except Exception as exc:
-            raise SampleLoadError(f"{p.name}: not a readable DICOM file ({_first_line(exc)})") from exc
+            raise SampleLoadError(
+                f"{p.name}: not a readable DICOM file ({_first_line(exc)})"
+            ) from exc
         slices.append(_decode(ds, p)[0])
         positions.append([float(v) for v in ds.ImagePositionPatient])
         orientation = orientation or [float(v) for v in ds.ImageOrientationPatient]
         spacing = spacing or _spacing_2d(ds)
     shapes = {s.shape for s in slices}
     if len(shapes) != 1:
-        raise SampleLoadError(f"{paths[0].parent.name}: slices of the series differ in size {sorted(shapes)}")
+        raise SampleLoadError(
+            f"{paths[0].parent.name}: slices of the series differ in size {sorted(shapes)}"
+        )
     # The manifest lists slices ascending along the normal; a different order means the archive
     # changed since it was indexed.
     order, dist = order_by_position(positions, orientation)
@@ -225,12 +231,16 @@ def load_nifti(path: Path) -> Loaded:
         img = nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:
-        raise SampleLoadError(f"{path.name}: not a readable NIfTI file ({_first_line(exc)})") from exc
+        raise SampleLoadError(
+            f"{path.name}: not a readable NIfTI file ({_first_line(exc)})"
+        ) from exc
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
     if data.ndim > 3:
-        raise SampleLoadError(f"{path.name}: {data.ndim}D volume {data.shape}; medcontrast needs 3D")
+        raise SampleLoadError(
+            f"{path.name}: {data.ndim}D volume {data.shape}; medcontrast needs 3D"
+        )
     if data.ndim == 3 and data.shape[2] == 1:
         return Loaded(np.ascontiguousarray(data[:, :, 0].T), (zooms[1], zooms[0]))
     if data.ndim != 3:
@@ -245,7 +255,9 @@ def load_image(path: Path) -> Loaded:
     try:
         with Image.open(path) as img:
             if getattr(img, "n_frames", 1) > 1:
-                raise SampleLoadError(f"{path.name}: multi-page image ({img.n_frames} pages) is not supported")
+                raise SampleLoadError(
+                    f"{path.name}: multi-page image ({img.n_frames} pages) is not supported"
+                )
             if img.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LA", "PA"):
                 img = img.convert("L")
             arr = np.asarray(img, dtype=np.float32)
@@ -271,7 +283,9 @@ class NpzStore:
                 with np.load(path, allow_pickle=False) as data:
                     self._arrays[k] = data[key]
             except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-                raise SampleLoadError(f"{path.name}: cannot read array {key!r} ({_first_line(exc)})") from exc
+                raise SampleLoadError(
+                    f"{path.name}: cannot read array {key!r} ({_first_line(exc)})"
+                ) from exc
         return self._arrays[k]
 
 
@@ -312,4 +326,6 @@ def check_pixels(arr: np.ndarray, name: str) -> None:
     if not finite.all():
         raise SampleLoadError(f"{name}: {int((~finite).sum())} NaN or infinite pixel values")
     if float(arr.max()) == float(arr.min()):
-        raise SampleLoadError(f"{name}: every pixel has the same value ({float(arr.min()):g}); blank image")
+        raise SampleLoadError(
+            f"{name}: every pixel has the same value ({float(arr.min()):g}); blank image"
+        )

@@ -92,7 +92,9 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Load a manifest and check its columns; the root comes from the sidecar."""
     path = Path(path)
     if not path.is_file():
-        raise MedContrastError(f"manifest {path} does not exist (make one with `medcontrast index`)")
+        raise MedContrastError(
+            f"manifest {path} does not exist (make one with `medcontrast index`)"
+        )
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:

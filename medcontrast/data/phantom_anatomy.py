@@ -38,31 +38,51 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], scale: int) 
 def chest_anatomy(rng: np.random.Generator) -> dict[str, float]:
     """One patient's thorax: fixed across all of that patient's radiographs."""
     return {
-        "size": rng.uniform(0.80, 1.15), "body_w": rng.uniform(0.84, 0.98),
+        "size": rng.uniform(0.80, 1.15),
+        "body_w": rng.uniform(0.84, 0.98),
         "soft": rng.uniform(0.28, 0.40),
-        "lung_cx": rng.uniform(0.32, 0.41), "lung_rx": rng.uniform(0.22, 0.33),
-        "lung_ry": rng.uniform(0.55, 0.76), "lung_cy": rng.uniform(-0.10, 0.04),
-        "lung_asym": rng.uniform(-0.06, 0.06), "dome_l": rng.uniform(0.70, 0.90),
-        "dome_r": rng.uniform(0.70, 0.90), "lung_dark": rng.uniform(0.65, 0.85),
-        "rib_freq": rng.uniform(15.0, 23.0), "rib_phase": rng.uniform(0, 2 * np.pi),
-        "rib_slope": rng.uniform(0.15, 0.45), "rib_gain": rng.uniform(0.05, 0.12),
-        "heart_x": rng.uniform(0.04, 0.18), "heart_y": rng.uniform(0.25, 0.42),
-        "heart_rx": rng.uniform(0.22, 0.38), "heart_ry": rng.uniform(0.18, 0.30),
-        "media_w": rng.uniform(0.07, 0.15), "spine_w": rng.uniform(0.045, 0.08),
-        "clav_y": rng.uniform(-0.75, -0.58), "clav_tilt": rng.uniform(0.1, 0.3),
+        "lung_cx": rng.uniform(0.32, 0.41),
+        "lung_rx": rng.uniform(0.22, 0.33),
+        "lung_ry": rng.uniform(0.55, 0.76),
+        "lung_cy": rng.uniform(-0.10, 0.04),
+        "lung_asym": rng.uniform(-0.06, 0.06),
+        "dome_l": rng.uniform(0.70, 0.90),
+        "dome_r": rng.uniform(0.70, 0.90),
+        "lung_dark": rng.uniform(0.65, 0.85),
+        "rib_freq": rng.uniform(15.0, 23.0),
+        "rib_phase": rng.uniform(0, 2 * np.pi),
+        "rib_slope": rng.uniform(0.15, 0.45),
+        "rib_gain": rng.uniform(0.05, 0.12),
+        "heart_x": rng.uniform(0.04, 0.18),
+        "heart_y": rng.uniform(0.25, 0.42),
+        "heart_rx": rng.uniform(0.22, 0.38),
+        "heart_ry": rng.uniform(0.18, 0.30),
+        "media_w": rng.uniform(0.07, 0.15),
+        "spine_w": rng.uniform(0.045, 0.08),
+        "clav_y": rng.uniform(-0.75, -0.58),
+        "clav_tilt": rng.uniform(0.1, 0.3),
         "breast": float(rng.random() < 0.45) * rng.uniform(0.04, 0.10),
-        "texture_seed": float(rng.integers(2**31)), "texture_gain": rng.uniform(0.01, 0.03),
+        "texture_seed": float(rng.integers(2**31)),
+        "texture_gain": rng.uniform(0.01, 0.03),
     }
 
 
 def consolidation_site(rng: np.random.Generator) -> dict[str, float]:
     """Where and how large a study's consolidation is (one study: one site)."""
-    return {"side": float(rng.integers(2)), "x": rng.uniform(0.28, 0.44), "y": rng.uniform(-0.35, 0.30),
-            "r": rng.uniform(0.20, 0.32), "elong": rng.uniform(1.0, 1.5), "gain": rng.uniform(0.24, 0.36)}
+    return {
+        "side": float(rng.integers(2)),
+        "x": rng.uniform(0.28, 0.44),
+        "y": rng.uniform(-0.35, 0.30),
+        "r": rng.uniform(0.20, 0.32),
+        "elong": rng.uniform(1.0, 1.5),
+        "gain": rng.uniform(0.24, 0.36),
+    }
 
 
 def chest_radiograph(
-    rng: np.random.Generator, anatomy: dict[str, float], site: dict[str, float] | None = None,
+    rng: np.random.Generator,
+    anatomy: dict[str, float],
+    site: dict[str, float] | None = None,
     shape: tuple[int, int] = (224, 192),
 ) -> np.ndarray:
     """A frontal chest radiograph, (rows, cols) in [0, 1], bright = more attenuation.
@@ -74,8 +94,11 @@ def chest_radiograph(
     """
     a = anatomy
     h, w = shape
-    y, x = np.meshgrid(np.linspace(-1, 1, h, dtype=np.float32),
-                       np.linspace(-1, 1, w, dtype=np.float32), indexing="ij")
+    y, x = np.meshgrid(
+        np.linspace(-1, 1, h, dtype=np.float32),
+        np.linspace(-1, 1, w, dtype=np.float32),
+        indexing="ij",
+    )
     # Pose of this exposure (nuisance).
     theta = np.float32(np.deg2rad(rng.uniform(-6, 6)))
     x, y = np.cos(theta) * x - np.sin(theta) * y, np.sin(theta) * x + np.cos(theta) * y
@@ -87,7 +110,11 @@ def chest_radiograph(
     img = a["soft"] * body
     if a["breast"] > 0:
         for side in (-1, 1):
-            img += a["breast"] * _soft(((xs - side * 0.42) / 0.30) ** 2 + ((y - 0.55) / 0.22) ** 2 - 1, 0.3) * body
+            img += (
+                a["breast"]
+                * _soft(((xs - side * 0.42) / 0.30) ** 2 + ((y - 0.55) / 0.22) ** 2 - 1, 0.3)
+                * body
+            )
     trng = np.random.default_rng(int(a["texture_seed"]))
     texture = _smooth_noise(trng, shape, 6)
     lung_masks = []
@@ -106,7 +133,10 @@ def chest_radiograph(
     ribs = np.clip(np.sin(rib_y * a["rib_freq"] + a["rib_phase"]) - 0.35, 0, None) / 0.65
     img += a["rib_gain"] * ribs * lungs
     # Heart (left of the patient = right of the image), mediastinum, spine, clavicles.
-    heart = _soft(((xs - a["heart_x"]) / a["heart_rx"]) ** 2 + ((y - a["heart_y"]) / a["heart_ry"]) ** 2 - 1, 0.25)
+    heart = _soft(
+        ((xs - a["heart_x"]) / a["heart_rx"]) ** 2 + ((y - a["heart_y"]) / a["heart_ry"]) ** 2 - 1,
+        0.25,
+    )
     mediastinum = _soft(np.abs(xs) - a["media_w"] - 0.05 * (y + 1), 0.05) * _soft(y - 0.5, 0.1)
     img = np.maximum(img, 0.36 * np.maximum(heart, mediastinum) * body)
     img += 0.16 * _soft(np.abs(xs) - a["spine_w"], 0.02) * body
@@ -149,7 +179,9 @@ def head_volume(
         lesion: draw a focal lesion (bright on MR, hyperdense haemorrhage-like on CT).
         modality: "MR" or "CT".
     """
-    gx, gy, gz = np.meshgrid(*(np.linspace(-1, 1, s, dtype=np.float32) for s in shape), indexing="ij")
+    gx, gy, gz = np.meshgrid(
+        *(np.linspace(-1, 1, s, dtype=np.float32) for s in shape), indexing="ij"
+    )
     coords = np.stack([gx, gy, gz], -1)
     angles = np.deg2rad(rng.uniform(-8, 8, 3))
     rot = _rotation(angles)
@@ -160,8 +192,13 @@ def head_volume(
     head = _soft(radius - 1.0, 0.02)
     brain = _soft(radius - 0.88, 0.02)
     white = _soft(np.sqrt((u / 0.55) ** 2 + (v / 0.68) ** 2 + ((w - 0.05) / 0.55) ** 2) - 1, 0.08)
-    vent = sum(_soft(np.sqrt(((u - s * 0.12) / 0.08) ** 2 + (v / 0.30) ** 2 + ((w - 0.1) / 0.18) ** 2) - 1, 0.05)
-               for s in (-1, 1))
+    vent = sum(
+        _soft(
+            np.sqrt(((u - s * 0.12) / 0.08) ** 2 + (v / 0.30) ** 2 + ((w - 0.1) / 0.18) ** 2) - 1,
+            0.05,
+        )
+        for s in (-1, 1)
+    )
     lesion_mask = np.zeros(shape, np.float32)
     if lesion:
         centre = rng.uniform(-0.45, 0.45, 3) * np.array([0.8, 0.9, 0.7])

@@ -38,14 +38,60 @@ from medcontrast.data.phantom_anatomy import (
 )
 from medcontrast.errors import MedContrastError
 
-FAMILY = ["MUELLER", "OKAFOR", "NAKAMURA", "FERREIRA", "KOWALSKI", "SOLBERG", "HADDAD", "MORENO",
-          "VAN DER BERG", "O'NEILL", "ABERNATHY", "CASTELLANOS", "DUBOIS", "LINDQVIST", "PETROVA",
-          "RAMIREZ", "SUZUKI", "WHITFIELD", "YILMAZ", "ZIEGLER", "BRENNAN", "ACHTERBERG"]
-GIVEN = ["ANNA", "CHIDI", "HARUTO", "BEATRIZ", "PIOTR", "INGRID", "LAYLA", "MATEO", "SANNE",
-         "SIOBHAN", "THEODORE", "LUCIA", "AMELIE", "OSKAR", "DARIA", "JAVIER", "YUKI", "EDMUND",
-         "ELIF", "FRIEDA", "CORMAC", "WILLEMIJN"]
-INSTITUTIONS = ["Riverside General Hospital", "St. Aldric Medical Centre",
-                "Northfield University Clinic", "Lakeshore Community Hospital"]
+FAMILY = [
+    "MUELLER",
+    "OKAFOR",
+    "NAKAMURA",
+    "FERREIRA",
+    "KOWALSKI",
+    "SOLBERG",
+    "HADDAD",
+    "MORENO",
+    "VAN DER BERG",
+    "O'NEILL",
+    "ABERNATHY",
+    "CASTELLANOS",
+    "DUBOIS",
+    "LINDQVIST",
+    "PETROVA",
+    "RAMIREZ",
+    "SUZUKI",
+    "WHITFIELD",
+    "YILMAZ",
+    "ZIEGLER",
+    "BRENNAN",
+    "ACHTERBERG",
+]
+GIVEN = [
+    "ANNA",
+    "CHIDI",
+    "HARUTO",
+    "BEATRIZ",
+    "PIOTR",
+    "INGRID",
+    "LAYLA",
+    "MATEO",
+    "SANNE",
+    "SIOBHAN",
+    "THEODORE",
+    "LUCIA",
+    "AMELIE",
+    "OSKAR",
+    "DARIA",
+    "JAVIER",
+    "YUKI",
+    "EDMUND",
+    "ELIF",
+    "FRIEDA",
+    "CORMAC",
+    "WILLEMIJN",
+]
+INSTITUTIONS = [
+    "Riverside General Hospital",
+    "St. Aldric Medical Centre",
+    "Northfield University Clinic",
+    "Lakeshore Community Hospital",
+]
 PHYSICIANS = ["HARGREAVES^MARTIN", "OYELARAN^FUNMI", "KEMPF^ULRIKE", "TANAKA^REN"]
 LABEL_FRACTION = 0.4
 
@@ -93,7 +139,7 @@ def _patient_identity(rng: np.random.Generator, i: int) -> dict[str, str]:
 
 def _base_dataset(sop_class: str, sop_uid: str, identity: dict[str, str], study: dict[str, str]):
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
@@ -120,8 +166,16 @@ def _write_dicom(ds, path: Path) -> None:
 
 
 def _radiograph_file(
-    path: Path, pixels: np.ndarray, mono1: bool, spacing: float, uids: _Uids, key: tuple,
-    identity: dict[str, str], study: dict[str, str], series_uid: str, number: int,
+    path: Path,
+    pixels: np.ndarray,
+    mono1: bool,
+    spacing: float,
+    uids: _Uids,
+    key: tuple,
+    identity: dict[str, str],
+    study: dict[str, str],
+    series_uid: str,
+    number: int,
 ) -> None:
     from pydicom.uid import ComputedRadiographyImageStorage, DigitalXRayImageStorageForPresentation
 
@@ -154,9 +208,16 @@ def _radiograph_file(
 
 
 def _volume_series(
-    folder: Path, vol: np.ndarray, modality: str, spacing: tuple[float, float, float],
-    rng: np.random.Generator, uids: _Uids, key: tuple, identity: dict[str, str],
-    study: dict[str, str], series_uid: str,
+    folder: Path,
+    vol: np.ndarray,
+    modality: str,
+    spacing: tuple[float, float, float],
+    rng: np.random.Generator,
+    uids: _Uids,
+    key: tuple,
+    identity: dict[str, str],
+    study: dict[str, str],
+    series_uid: str,
 ) -> int:
     """One file per axial slice; names random, InstanceNumber reversed for half the series."""
     from pydicom.uid import CTImageStorage, MRImageStorage
@@ -168,7 +229,9 @@ def _volume_series(
     if modality == "CT":
         stored_all = np.clip(np.round(vol + 1024), 0, 4095).astype(np.uint16)
     else:
-        stored_all = np.clip(np.round(vol / max(float(vol.max()), 1e-6) * 2000), 0, 4095).astype(np.uint16)
+        stored_all = np.clip(np.round(vol / max(float(vol.max()), 1e-6) * 2000), 0, 4095).astype(
+            np.uint16
+        )
     for k in range(nz):
         sop_class = CTImageStorage if modality == "CT" else MRImageStorage
         ds = _base_dataset(sop_class, uids("sop", *key, k), identity, study)
@@ -177,7 +240,11 @@ def _volume_series(
         ds.SeriesNumber = 3
         ds.InstanceNumber = (nz - k) if reverse else (k + 1)
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [float(origin[0]), float(origin[1]), float(origin[2] + k * spacing[2])]
+        ds.ImagePositionPatient = [
+            float(origin[0]),
+            float(origin[1]),
+            float(origin[2] + k * spacing[2]),
+        ]
         ds.SliceThickness = spacing[2]
         ds.PixelSpacing = [spacing[1], spacing[0]]  # row spacing, column spacing
         ds.FrameOfReferenceUID = uids("for", *key)
@@ -209,7 +276,11 @@ def _write_nifti(path: Path, vol: np.ndarray, modality: str, rng: np.random.Gene
     affine = np.eye(4)
     affine[:3, :3] = rot @ np.diag(zooms)
     affine[:3, 3] = -affine[:3, :3] @ (np.array(vol.shape) / 2)
-    data = np.round(vol).astype(np.int16) if modality == "CT" else np.round(vol * 1000).astype(np.int16)
+    data = (
+        np.round(vol).astype(np.int16)
+        if modality == "CT"
+        else np.round(vol * 1000).astype(np.int16)
+    )
     img = nib.Nifti1Image(data, affine)
     img.header.set_xyzt_units("mm")
     img.header["descrip"] = b"medcontrast phantom"
@@ -217,7 +288,9 @@ def _write_nifti(path: Path, vol: np.ndarray, modality: str, rng: np.random.Gene
     path.write_bytes(gzip.compress(img.to_bytes(), compresslevel=6, mtime=0))
 
 
-def _write_patient(args: tuple[Path, int, int, float]) -> tuple[list[tuple[str, str]], dict[str, int]]:
+def _write_patient(
+    args: tuple[Path, int, int, float],
+) -> tuple[list[tuple[str, str]], dict[str, int]]:
     """Everything one patient contributes; a pure function of (seed, patient index)."""
     out, seed, p, volume_fraction = args
     prng = np.random.default_rng([seed, p])
@@ -235,7 +308,7 @@ def _write_patient(args: tuple[Path, int, int, float]) -> tuple[list[tuple[str, 
         study = {
             "StudyInstanceUID": uids("study", p, s),
             "StudyDate": f"20{int(prng.integers(18, 26))}{int(prng.integers(1, 13)):02d}"
-                         f"{int(prng.integers(1, 29)):02d}",
+            f"{int(prng.integers(1, 29)):02d}",
             "StudyTime": "101500",
             "AccessionNumber": f"ACC{int(prng.integers(10**8, 10**9))}",
             "StudyID": f"{int(prng.integers(1000, 9999))}",
@@ -252,12 +325,24 @@ def _write_patient(args: tuple[Path, int, int, float]) -> tuple[list[tuple[str, 
             pixels = radiograph_acquisition(prng, chest_radiograph(prng, anatomy, site))
             name = f"IM{k + 1:06d}" + ("" if (p + k) % 3 == 0 else ".dcm")
             path = study_folder / f"SE{k + 1:06d}" / name
-            _radiograph_file(path, pixels, mono1, spacing, uids, (p, s, k), identity, study,
-                             uids("series", p, s, k), k + 1)
+            _radiograph_file(
+                path,
+                pixels,
+                mono1,
+                spacing,
+                uids,
+                (p, s, k),
+                identity,
+                study,
+                uids("series", p, s, k),
+                k + 1,
+            )
             counts["radiographs"] += 1
             counts["dicom"] += 1
             if labeled:
-                labels.append((path.relative_to(out).as_posix(), "consolidation" if finding else "normal"))
+                labels.append(
+                    (path.relative_to(out).as_posix(), "consolidation" if finding else "normal")
+                )
     if prng.random() < volume_fraction:
         modality = "CT" if prng.random() < 0.5 else "MR"
         lesion = prng.random() < 0.45
@@ -273,12 +358,24 @@ def _write_patient(args: tuple[Path, int, int, float]) -> tuple[list[tuple[str, 
             folder = out / "volumes" / f"ST{p * 4 + 3:06d}" / "SE000003"
             inplane = float(np.round(prng.uniform(3.8, 4.4), 3))
             spacing3 = (inplane, inplane, float(np.round(prng.uniform(5.5, 7.0), 3)))
-            counts["dicom"] += _volume_series(folder, vol, modality, spacing3, prng, uids, (p, "vol"),
-                                              identity, study, uids("series", p, "head"))
+            counts["dicom"] += _volume_series(
+                folder,
+                vol,
+                modality,
+                spacing3,
+                prng,
+                uids,
+                (p, "vol"),
+                identity,
+                study,
+                uids("series", p, "head"),
+            )
             rel = folder.relative_to(out).as_posix()
         else:
             sub = f"sub-{p + 1:04d}"
-            path = out / "nifti" / sub / "anat" / f"{sub}_{'T1w' if modality == 'MR' else 'ct'}.nii.gz"
+            path = (
+                out / "nifti" / sub / "anat" / f"{sub}_{'T1w' if modality == 'MR' else 'ct'}.nii.gz"
+            )
             _write_nifti(path, vol, modality, prng)
             counts["nifti"] += 1
             rel = path.relative_to(out).as_posix()
@@ -289,8 +386,12 @@ def _write_patient(args: tuple[Path, int, int, float]) -> tuple[list[tuple[str, 
 
 
 def make_phantoms(
-    out_dir: str | Path, patients: int = 300, seed: int = 0, volume_fraction: float = 0.5,
-    workers: int | None = None, progress: bool = True,
+    out_dir: str | Path,
+    patients: int = 300,
+    seed: int = 0,
+    volume_fraction: float = 0.5,
+    workers: int | None = None,
+    progress: bool = True,
 ) -> PhantomSummary:
     """Write the phantom archive; see the module docstring for its layout.
 
@@ -305,7 +406,9 @@ def make_phantoms(
     out.mkdir(parents=True, exist_ok=True)
     workers = workers or min(4, os.cpu_count() or 1)
     jobs = [(out, seed, p, volume_fraction) for p in range(patients)]
-    bar = dict(desc="phantoms", total=patients, unit="patient", disable=not progress, file=sys.stderr)
+    bar = dict(
+        desc="phantoms", total=patients, unit="patient", disable=not progress, file=sys.stderr
+    )
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(tqdm(pool.map(_write_patient, jobs, chunksize=4), **bar))
@@ -315,5 +418,12 @@ def make_phantoms(
     totals = {k: sum(c[k] for _, c in results) for k in results[0][1]}
     lines = ["path,label"] + [f"{path},{label}" for path, label in labels]
     (out / "labels.csv").write_text("\n".join(lines) + "\n")
-    return PhantomSummary(out, patients, totals["radiographs"], totals["volumes"], totals["dicom"],
-                          totals["nifti"], len(labels))
+    return PhantomSummary(
+        out,
+        patients,
+        totals["radiographs"],
+        totals["volumes"],
+        totals["dicom"],
+        totals["nifti"],
+        len(labels),
+    )

@@ -38,11 +38,17 @@ class PreprocessSpec:
         if len(self.size) != self.ndim:
             raise MedContrastError(f"data.size {list(self.size)} must have {self.ndim} values")
         if self.spacing is not None and len(self.spacing) != self.ndim:
-            raise MedContrastError(f"data.spacing {list(self.spacing)} must have {self.ndim} values")
+            raise MedContrastError(
+                f"data.spacing {list(self.spacing)} must have {self.ndim} values"
+            )
         if self.intensity not in INTENSITY_MODES:
-            raise MedContrastError(f"data.intensity must be one of {INTENSITY_MODES}, got {self.intensity!r}")
+            raise MedContrastError(
+                f"data.intensity must be one of {INTENSITY_MODES}, got {self.intensity!r}"
+            )
         if self.resize not in RESIZE_MODES:
-            raise MedContrastError(f"data.resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+            raise MedContrastError(
+                f"data.resize must be one of {RESIZE_MODES}, got {self.resize!r}"
+            )
 
     def key(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)
@@ -78,8 +84,10 @@ def preprocess(loaded: Loaded, spec: PreprocessSpec, modality: str = "") -> np.n
     else:
         sp = loaded.spacing or (1.0, 1.0)
         affine = np.diag([sp[0], sp[1], 1.0, 1.0])
-    img = MetaTensor(torch.as_tensor(np.ascontiguousarray(arr), dtype=torch.float32)[None],
-                     affine=torch.as_tensor(affine, dtype=torch.float64))
+    img = MetaTensor(
+        torch.as_tensor(np.ascontiguousarray(arr), dtype=torch.float32)[None],
+        affine=torch.as_tensor(affine, dtype=torch.float64),
+    )
     if spec.ndim == 3:
         img = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(img)
     if spec.spacing is not None and (loaded.spacing is not None or spec.ndim == 3):
@@ -88,7 +96,9 @@ def preprocess(loaded: Loaded, spec: PreprocessSpec, modality: str = "") -> np.n
     if intensity == "auto":
         intensity = "window" if modality.upper() == "CT" else "percentile"
     if intensity == "percentile":
-        img = ScaleIntensityRangePercentiles(*spec.percentiles, b_min=0.0, b_max=1.0, clip=True)(img)
+        img = ScaleIntensityRangePercentiles(*spec.percentiles, b_min=0.0, b_max=1.0, clip=True)(
+            img
+        )
     elif intensity == "window":
         img = ScaleIntensityRange(*spec.window, b_min=0.0, b_max=1.0, clip=True)(img)
     elif intensity == "minmax":
@@ -97,7 +107,9 @@ def preprocess(loaded: Loaded, spec: PreprocessSpec, modality: str = "") -> np.n
     if spec.resize == "stretch":
         img = Resize(spatial_size=spec.size, mode=mode, anti_aliasing=True)(img)
     else:
-        img = Resize(spatial_size=max(spec.size), size_mode="longest", mode=mode, anti_aliasing=True)(img)
+        img = Resize(
+            spatial_size=max(spec.size), size_mode="longest", mode=mode, anti_aliasing=True
+        )(img)
         img = ResizeWithPadOrCrop(spatial_size=spec.size)(img)
     out = img.as_tensor() if hasattr(img, "as_tensor") else torch.as_tensor(img)
     return out.numpy().astype(np.float32, copy=False)

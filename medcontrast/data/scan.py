@@ -34,8 +34,15 @@ NON_IMAGE_MODALITIES = {
 }
 
 # Identifying attributes whose values must never appear in an output (also in file paths).
-PHI_TAGS = ("PatientID", "OtherPatientIDs", "AccessionNumber", "PatientBirthDate",
-            "InstitutionName", "InstitutionAddress", "PatientAddress")
+PHI_TAGS = (
+    "PatientID",
+    "OtherPatientIDs",
+    "AccessionNumber",
+    "PatientBirthDate",
+    "InstitutionName",
+    "InstitutionAddress",
+    "PatientAddress",
+)
 NAME_TAGS = ("PatientName", "ReferringPhysicianName", "PerformingPhysicianName")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 
@@ -101,7 +108,9 @@ def _phi_values(ds) -> set[tuple[str, ...]]:
         for item in items:
             if item is None:
                 continue
-            parts = tuple(p for p in (normalise(x) for x in str(item).split("^")[:2]) if len(p) >= 2)
+            parts = tuple(
+                p for p in (normalise(x) for x in str(item).split("^")[:2]) if len(p) >= 2
+            )
             if parts and len(" ".join(parts)) >= 3:
                 values.add(parts)
     return values
@@ -166,15 +175,22 @@ def _scan_nifti(path: Path, rel: str) -> FileRecord:
         squeezed.pop()
     if len(squeezed) > 3:
         return FileRecord(
-            rel, "nifti", f"4D volume {'x'.join(map(str, shape))} (a time series or several "
+            rel,
+            "nifti",
+            f"4D volume {'x'.join(map(str, shape))} (a time series or several "
             "volumes); medcontrast learns from 3D volumes: split it into 3D files first",
-            shape=tuple(squeezed))
+            shape=tuple(squeezed),
+        )
     if len(squeezed) < 2:
         return FileRecord(rel, "nifti", f"wrong dimensions: NIfTI array of shape {shape}")
     if len(squeezed) == 3 and squeezed[2] == 1:
-        return FileRecord(rel, "nifti", shape=(squeezed[1], squeezed[0]), spacing=(zooms[1], zooms[0]))
+        return FileRecord(
+            rel, "nifti", shape=(squeezed[1], squeezed[0]), spacing=(zooms[1], zooms[0])
+        )
     if len(squeezed) == 2:
-        return FileRecord(rel, "nifti", shape=(squeezed[1], squeezed[0]), spacing=(zooms[1], zooms[0]))
+        return FileRecord(
+            rel, "nifti", shape=(squeezed[1], squeezed[0]), spacing=(zooms[1], zooms[0])
+        )
     return FileRecord(rel, "nifti", shape=tuple(squeezed), spacing=zooms[:3])
 
 
@@ -192,7 +208,11 @@ def _scan_npz(path: Path, rel: str) -> FileRecord:
                     continue
                 with zf.open(name) as fh:
                     version = npformat.read_magic(fh)
-                    read = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+                    read = (
+                        npformat.read_array_header_1_0
+                        if version == (1, 0)
+                        else npformat.read_array_header_2_0
+                    )
                     shape = read(fh)[0]
                 members[name[:-4]] = tuple(int(s) for s in shape)
             for key in members:
@@ -245,31 +265,47 @@ def _scan_dicom(path: Path, rel: str, size: int, has_magic: bool) -> FileRecord:
     sop = ds.get("SOPClassUID")
     sop_name = getattr(sop, "name", str(sop or ""))
     if not has_magic and sop is None and "Rows" not in ds and "PixelData" not in ds:
-        return FileRecord(rel, "other", "not a DICOM file (no DICM marker and no DICOM image elements)")
+        return FileRecord(
+            rel, "other", "not a DICOM file (no DICM marker and no DICOM image elements)"
+        )
     modality = str(ds.get("Modality", "") or "").upper()
     phi = _phi_values(ds)
     if sop_name == "Media Storage Directory Storage":
-        return FileRecord(rel, "dicom", "DICOMDIR index file (lists other files, holds no image)", phi=phi)
+        return FileRecord(
+            rel, "dicom", "DICOMDIR index file (lists other files, holds no image)", phi=phi
+        )
     if modality in NON_IMAGE_MODALITIES:
         return FileRecord(rel, "dicom", f"DICOM {NON_IMAGE_MODALITIES[modality]}", phi=phi)
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-            return FileRecord(rel, "dicom", "float pixel data (parametric map) is not supported", phi=phi)
+            return FileRecord(
+                rel, "dicom", "float pixel data (parametric map) is not supported", phi=phi
+            )
         what = sop_name or "unknown SOP class"
         return FileRecord(rel, "dicom", f"DICOM without pixel data ({what})", phi=phi)
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     if ts is None:
-        return FileRecord(rel, "dicom", "DICOM without a transfer syntax (no file meta header): "
-                          "cannot tell how the pixels are encoded", phi=phi)
+        return FileRecord(
+            rel,
+            "dicom",
+            "DICOM without a transfer syntax (no file meta header): "
+            "cannot tell how the pixels are encoded",
+            phi=phi,
+        )
     try:
         decoder_ok = get_decoder(ts).is_available
     except NotImplementedError:
         decoder_ok = False
     if not decoder_ok:
-        return FileRecord(rel, "dicom", f"pixel data compressed as {getattr(ts, 'name', ts)} and no "
-                          "decoder for it is installed (pylibjpeg, pylibjpeg-libjpeg, "
-                          "pylibjpeg-openjpeg)", phi=phi)
+        return FileRecord(
+            rel,
+            "dicom",
+            f"pixel data compressed as {getattr(ts, 'name', ts)} and no "
+            "decoder for it is installed (pylibjpeg, pylibjpeg-libjpeg, "
+            "pylibjpeg-openjpeg)",
+            phi=phi,
+        )
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows < 2 or cols < 2:
         return FileRecord(rel, "dicom", f"wrong dimensions: {rows} rows x {cols} columns", phi=phi)
@@ -281,8 +317,13 @@ def _scan_dicom(path: Path, rel: str, size: int, has_magic: bool) -> FileRecord:
         expected = rows * cols * frames * samples * bits // 8
         tell = getattr(element, "value_tell", None)
         if element.length < expected or (tell is not None and tell + element.length > size):
-            return FileRecord(rel, "dicom", "truncated pixel data: the file is shorter than its "
-                              f"header says ({rows}x{cols}x{frames} frames)", phi=phi)
+            return FileRecord(
+                rel,
+                "dicom",
+                "truncated pixel data: the file is shorter than its "
+                f"header says ({rows}x{cols}x{frames} frames)",
+                phi=phi,
+            )
     keys = {
         "patient_id": str(ds.get("PatientID", "") or ""),
         "patient_name": str(ds.get("PatientName", "") or ""),

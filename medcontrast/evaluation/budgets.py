@@ -67,9 +67,15 @@ class Selection:
     notes: list[str]
 
 
-def patient_order(train: pd.DataFrame, classes: list[str], seed: int, group: str = "patient") -> dict[str, list[np.ndarray]]:
+def patient_order(
+    train: pd.DataFrame, classes: list[str], seed: int, group: str = "patient"
+) -> dict[str, list[np.ndarray]]:
     """For each class stratum, the seeded order of its patients' row indices."""
-    key = train[group] if group != "none" else pd.Series(np.arange(len(train)).astype(str), index=train.index)
+    key = (
+        train[group]
+        if group != "none"
+        else pd.Series(np.arange(len(train)).astype(str), index=train.index)
+    )
     majority = train.groupby(key)["label"].agg(lambda s: s.value_counts().sort_index().idxmax())
     strata: dict[str, list[np.ndarray]] = {}
     rows_of = {k: np.flatnonzero((key == k).to_numpy()) for k in majority.index}
@@ -80,8 +86,9 @@ def patient_order(train: pd.DataFrame, classes: list[str], seed: int, group: str
     return strata
 
 
-def select(train: pd.DataFrame, classes: list[str], budget: Budget, seed: int,
-           group: str = "patient") -> Selection:
+def select(
+    train: pd.DataFrame, classes: list[str], budget: Budget, seed: int, group: str = "patient"
+) -> Selection:
     """The rows of ``train`` (labeled train split, index reset) that a budget uses."""
     strata = patient_order(train, classes, seed, group)
     labels = train["label"].to_numpy()
@@ -93,9 +100,11 @@ def select(train: pd.DataFrame, classes: list[str], budget: Budget, seed: int,
             raise MedContrastError(f"class {c!r} has no patient in the labeled training split")
         if budget.kind == "fraction":
             stratum_images = sum(len(r) for r in order)
-            target = int(round(budget.value * stratum_images))
+            target = round(budget.value * stratum_images)
             if target < 1:
-                notes.append(f"{budget.name} of class {c} is under one image: raised to one patient")
+                notes.append(
+                    f"{budget.name} of class {c} is under one image: raised to one patient"
+                )
             taken, n = [], 0
             for rows in order:
                 if n >= max(target, 1):
@@ -105,8 +114,10 @@ def select(train: pd.DataFrame, classes: list[str], budget: Budget, seed: int,
         else:
             available = int((labels == c).sum())
             if available < budget.value:
-                notes.append(f"class {c} has only {available} labeled training images "
-                             f"(fewer than {int(budget.value)}): all used")
+                notes.append(
+                    f"class {c} has only {available} labeled training images "
+                    f"(fewer than {int(budget.value)}): all used"
+                )
             taken, n = [], 0
             for rows in order:
                 if n >= budget.value:

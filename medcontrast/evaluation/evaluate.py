@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 from tqdm import tqdm
 
@@ -39,8 +38,19 @@ from medcontrast.runinfo import resolve_device, resolve_precision, versions
 from medcontrast.train import preprocess_spec
 
 PROTOCOLS = ("linear", "knn", "finetune")
-RESULT_COLUMNS = ["init", "protocol", "budget", "budget_kind", "budget_value", "labels_used",
-                  "patients_used", "seed", "metric", "value", "note"]
+RESULT_COLUMNS = [
+    "init",
+    "protocol",
+    "budget",
+    "budget_kind",
+    "budget_value",
+    "labels_used",
+    "patients_used",
+    "seed",
+    "metric",
+    "value",
+    "note",
+]
 
 
 def _folder(cfg: EvaluateConfig) -> Path:
@@ -76,33 +86,49 @@ class Evaluation:
         if manifest is None:
             raise MedContrastError("data.manifest is not set")
         try:
-            rows = select_rows(manifest, cfg.data.ndim, cfg.data.modalities, splits=None, labeled=True)
+            rows = select_rows(
+                manifest, cfg.data.ndim, cfg.data.modalities, splits=None, labeled=True
+            )
         except MedContrastError as exc:
-            raise MedContrastError(f"{exc}. An evaluation needs labels: index with --labels or "
-                                   "--labels-from-folders") from exc
+            raise MedContrastError(
+                f"{exc}. An evaluation needs labels: index with --labels or --labels-from-folders"
+            ) from exc
         self.classes = class_names(rows["label"])
         if len(self.classes) < 2:
-            raise MedContrastError(f"only one class ({self.classes[0]}) among the labeled rows; need two or more")
-        self.cache: ImageCache = build_cache(manifest, rows, preprocess_spec(cfg.data),
-                                             cache_dir=cfg.data.cache_dir or None,
-                                             in_memory=cfg.data.cache == "memory",
-                                             workers=cfg.data.workers, progress=progress)
+            raise MedContrastError(
+                f"only one class ({self.classes[0]}) among the labeled rows; need two or more"
+            )
+        self.cache: ImageCache = build_cache(
+            manifest,
+            rows,
+            preprocess_spec(cfg.data),
+            cache_dir=cfg.data.cache_dir or None,
+            in_memory=cfg.data.cache == "memory",
+            workers=cfg.data.workers,
+            progress=progress,
+        )
         t = self.cache.rows
         self.y = t["label"].map({c: i for i, c in enumerate(self.classes)}).to_numpy()
-        self.split = {s: np.flatnonzero((t["split"] == s).to_numpy()) for s in ("train", "val", "test")}
+        self.split = {
+            s: np.flatnonzero((t["split"] == s).to_numpy()) for s in ("train", "val", "test")
+        }
         for s in ("train", "test"):
             if len(self.split[s]) == 0:
-                raise MedContrastError(f"no labeled images in the {s} split; the manifest's splits "
-                                       f"hold {t['split'].value_counts().to_dict()}")
+                raise MedContrastError(
+                    f"no labeled images in the {s} split; the manifest's splits "
+                    f"hold {t['split'].value_counts().to_dict()}"
+                )
         missing = set(range(len(self.classes))) - set(self.y[self.split["train"]])
         if missing:
-            raise MedContrastError(f"class(es) {[self.classes[i] for i in missing]} have no labeled "
-                                   "training image")
+            raise MedContrastError(
+                f"class(es) {[self.classes[i] for i in missing]} have no labeled training image"
+            )
         self.train_rows = t.iloc[self.split["train"]].reset_index(drop=True)
         self.budgets: list[Budget] = budgets_from(cfg.budgets.fractions, cfg.budgets.shots)
         self.selections: dict[tuple[str, int], Selection] = {
             (b.name, s): select(self.train_rows, self.classes, b, s, cfg.budgets.group)
-            for b in self.budgets for s in cfg.budgets.seeds
+            for b in self.budgets
+            for s in cfg.budgets.seeds
         }
         self._features: dict[str, np.ndarray] = {}
 
@@ -114,7 +140,9 @@ class Evaluation:
                 self._features[init.name] = np.load(path)
             else:
                 encoder = init.make(0)
-                feats = extract_features(encoder, self.cache.array, self.device, self.cfg.batch_size)
+                feats = extract_features(
+                    encoder, self.cache.array, self.device, self.cfg.batch_size
+                )
                 if not np.isfinite(feats).all():
                     raise MedContrastError(f"initialisation {init.name} gives NaN features")
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,28 +174,54 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     if saved.exists():
         previous = yaml.safe_load(saved.read_text())
         if previous != yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False)):
-            raise MedContrastError(f"{folder} holds an evaluation with other settings; choose another name=")
+            raise MedContrastError(
+                f"{folder} holds an evaluation with other settings; choose another name="
+            )
     folder.mkdir(parents=True, exist_ok=True)
     save_config(cfg, saved)
     (folder / "versions.json").write_text(json.dumps(versions(), indent=2))
     ev = Evaluation(cfg, folder, progress)
     inits = resolve_inits(cfg.inits, cfg.data.ndim, cfg.data.size)
-    (folder / "inits.json").write_text(json.dumps(
-        [{"name": i.name, "kind": i.kind, "source": i.source, "encoder": asdict(i.spec), "notes": i.notes}
-         for i in inits], indent=2))
+    (folder / "inits.json").write_text(
+        json.dumps(
+            [
+                {
+                    "name": i.name,
+                    "kind": i.kind,
+                    "source": i.source,
+                    "encoder": asdict(i.spec),
+                    "notes": i.notes,
+                }
+                for i in inits
+            ],
+            indent=2,
+        )
+    )
     results = folder / "results.csv"
     done = _done(results)
     ft_only = set(cfg.finetune.budgets)  # fine-tuning is the costly protocol: maybe fewer budgets
-    jobs = [(i, p, b, s) for i in inits for p in cfg.protocols for b in ev.budgets
-            for s in cfg.budgets.seeds if (i.name, p, b.name, s) not in done
-            and not (p == "finetune" and ft_only and b.name not in ft_only)]
+    jobs = [
+        (i, p, b, s)
+        for i in inits
+        for p in cfg.protocols
+        for b in ev.budgets
+        for s in cfg.budgets.seeds
+        if (i.name, p, b.name, s) not in done
+        and not (p == "finetune" and ft_only and b.name not in ft_only)
+    ]
     views = AugmentParams.from_config(cfg.views, cfg.data.ndim, tuple(cfg.data.size))
     amp = resolve_precision(cfg.finetune.precision, ev.device)
     settings = FinetuneSettings(
-        epochs=cfg.finetune.epochs, batch_size=cfg.finetune.batch_size, lr=cfg.finetune.lr,
-        head_lr_mult=cfg.finetune.head_lr_mult, weight_decay=cfg.finetune.weight_decay,
-        patience=cfg.finetune.patience, min_steps_per_epoch=cfg.finetune.min_steps_per_epoch,
-        class_weighting=cfg.finetune.class_weighting, select_metric=cfg.headline_metric)
+        epochs=cfg.finetune.epochs,
+        batch_size=cfg.finetune.batch_size,
+        lr=cfg.finetune.lr,
+        head_lr_mult=cfg.finetune.head_lr_mult,
+        weight_decay=cfg.finetune.weight_decay,
+        patience=cfg.finetune.patience,
+        min_steps_per_epoch=cfg.finetune.min_steps_per_epoch,
+        class_weighting=cfg.finetune.class_weighting,
+        select_metric=cfg.headline_metric,
+    )
     n_classes = len(ev.classes)
     tr, va, te = ev.split["train"], ev.split["val"], ev.split["test"]
     bar = tqdm(jobs, desc="evaluate", unit="run", disable=not progress, file=sys.stderr)
@@ -180,26 +234,60 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
         if protocol in ("linear", "knn"):
             f = ev.features(init)
             if protocol == "linear":
-                prob, info = linear_probe(f[idx], ev.y[idx], f[va], ev.y[va], f[te], n_classes,
-                                          cfg.linear.c_grid, cfg.linear.max_iter, cfg.headline_metric)
+                prob, info = linear_probe(
+                    f[idx],
+                    ev.y[idx],
+                    f[va],
+                    ev.y[va],
+                    f[te],
+                    n_classes,
+                    cfg.linear.c_grid,
+                    cfg.linear.max_iter,
+                    cfg.headline_metric,
+                )
                 notes.append(f"C={info['C']:g}")
             else:
-                prob = knn_probe(f[idx], ev.y[idx], f[te], n_classes, cfg.knn.k, cfg.knn.temperature)
+                prob = knn_probe(
+                    f[idx], ev.y[idx], f[te], n_classes, cfg.knn.k, cfg.knn.temperature
+                )
         else:
             arr = ev.cache.array
-            prob, info = finetune(init.make, arr[np.sort(idx)], ev.y[np.sort(idx)], arr[va], ev.y[va],
-                                  arr[te], n_classes, settings, views if cfg.finetune.augment else None,
-                                  ev.device, seed, amp)
+            prob, info = finetune(
+                init.make,
+                arr[np.sort(idx)],
+                ev.y[np.sort(idx)],
+                arr[va],
+                ev.y[va],
+                arr[te],
+                n_classes,
+                settings,
+                views if cfg.finetune.augment else None,
+                ev.device,
+                seed,
+                amp,
+            )
             notes.append(f"best epoch {info['best_epoch']}")
         path = prediction_path(folder, init.name, protocol, budget.name, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, prob.astype(np.float32))
         values = point_metrics(ev.y[te], prob, cfg.metrics)
         patients = ev.train_rows.iloc[sel.indices]["patient"].nunique()
-        rows = [{"init": init.name, "protocol": protocol, "budget": budget.name,
-                 "budget_kind": budget.kind, "budget_value": budget.value, "labels_used": len(idx),
-                 "patients_used": patients, "seed": seed, "metric": m, "value": v,
-                 "note": "; ".join(notes)} for m, v in values.items()]
+        rows = [
+            {
+                "init": init.name,
+                "protocol": protocol,
+                "budget": budget.name,
+                "budget_kind": budget.kind,
+                "budget_value": budget.value,
+                "labels_used": len(idx),
+                "patients_used": patients,
+                "seed": seed,
+                "metric": m,
+                "value": v,
+                "note": "; ".join(notes),
+            }
+            for m, v in values.items()
+        ]
         rows.append({**rows[0], "metric": "seconds", "value": time.time() - start})
         _append(results, rows)
     bar.close()

@@ -49,7 +49,9 @@ class _Classifier(nn.Module):
 
 
 @torch.no_grad()
-def _predict(model: nn.Module, images: np.ndarray, device: torch.device, amp, batch: int = 256) -> np.ndarray:
+def _predict(
+    model: nn.Module, images: np.ndarray, device: torch.device, amp, batch: int = 256
+) -> np.ndarray:
     model.eval()
     out = []
     for i in range(0, len(images), batch):
@@ -60,10 +62,18 @@ def _predict(model: nn.Module, images: np.ndarray, device: torch.device, amp, ba
 
 
 def finetune(
-    make_encoder: Callable[[int], Encoder], train_x: np.ndarray, train_y: np.ndarray,
-    val_x: np.ndarray, val_y: np.ndarray, test_x: np.ndarray, n_classes: int,
-    settings: FinetuneSettings, views: AugmentParams | None, device: torch.device,
-    seed: int, amp: torch.dtype | None = None,
+    make_encoder: Callable[[int], Encoder],
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    test_x: np.ndarray,
+    n_classes: int,
+    settings: FinetuneSettings,
+    views: AugmentParams | None,
+    device: torch.device,
+    seed: int,
+    amp: torch.dtype | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Fine-tune a fresh encoder (``make_encoder(seed)``: random weights differ by seed); returns
     test probabilities (n_test, C) and run info."""
@@ -72,11 +82,16 @@ def finetune(
     n = len(train_x)
     steps_per_epoch = max(math.ceil(n / settings.batch_size), settings.min_steps_per_epoch)
     total = steps_per_epoch * settings.epochs
-    opt = torch.optim.AdamW([
-        {"params": model.encoder.parameters(), "lr": settings.lr},
-        {"params": model.head.parameters(), "lr": settings.lr * settings.head_lr_mult},
-    ], weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    opt = torch.optim.AdamW(
+        [
+            {"params": model.encoder.parameters(), "lr": settings.lr},
+            {"params": model.head.parameters(), "lr": settings.lr * settings.head_lr_mult},
+        ],
+        weight_decay=settings.weight_decay,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
     counts = np.bincount(train_y, minlength=n_classes).astype(np.float64)
     weight = None
     if settings.class_weighting:
@@ -93,7 +108,11 @@ def finetune(
     for epoch in range(settings.epochs):
         model.train()
         for _ in range(steps_per_epoch):
-            idx = rng.integers(0, n, bs) if n < settings.batch_size else rng.choice(n, bs, replace=False)
+            idx = (
+                rng.integers(0, n, bs)
+                if n < settings.batch_size
+                else rng.choice(n, bs, replace=False)
+            )
             x = images[idx].to(device)
             if augment is not None:
                 x = augment(x, g)
@@ -106,7 +125,9 @@ def finetune(
             opt.step()
             sched.step()
         if len(val_y):
-            score = point_metrics(val_y, _predict(model, val_x, device, amp), [settings.select_metric])
+            score = point_metrics(
+                val_y, _predict(model, val_x, device, amp), [settings.select_metric]
+            )
             value = score[settings.select_metric]
             value = -np.inf if np.isnan(value) else value
         else:
@@ -120,5 +141,7 @@ def finetune(
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    return _predict(model, test_x, device, amp), {"best_epoch": best_epoch + 1,
-                                                  "val_score": float(best_score)}
+    return _predict(model, test_x, device, amp), {
+        "best_epoch": best_epoch + 1,
+        "val_score": float(best_score),
+    }

@@ -39,7 +39,11 @@ def _load_file_into(encoder: Encoder, path: Path) -> list[str]:
         state = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        if (
+            isinstance(state, dict)
+            and "state_dict" in state
+            and isinstance(state["state_dict"], dict)
+        ):
             state = state["state_dict"]
     own = encoder.backbone.state_dict()
     notes = []
@@ -48,17 +52,26 @@ def _load_file_into(encoder: Encoder, path: Path) -> list[str]:
         if key not in own:
             continue
         target = own[key]
-        if value.shape != target.shape and value.dim() >= 3 and value.shape[1] == 3 and target.shape[1] == 1:
+        if (
+            value.shape != target.shape
+            and value.dim() >= 3
+            and value.shape[1] == 3
+            and target.shape[1] == 1
+        ):
             value = value.sum(1, keepdim=True)
             notes.append(f"{key}: 3-channel weights summed to 1 channel")
         if value.shape != target.shape:
-            raise MedContrastError(f"{path}: {key} has shape {tuple(value.shape)}, the encoder "
-                                   f"{encoder.spec.name} needs {tuple(target.shape)} (another architecture?)")
+            raise MedContrastError(
+                f"{path}: {key} has shape {tuple(value.shape)}, the encoder "
+                f"{encoder.spec.name} needs {tuple(target.shape)} (another architecture?)"
+            )
         fixed[key] = value
     missing = [k for k in own if k not in fixed]
     if missing:
-        raise MedContrastError(f"{path} does not fit {encoder.spec.name}: {len(missing)} weights "
-                               f"missing (first: {missing[0]})")
+        raise MedContrastError(
+            f"{path} does not fit {encoder.spec.name}: {len(missing)} weights "
+            f"missing (first: {missing[0]})"
+        )
     dropped = [k for k in state if k not in own]
     if dropped:
         notes.append(f"{len(dropped)} weights not used (classifier or other heads)")
@@ -70,7 +83,9 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
     """Turn config entries into :class:`Init` objects; add random init of the first architecture
     when none is listed (every comparison is against it)."""
     if not inits:
-        raise MedContrastError("no initialisation to evaluate: list run folders or weight files in inits")
+        raise MedContrastError(
+            "no initialisation to evaluate: list run folders or weight files in inits"
+        )
     out: list[Init] = []
     for item in inits:
         source = item.source or "random"
@@ -78,7 +93,9 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
             if not item.encoder:
                 raise MedContrastError("a random init needs encoder: (e.g. timm:resnet18)")
             spec = EncoderSpec(item.encoder, ndim, 1, list(size))
-            out.append(Init(item.name or "random", "random", spec, "random", _random_factory(spec), []))
+            out.append(
+                Init(item.name or "random", "random", spec, "random", _random_factory(spec), [])
+            )
             continue
         path = Path(source)
         if path.is_dir() or path.name == WEIGHTS:
@@ -91,10 +108,14 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
             _check_fits(spec, ndim, size, source)
             load_encoder(path)  # fail now, with the file named, if the weights do not fit
             name = item.name or (path.name if path.is_dir() else path.parent.name)
-            out.append(Init(name, "pretrained", spec, str(path), lambda _seed, p=path: load_encoder(p), []))
+            out.append(
+                Init(name, "pretrained", spec, str(path), lambda _seed, p=path: load_encoder(p), [])
+            )
         elif path.is_file():
             if not item.encoder:
-                raise MedContrastError(f"{source}: say which architecture it is with encoder: (e.g. timm:resnet18)")
+                raise MedContrastError(
+                    f"{source}: say which architecture it is with encoder: (e.g. timm:resnet18)"
+                )
             spec = EncoderSpec(item.encoder, ndim, 1, list(size))
             notes = _load_file_into(build_from_spec(spec), path)
             name = item.name or path.stem
@@ -106,11 +127,23 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
 
             out.append(Init(name, "weights", spec, str(path), make, notes))
         else:
-            raise MedContrastError(f"init source {source!r} is neither 'random', a run folder nor a file")
+            raise MedContrastError(
+                f"init source {source!r} is neither 'random', a run folder nor a file"
+            )
     if not any(i.kind == "random" for i in out):
-        spec = EncoderSpec(out[0].spec.name, ndim, 1, list(size), out[0].spec.stem_stride, dict(out[0].spec.kwargs))
-        out.append(Init("random", "random", spec, "random", _random_factory(spec),
-                        ["added automatically: every initialisation is compared with it"]))
+        spec = EncoderSpec(
+            out[0].spec.name, ndim, 1, list(size), out[0].spec.stem_stride, dict(out[0].spec.kwargs)
+        )
+        out.append(
+            Init(
+                "random",
+                "random",
+                spec,
+                "random",
+                _random_factory(spec),
+                ["added automatically: every initialisation is compared with it"],
+            )
+        )
     names = [i.name for i in out]
     if len(set(names)) != len(names):
         raise MedContrastError(f"initialisation names must differ: {names}")
@@ -129,6 +162,10 @@ def _check_fits(spec: EncoderSpec, ndim: int, size: list[int], source: str) -> N
     if spec.ndim != ndim:
         raise MedContrastError(f"{source} is a {spec.ndim}D encoder but data.ndim is {ndim}")
     if spec.in_channels != 1:
-        raise MedContrastError(f"{source} expects {spec.in_channels} input channels; medcontrast images have 1")
+        raise MedContrastError(
+            f"{source} expects {spec.in_channels} input channels; medcontrast images have 1"
+        )
     if spec.size and list(spec.size) != list(size) and spec.name.split(":")[-1] in ("vit", "swin"):
-        raise MedContrastError(f"{source} was trained at size {spec.size}; set data.size={spec.size}")
+        raise MedContrastError(
+            f"{source} was trained at size {spec.size}; set data.size={spec.size}"
+        )

@@ -14,7 +14,9 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, r
 METRICS = ("auroc", "accuracy", "balanced_accuracy", "macro_f1")
 
 
-def point_metrics(y: np.ndarray, prob: np.ndarray, names: tuple[str, ...] | list[str] = METRICS) -> dict[str, float]:
+def point_metrics(
+    y: np.ndarray, prob: np.ndarray, names: tuple[str, ...] | list[str] = METRICS
+) -> dict[str, float]:
     """Metrics of probabilities ``prob`` (n, C) for integer labels ``y`` (n,), via scikit-learn.
 
     AUROC is binary for C = 2, else macro one-vs-rest; NaN when the test set lacks a class.
@@ -29,7 +31,9 @@ def point_metrics(y: np.ndarray, prob: np.ndarray, names: tuple[str, ...] | list
         elif name == "balanced_accuracy":
             out[name] = float(balanced_accuracy_score(y, pred))
         elif name == "macro_f1":
-            out[name] = float(f1_score(y, pred, average="macro", labels=np.arange(prob.shape[1]), zero_division=0))
+            out[name] = float(
+                f1_score(y, pred, average="macro", labels=np.arange(prob.shape[1]), zero_division=0)
+            )
         else:
             raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
     return out
@@ -69,8 +73,12 @@ def _binary_auc_weighted(score: np.ndarray, positive: np.ndarray, w: np.ndarray)
         return np.where(denom > 0, total / denom, np.nan)
 
 
-def weighted_metrics(y: np.ndarray, prob: np.ndarray, weights: np.ndarray,
-                     names: tuple[str, ...] | list[str] = METRICS) -> dict[str, np.ndarray]:
+def weighted_metrics(
+    y: np.ndarray,
+    prob: np.ndarray,
+    weights: np.ndarray,
+    names: tuple[str, ...] | list[str] = METRICS,
+) -> dict[str, np.ndarray]:
     """Each metric for every row of ``weights`` (B, n): resampling counts of the n test cases.
 
     With all weights 1 this equals :func:`point_metrics`.

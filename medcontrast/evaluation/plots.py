@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 PALETTE = ["#1b6ca8", "#d1495b", "#00798c", "#edae49", "#66a182", "#8d6a9f"]
 
@@ -27,15 +27,21 @@ def label_efficiency(summary: pd.DataFrame, metric: str, path: Path, reference: 
     inits = list(dict.fromkeys(sub["init"]))
     for ax, protocol in zip(axes[0], protocols, strict=True):
         for i, init in enumerate(inits):
-            d = sub[(sub["protocol"] == protocol) & (sub["init"] == init)].sort_values("labels_used")
+            d = sub[(sub["protocol"] == protocol) & (sub["init"] == init)].sort_values(
+                "labels_used"
+            )
             if d.empty:
                 continue
             style = "--" if init == reference else "-"
             ax.plot(d["labels_used"], d["mean"], style, marker="o", color=_colour(i), label=init)
-            ax.fill_between(d["labels_used"], d["ci_low"], d["ci_high"], color=_colour(i), alpha=0.18)
+            ax.fill_between(
+                d["labels_used"], d["ci_low"], d["ci_high"], color=_colour(i), alpha=0.18
+            )
         ax.set_xscale("log")
         ax.set_xlabel("labeled training images (log scale)")
-        ax.set_ylabel(metric.replace("_", " ").upper() if metric == "auroc" else metric.replace("_", " "))
+        ax.set_ylabel(
+            metric.replace("_", " ").upper() if metric == "auroc" else metric.replace("_", " ")
+        )
         ax.set_title(f"{protocol} protocol")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
@@ -45,8 +51,13 @@ def label_efficiency(summary: pd.DataFrame, metric: str, path: Path, reference: 
     plt.close(fig)
 
 
-def embedding_map(features: dict[str, np.ndarray], labels: np.ndarray, classes: list[str], path: Path,
-                  seed: int = 0) -> str:
+def embedding_map(
+    features: dict[str, np.ndarray],
+    labels: np.ndarray,
+    classes: list[str],
+    path: Path,
+    seed: int = 0,
+) -> str:
     """2D map of test embeddings per init, coloured by label. UMAP when installed, else t-SNE.
 
     Returns the method's name.
@@ -65,7 +76,9 @@ def embedding_map(features: dict[str, np.ndarray], labels: np.ndarray, classes: 
 
         def reduce(x: np.ndarray) -> np.ndarray:
             perplexity = float(max(2, min(30, (len(x) - 1) // 3)))
-            return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+            return TSNE(
+                n_components=2, perplexity=perplexity, init="pca", random_state=seed
+            ).fit_transform(x)
 
     fig, axes = plt.subplots(1, len(features), figsize=(4.6 * len(features), 4.2), squeeze=False)
     for ax, (name, x) in zip(axes[0], features.items(), strict=True):
@@ -94,9 +107,16 @@ def _show(ax, image: np.ndarray) -> None:
     ax.set_yticks([])
 
 
-def retrieval_panel(queries: np.ndarray, neighbours: dict[str, np.ndarray], query_images: np.ndarray,
-                    bank_images: np.ndarray, query_labels: list[str], bank_labels: list[str], path: Path,
-                    k: int = 5) -> None:
+def retrieval_panel(
+    queries: np.ndarray,
+    neighbours: dict[str, np.ndarray],
+    query_images: np.ndarray,
+    bank_images: np.ndarray,
+    query_labels: list[str],
+    bank_labels: list[str],
+    path: Path,
+    k: int = 5,
+) -> None:
     """Each query (a test image) and its k nearest labeled training images, per init."""
     inits = list(neighbours)
     rows = len(queries) * len(inits)

@@ -17,8 +17,9 @@ from medcontrast.evaluation.metrics import point_metrics
 
 
 @torch.no_grad()
-def extract_features(encoder: torch.nn.Module, images: np.ndarray, device: torch.device,
-                     batch_size: int = 256) -> np.ndarray:
+def extract_features(
+    encoder: torch.nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 256
+) -> np.ndarray:
     """Pooled encoder features (n, D) of cached images (n, C, *size), in eval mode."""
     encoder.eval().to(device)
     out = []
@@ -28,9 +29,17 @@ def extract_features(encoder: torch.nn.Module, images: np.ndarray, device: torch
     return torch.cat(out).numpy() if out else np.zeros((0, getattr(encoder, "num_features", 0)))
 
 
-def linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                 test_x: np.ndarray, n_classes: int, c_grid: list[float], max_iter: int = 2000,
-                 select_metric: str = "auroc") -> tuple[np.ndarray, dict]:
+def linear_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    test_x: np.ndarray,
+    n_classes: int,
+    c_grid: list[float],
+    max_iter: int = 2000,
+    select_metric: str = "auroc",
+) -> tuple[np.ndarray, dict]:
     """L2-regularised logistic regression on standardised features (the usual linear evaluation,
     e.g. Chen et al. 2020), class-balanced; C chosen on the validation split.
 
@@ -41,8 +50,11 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
     best, best_c, best_model = -np.inf, c_grid[0], None
     for c in c_grid:
         model = _fit_logreg(tx, train_y, c, max_iter)
-        score = point_metrics(val_y, _proba(model, vx, n_classes), [select_metric])[select_metric] \
-            if len(val_y) else 0.0
+        score = (
+            point_metrics(val_y, _proba(model, vx, n_classes), [select_metric])[select_metric]
+            if len(val_y)
+            else 0.0
+        )
         score = -np.inf if np.isnan(score) else score
         if score > best or best_model is None:
             best, best_c, best_model = score, c, model
@@ -64,8 +76,14 @@ def _proba(model: LogisticRegression, x: np.ndarray, n_classes: int) -> np.ndarr
     return out
 
 
-def knn_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, n_classes: int,
-              k: int = 20, temperature: float = 0.07) -> np.ndarray:
+def knn_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    n_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+) -> np.ndarray:
     """Cosine kNN with similarity-weighted votes exp(s / T) (Wu et al., CVPR 2018), class-balanced
     by dividing each class's votes by its share of the training set.
 

@@ -25,8 +25,12 @@ if TYPE_CHECKING:
     from medcontrast.evaluation.evaluate import Evaluation
     from medcontrast.evaluation.inits import Init
 
-METRIC_NAMES = {"auroc": "AUROC", "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
-                "macro_f1": "macro-F1"}
+METRIC_NAMES = {
+    "auroc": "AUROC",
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "macro_f1": "macro-F1",
+}
 PROTOCOL_NAMES = {"linear": "linear probe", "knn": "kNN", "finetune": "fine-tuning"}
 
 
@@ -69,10 +73,18 @@ def headline(summary: pd.DataFrame, metric: str, protocol: str, reference: str |
             if ref.empty:
                 continue
             rr = ref.iloc[0]
-            what = (f"{b} of the labels" if r["budget_kind"] == "fraction"
-                    else f"{int(r['budget_value'])} labeled image(s) per class")
-            verdict = ("better than" if r["diff_ci_low"] > 0 else "worse than" if r["diff_ci_high"] < 0
-                       else "not distinguishable from")
+            what = (
+                f"{b} of the labels"
+                if r["budget_kind"] == "fraction"
+                else f"{int(r['budget_value'])} labeled image(s) per class"
+            )
+            verdict = (
+                "better than"
+                if r["diff_ci_low"] > 0
+                else "worse than"
+                if r["diff_ci_high"] < 0
+                else "not distinguishable from"
+            )
             out.append(
                 f"With {what} ({r['labels_used']:.0f} images), the {PROTOCOL_NAMES.get(protocol, protocol)} "
                 f"on **{r['init']}** reaches {name} {_fmt(r['mean'])} (95% CI {_fmt(r['ci_low'])}–"
@@ -86,11 +98,15 @@ def headline(summary: pd.DataFrame, metric: str, protocol: str, reference: str |
 def results_table(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Budgets as rows, init x protocol as columns: 'mean ± std [ci]'."""
     sub = summary[summary["metric"] == metric].copy()
-    sub["cell"] = [f"{_fmt(m)} ± {_fmt(s)} [{_fmt(lo)}–{_fmt(hi)}]"
-                   for m, s, lo, hi in zip(sub["mean"], sub["std"], sub["ci_low"], sub["ci_high"], strict=True)]
+    sub["cell"] = [
+        f"{_fmt(m)} ± {_fmt(s)} [{_fmt(lo)}–{_fmt(hi)}]"
+        for m, s, lo, hi in zip(sub["mean"], sub["std"], sub["ci_low"], sub["ci_high"], strict=True)
+    ]
     sub["column"] = sub["init"] + " · " + sub["protocol"].map(lambda p: PROTOCOL_NAMES.get(p, p))
     order = sub.drop_duplicates("budget").sort_values("labels_used")["budget"].tolist()
-    table = sub.pivot_table(index="budget", columns="column", values="cell", aggfunc="first").reindex(order)
+    table = sub.pivot_table(
+        index="budget", columns="column", values="cell", aggfunc="first"
+    ).reindex(order)
     labels = sub.groupby("budget")["labels_used"].mean().reindex(order)
     table.insert(0, "labels (mean)", [f"{v:.0f}" for v in labels])
     return table.reset_index()
@@ -101,14 +117,25 @@ def diff_table(summary: pd.DataFrame, metric: str, reference: str) -> pd.DataFra
     if sub.empty:
         return pd.DataFrame()
     sub = sub.sort_values(["protocol", "labels_used"])
-    return pd.DataFrame({
-        "init": sub["init"], "protocol": sub["protocol"].map(lambda p: PROTOCOL_NAMES.get(p, p)),
-        "budget": sub["budget"],
-        "difference": [f"{d:+.3f} ± {s:.3f}" for d, s in zip(sub["diff_vs_random"], sub["diff_std"], strict=True)],
-        "95% CI": [f"{lo:+.3f} to {hi:+.3f}" for lo, hi in zip(sub["diff_ci_low"], sub["diff_ci_high"], strict=True)],
-        "above 2 x seed std": ["yes" if d > 2 * s and d > 0 else "no"
-                               for d, s in zip(sub["diff_vs_random"], sub["diff_std"], strict=True)],
-    })
+    return pd.DataFrame(
+        {
+            "init": sub["init"],
+            "protocol": sub["protocol"].map(lambda p: PROTOCOL_NAMES.get(p, p)),
+            "budget": sub["budget"],
+            "difference": [
+                f"{d:+.3f} ± {s:.3f}"
+                for d, s in zip(sub["diff_vs_random"], sub["diff_std"], strict=True)
+            ],
+            "95% CI": [
+                f"{lo:+.3f} to {hi:+.3f}"
+                for lo, hi in zip(sub["diff_ci_low"], sub["diff_ci_high"], strict=True)
+            ],
+            "above 2 x seed std": [
+                "yes" if d > 2 * s and d > 0 else "no"
+                for d, s in zip(sub["diff_vs_random"], sub["diff_std"], strict=True)
+            ],
+        }
+    )
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -125,8 +152,10 @@ def _html_table(df: pd.DataFrame) -> str:
     if df.empty:
         return "<p><em>(none)</em></p>"
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values) + "</tr>"
-                   for _, r in df.iterrows())
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values) + "</tr>"
+        for _, r in df.iterrows()
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -153,41 +182,85 @@ def write_report(folder: Path, cfg: EvaluateConfig, ev: Evaluation, inits: list[
     figures: list[tuple[str, str, str]] = []
     curve = folder / f"label_efficiency_{metric}.png"
     label_efficiency(summary, metric, curve, reference)
-    figures.append((curve.name, "Label-efficiency curve",
-                    f"{METRIC_NAMES.get(metric, metric)} on the test split against the number of labeled "
-                    "training images; bands are 95% bootstrap intervals over test resamples and seeds."))
+    figures.append(
+        (
+            curve.name,
+            "Label-efficiency curve",
+            f"{METRIC_NAMES.get(metric, metric)} on the test split against the number of labeled "
+            "training images; bands are 95% bootstrap intervals over test resamples and seeds.",
+        )
+    )
     frozen = [i for i in inits]
     feats = {i.name: ev.features(i)[te] for i in frozen} if cfg.embedding_plot else {}
     if feats:
         emb = folder / "embeddings.png"
         method = embedding_map(feats, y_test, ev.classes, emb)
-        figures.append((emb.name, f"{method} of test embeddings",
-                        "Frozen features of the test images, coloured by their label: a good encoder "
-                        "separates the classes without having seen a label."))
+        figures.append(
+            (
+                emb.name,
+                f"{method} of test embeddings",
+                "Frozen features of the test images, coloured by their label: a good encoder "
+                "separates the classes without having seen a label.",
+            )
+        )
     if cfg.retrieval_queries > 0:
         rng = np.random.default_rng(0)
         per_class = max(1, cfg.retrieval_queries // len(ev.classes))
-        queries = np.concatenate([rng.permutation(np.flatnonzero(y_test == k))[:per_class]
-                                  for k in range(len(ev.classes))])[: cfg.retrieval_queries]
+        queries = np.concatenate(
+            [
+                rng.permutation(np.flatnonzero(y_test == k))[:per_class]
+                for k in range(len(ev.classes))
+            ]
+        )[: cfg.retrieval_queries]
         tr = ev.split["train"]
-        shown = [i for i in inits if i.kind != "random"][:1] + [i for i in inits if i.kind == "random"][:1]
-        neighbours = {i.name: nearest_neighbours(ev.features(i)[te][queries], ev.features(i)[tr], 5)
-                      for i in shown}
+        shown = [i for i in inits if i.kind != "random"][:1] + [
+            i for i in inits if i.kind == "random"
+        ][:1]
+        neighbours = {
+            i.name: nearest_neighbours(ev.features(i)[te][queries], ev.features(i)[tr], 5)
+            for i in shown
+        }
         panel = folder / "retrieval.png"
-        retrieval_panel(queries, neighbours, np.asarray(ev.cache.array[te[queries]]),
-                        ev.cache.array[tr], [ev.classes[k] for k in y_test[queries]],
-                        [ev.classes[k] for k in ev.y[tr]], panel)
-        figures.append((panel.name, "Nearest-neighbour retrieval",
-                        "Test images (left) and their five most similar labeled training images in each "
-                        "encoder's feature space; green titles share the query's label."))
+        retrieval_panel(
+            queries,
+            neighbours,
+            np.asarray(ev.cache.array[te[queries]]),
+            ev.cache.array[tr],
+            [ev.classes[k] for k in y_test[queries]],
+            [ev.classes[k] for k in ev.y[tr]],
+            panel,
+        )
+        figures.append(
+            (
+                panel.name,
+                "Nearest-neighbour retrieval",
+                "Test images (left) and their five most similar labeled training images in each "
+                "encoder's feature space; green titles share the query's label.",
+            )
+        )
 
     protocol = cfg.protocols[0]
     lines_headline = headline(summary, metric, protocol, reference)
-    notes = sorted({n for n in results["note"].dropna() for n in str(n).split("; ")
-                    if n and not n.startswith(("C=", "best epoch"))})
-    init_rows = pd.DataFrame([{"name": i.name, "kind": i.kind, "encoder": i.spec.name,
-                               "source": Path(i.source).name if i.source != "random" else "random",
-                               "notes": "; ".join(i.notes)} for i in inits])
+    notes = sorted(
+        {
+            n
+            for n in results["note"].dropna()
+            for n in str(n).split("; ")
+            if n and not n.startswith(("C=", "best epoch"))
+        }
+    )
+    init_rows = pd.DataFrame(
+        [
+            {
+                "name": i.name,
+                "kind": i.kind,
+                "encoder": i.spec.name,
+                "source": Path(i.source).name if i.source != "random" else "random",
+                "notes": "; ".join(i.notes),
+            }
+            for i in inits
+        ]
+    )
     failed = len(ev.cache.failed)
     budgets = ", ".join(b.name for b in ev.budgets)
     md = [
@@ -208,7 +281,8 @@ def write_report(folder: Path, cfg: EvaluateConfig, ev: Evaluation, inits: list[
         f"- Metrics on the fixed test split: {', '.join(METRIC_NAMES.get(m, m) for m in cfg.metrics)}; "
         f"95% intervals from {cfg.bootstrap} bootstrap resamples of the test split, averaged over seeds.",
         f"- Images: {cfg.data.ndim}D, resized to {'x'.join(map(str, cfg.data.size))}"
-        + (f", modalities {', '.join(cfg.data.modalities)}" if cfg.data.modalities else "") + ".",
+        + (f", modalities {', '.join(cfg.data.modalities)}" if cfg.data.modalities else "")
+        + ".",
         "",
         "Initialisations:",
         "",
@@ -221,7 +295,7 @@ def write_report(folder: Path, cfg: EvaluateConfig, ev: Evaluation, inits: list[
         "",
         _md_table(data_table(ev)),
         "",
-        *( [f"{failed} labeled samples could not be loaded and were left out."] if failed else []),
+        *([f"{failed} labeled samples could not be loaded and were left out."] if failed else []),
         "",
         f"## Results: {METRIC_NAMES.get(metric, metric)}",
         "",
@@ -231,18 +305,37 @@ def write_report(folder: Path, cfg: EvaluateConfig, ev: Evaluation, inits: list[
         "",
     ]
     if reference:
-        md += [f"### Paired difference against `{reference}`", "",
-               _md_table(diff_table(summary, metric, reference)), ""]
+        md += [
+            f"### Paired difference against `{reference}`",
+            "",
+            _md_table(diff_table(summary, metric, reference)),
+            "",
+        ]
     for other in cfg.metrics:
         if other != metric:
-            md += [f"### {METRIC_NAMES.get(other, other)}", "", _md_table(results_table(summary, other)), ""]
+            md += [
+                f"### {METRIC_NAMES.get(other, other)}",
+                "",
+                _md_table(results_table(summary, other)),
+                "",
+            ]
     md += ["## Figures", ""]
     for fname, title, caption in figures:
         md += [f"### {title}", "", f"![{title}]({fname})", "", caption, ""]
-    md += ["## Adjustments and notes", "", *([f"- {n}" for n in notes] or ["- none"]), "",
-           "## Reproduce", "", "```", f"medcontrast evaluate --config {folder / 'config.yaml'}", "```",
-           "", "Files: `results.csv` (one row per init, protocol, budget, seed and metric), "
-           "`summary.csv`, `config.yaml`, `versions.json`, `predictions/`."]
+    md += [
+        "## Adjustments and notes",
+        "",
+        *([f"- {n}" for n in notes] or ["- none"]),
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        f"medcontrast evaluate --config {folder / 'config.yaml'}",
+        "```",
+        "",
+        "Files: `results.csv` (one row per init, protocol, budget, seed and metric), "
+        "`summary.csv`, `config.yaml`, `versions.json`, `predictions/`.",
+    ]
     (folder / "report.md").write_text("\n".join(md) + "\n")
     (folder / "report.html").write_text(_html(md, folder, figures))
 
@@ -286,10 +379,14 @@ def _html(md: list[str], folder: Path, figures: list[tuple[str, str, str]]) -> s
                 out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
             elif line.startswith("!["):
                 name = line[line.index("(") + 1 : -1]
-                out.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{images[name]}">')
+                out.append(
+                    f'<img alt="{html.escape(name)}" src="data:image/png;base64,{images[name]}">'
+                )
             elif line.strip():
                 out.append(f"<p>{_md_inline(line)}</p>")
     flush()
     body = "\n".join(out).replace("`", "")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>medcontrast report</title>" \
-           f"<style>{CSS}</style></head><body>{body}</body></html>"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>medcontrast report</title>"
+        f"<style>{CSS}</style></head><body>{body}</body></html>"
+    )

@@ -15,7 +15,7 @@ from torch import nn
 from medcontrast.models.encoders import Encoder
 from medcontrast.registry import Registry
 
-METHODS: Registry[type["Method"]] = Registry("method")
+METHODS: Registry[type[Method]] = Registry("method")
 
 
 class Method(nn.Module):

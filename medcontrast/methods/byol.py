@@ -15,8 +15,15 @@ from medcontrast.models.heads import mlp
 class BYOL(Method):
     """Online: encoder -> projector -> predictor. Target: EMA of encoder and projector."""
 
-    def __init__(self, encoder: Encoder, proj_hidden: int = 512, proj_dim: int = 128,
-                 proj_layers: int = 2, pred_hidden: int = 512, momentum: float = 0.99) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        proj_hidden: int = 512,
+        proj_dim: int = 128,
+        proj_layers: int = 2,
+        pred_hidden: int = 512,
+        momentum: float = 0.99,
+    ) -> None:
         super().__init__(encoder)
         self.projector = mlp(encoder.num_features, proj_hidden, proj_dim, proj_layers)
         self.predictor = mlp(proj_dim, pred_hidden, proj_dim, 2)
@@ -33,8 +40,11 @@ class BYOL(Method):
         with torch.no_grad():
             z = proj(enc(both))
         loss = 0.5 * (byol_loss(p[:b], z[b:]) + byol_loss(p[b:], z[:b]))
-        return {"loss": loss, "momentum": torch.tensor(self.momentum),
-                "feature_std": h.detach().float().std(0).mean()}
+        return {
+            "loss": loss,
+            "momentum": torch.tensor(self.momentum),
+            "feature_std": h.detach().float().std(0).mean(),
+        }
 
     def after_step(self, progress: float) -> None:
         self.momentum = momentum_at(self.base_momentum, progress)

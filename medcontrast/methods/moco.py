@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from medcontrast.distributed import gather_no_grad
 from medcontrast.losses import moco_infonce
 from medcontrast.methods.base import METHODS, Method, MomentumPair, momentum_at
@@ -20,9 +21,17 @@ class MoCo(Method):
     so a resumed run continues with the same negatives.
     """
 
-    def __init__(self, encoder: Encoder, proj_hidden: int = 512, proj_dim: int = 128,
-                 proj_layers: int = 2, temperature: float = 0.2, queue_size: int = 4096,
-                 momentum: float = 0.99, mask_same_patient: bool = False) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        proj_hidden: int = 512,
+        proj_dim: int = 128,
+        proj_layers: int = 2,
+        temperature: float = 0.2,
+        queue_size: int = 4096,
+        momentum: float = 0.99,
+        mask_same_patient: bool = False,
+    ) -> None:
         super().__init__(encoder)
         self.projector = mlp(encoder.num_features, proj_hidden, proj_dim, proj_layers)
         self.target = MomentumPair(self.encoder, self.projector)
@@ -49,18 +58,26 @@ class MoCo(Method):
         qg = groups if self.mask_same_patient else None
         kg = self.queue_groups if self.mask_same_patient else None
         queue = self.queue.clone()
-        loss = 0.5 * (moco_infonce(q[:b], k[b:], queue, self.temperature, qg, kg)
-                      + moco_infonce(q[b:], k[:b], queue, self.temperature, qg, kg))
+        loss = 0.5 * (
+            moco_infonce(q[:b], k[b:], queue, self.temperature, qg, kg)
+            + moco_infonce(q[b:], k[:b], queue, self.temperature, qg, kg)
+        )
         if self.training:
             self._enqueue(k, torch.cat([groups, groups]) if groups is not None else None)
-        return {"loss": loss, "momentum": torch.tensor(self.momentum),
-                "feature_std": h.detach().float().std(0).mean()}
+        return {
+            "loss": loss,
+            "momentum": torch.tensor(self.momentum),
+            "feature_std": h.detach().float().std(0).mean(),
+        }
 
     @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor, groups: torch.Tensor | None) -> None:
         keys = gather_no_grad(keys)
-        groups = gather_no_grad(groups) if groups is not None else torch.full(
-            (keys.shape[0],), -1, dtype=torch.long, device=keys.device)
+        groups = (
+            gather_no_grad(groups)
+            if groups is not None
+            else torch.full((keys.shape[0],), -1, dtype=torch.long, device=keys.device)
+        )
         size = self.queue.shape[0]
         keys, groups = keys[-size:], groups[-size:]
         idx = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % size

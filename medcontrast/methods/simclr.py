@@ -19,8 +19,15 @@ class SimCLR(Method):
     data side; ``mask_same_patient`` removes same-patient negatives here.
     """
 
-    def __init__(self, encoder: Encoder, proj_hidden: int = 512, proj_dim: int = 128,
-                 proj_layers: int = 2, temperature: float = 0.1, mask_same_patient: bool = False) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        proj_hidden: int = 512,
+        proj_dim: int = 128,
+        proj_layers: int = 2,
+        temperature: float = 0.1,
+        mask_same_patient: bool = False,
+    ) -> None:
         super().__init__(encoder)
         self.projector = mlp(encoder.num_features, proj_hidden, proj_dim, proj_layers)
         self.temperature = temperature
@@ -30,6 +37,11 @@ class SimCLR(Method):
         b = batch["view1"].shape[0]
         h = self.encoder(torch.cat([batch["view1"], batch["view2"]], 0))  # (2B, D)
         z = self.projector(h)
-        loss = nt_xent(z[:b], z[b:], self.temperature, groups=batch.get("patient"),
-                       mask_same_group=self.mask_same_patient)
+        loss = nt_xent(
+            z[:b],
+            z[b:],
+            self.temperature,
+            groups=batch.get("patient"),
+            mask_same_group=self.mask_same_patient,
+        )
         return {"loss": loss, "feature_std": h.detach().float().std(0).mean()}

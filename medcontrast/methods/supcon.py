@@ -16,8 +16,14 @@ class SupCon(Method):
 
     needs_labels = True
 
-    def __init__(self, encoder: Encoder, proj_hidden: int = 512, proj_dim: int = 128,
-                 proj_layers: int = 2, temperature: float = 0.1) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        proj_hidden: int = 512,
+        proj_dim: int = 128,
+        proj_layers: int = 2,
+        temperature: float = 0.1,
+    ) -> None:
         super().__init__(encoder)
         self.projector = mlp(encoder.num_features, proj_hidden, proj_dim, proj_layers)
         self.temperature = temperature

@@ -37,8 +37,13 @@ class EncoderSpec:
 class Encoder(nn.Module):
     """A backbone that maps (B, C, *size) to pooled features (B, D)."""
 
-    def __init__(self, backbone: nn.Module, num_features: int, spec: EncoderSpec,
-                 pool: Callable[[object], torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_features: int,
+        spec: EncoderSpec,
+        pool: Callable[[object], torch.Tensor] | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.num_features = num_features
@@ -57,11 +62,23 @@ class Encoder(nn.Module):
 MONAI_ENCODERS: Registry[Callable[[EncoderSpec], Encoder]] = Registry("MONAI encoder")
 
 
-def build_encoder(name: str, ndim: int, in_channels: int = 1, size: list[int] | tuple[int, ...] = (),
-                  stem_stride: int = 2, **kwargs) -> Encoder:
+def build_encoder(
+    name: str,
+    ndim: int,
+    in_channels: int = 1,
+    size: list[int] | tuple[int, ...] = (),
+    stem_stride: int = 2,
+    **kwargs,
+) -> Encoder:
     """Build an encoder by name. ``timm:`` models are 2D; ``monai:`` ones follow ``ndim``."""
-    spec = EncoderSpec(name=name, ndim=ndim, in_channels=in_channels, size=list(size),
-                       stem_stride=stem_stride, kwargs=dict(kwargs))
+    spec = EncoderSpec(
+        name=name,
+        ndim=ndim,
+        in_channels=in_channels,
+        size=list(size),
+        stem_stride=stem_stride,
+        kwargs=dict(kwargs),
+    )
     return build_from_spec(spec)
 
 
@@ -81,15 +98,18 @@ def _timm(spec: EncoderSpec, model: str) -> Encoder:
     import timm
 
     if spec.ndim != 2:
-        raise MedContrastError(f"{spec.name} is a 2D timm model but data.ndim is {spec.ndim}; "
-                               "use a monai: encoder for volumes")
+        raise MedContrastError(
+            f"{spec.name} is a 2D timm model but data.ndim is {spec.ndim}; "
+            "use a monai: encoder for volumes"
+        )
     if model not in timm.list_models():
         close = difflib.get_close_matches(model, timm.list_models(), n=3)
         hint = f" Did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
         raise MedContrastError(f"unknown timm model {model!r}.{hint}")
     extra = {"img_size": spec.size[0]} if spec.size and _takes_img_size(model) else {}
-    net = timm.create_model(model, pretrained=False, in_chans=spec.in_channels, num_classes=0,
-                            **extra, **spec.kwargs)
+    net = timm.create_model(
+        model, pretrained=False, in_chans=spec.in_channels, num_classes=0, **extra, **spec.kwargs
+    )
     return Encoder(net, int(net.num_features), spec)
 
 
@@ -103,8 +123,13 @@ def _monai_resnet(depth: int) -> Callable[[EncoderSpec], Encoder]:
         from monai.networks import nets
 
         factory = getattr(nets, f"resnet{depth}")
-        net = factory(spatial_dims=spec.ndim, n_input_channels=spec.in_channels,
-                      conv1_t_stride=spec.stem_stride, feed_forward=False, **spec.kwargs)
+        net = factory(
+            spatial_dims=spec.ndim,
+            n_input_channels=spec.in_channels,
+            conv1_t_stride=spec.stem_stride,
+            feed_forward=False,
+            **spec.kwargs,
+        )
         width = 512 * (4 if depth >= 50 else 1)
         return Encoder(net, width, spec)
 
@@ -124,8 +149,13 @@ def _monai_vit(spec: EncoderSpec) -> Encoder:
         raise MedContrastError("monai:vit needs data.size")
     kw = dict(patch_size=8, hidden_size=384, mlp_dim=1536, num_layers=6, num_heads=6)
     kw.update(spec.kwargs)
-    net = ViT(in_channels=spec.in_channels, img_size=spec.size, spatial_dims=spec.ndim,
-              classification=False, **kw)
+    net = ViT(
+        in_channels=spec.in_channels,
+        img_size=spec.size,
+        spatial_dims=spec.ndim,
+        classification=False,
+        **kw,
+    )
     return Encoder(net, kw["hidden_size"], spec, pool=lambda out: out[0].mean(1))
 
 
@@ -138,7 +168,12 @@ def _monai_swin(spec: EncoderSpec) -> Encoder:
     kw = dict(embed_dim=24, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24))
     kw.update(spec.kwargs)
     nd = spec.ndim
-    net = SwinTransformer(in_chans=spec.in_channels, window_size=(4,) * nd, patch_size=(2,) * nd,
-                          spatial_dims=nd, **kw)
+    net = SwinTransformer(
+        in_chans=spec.in_channels,
+        window_size=(4,) * nd,
+        patch_size=(2,) * nd,
+        spatial_dims=nd,
+        **kw,
+    )
     width = kw["embed_dim"] * 2 ** len(kw["depths"])
     return Encoder(net, width, spec, pool=lambda out: out[-1].flatten(2).mean(-1))

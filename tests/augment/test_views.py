@@ -24,7 +24,9 @@ def _images(n: int, size: tuple[int, ...]) -> np.ndarray:
 @pytest.mark.parametrize("nd", [2, 3])
 def test_views_differ_and_are_reproducible(nd):
     size = (32,) * nd
-    params = AugmentParams.from_config(views_preset("radiograph" if nd == 2 else "mri", flip_axes=[0]), nd, size)
+    params = AugmentParams.from_config(
+        views_preset("radiograph" if nd == 2 else "mri", flip_axes=[0]), nd, size
+    )
     ds = TwoViewDataset(_images(4, size), params, seed=3)
     a, b = ds[1], ds[1]
     assert not torch.equal(a["view1"], a["view2"])
@@ -51,7 +53,9 @@ def _stat_monai(params, x, stat, n):
 
 
 def _stat_batched(params, x, stat, n):
-    out = BatchedViews(params)(x[:1].expand(n, *x.shape[1:]).clone(), torch.Generator().manual_seed(11))
+    out = BatchedViews(params)(
+        x[:1].expand(n, *x.shape[1:]).clone(), torch.Generator().manual_seed(11)
+    )
     return np.array([stat(x[0], out[i]) for i in range(n)])
 
 

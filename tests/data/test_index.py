@@ -22,8 +22,14 @@ from tests.conftest import shared_data
 
 
 def _snapshot(root: Path) -> dict[str, tuple[str, int]]:
-    return {p.relative_to(root).as_posix(): (hashlib.md5(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in root.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): (
+            hashlib.md5(p.read_bytes()).hexdigest(),
+            p.stat().st_mtime_ns,
+        )
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 def _accounted(manifest, root: Path) -> set[str]:
@@ -36,8 +42,20 @@ def _accounted(manifest, root: Path) -> set[str]:
 def test_phantoms_every_file_accounted_and_archive_unchanged(phantom_archive, tmp_path):
     before = _snapshot(phantom_archive)
     out = tmp_path / "m.csv"
-    assert main(["index", str(phantom_archive), "--out", str(out), "--labels",
-                 str(phantom_archive / "labels.csv"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                str(phantom_archive),
+                "--out",
+                str(out),
+                "--labels",
+                str(phantom_archive / "labels.csv"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert _snapshot(phantom_archive) == before
     manifest = read_manifest(out)
     assert _accounted(manifest, phantom_archive) == set(before)
@@ -55,7 +73,10 @@ def test_phantoms_every_file_accounted_and_archive_unchanged(phantom_archive, tm
 
 
 def test_refuses_to_write_inside_the_archive(phantom_archive, capsys):
-    assert main(["index", str(phantom_archive), "--out", str(phantom_archive / "m.csv"), "--quiet"]) == 2
+    assert (
+        main(["index", str(phantom_archive), "--out", str(phantom_archive / "m.csv"), "--quiet"])
+        == 2
+    )
     assert "never modifies the archive" in capsys.readouterr().err
 
 
@@ -66,7 +87,9 @@ def test_monochrome1_is_inverted(phantom_manifest):
         arr = load_sample(row["format"], manifest.source_paths(row)).array
         h = arr.shape[0]
         # Lungs (upper middle) are darker than the spine and mediastinum in every display.
-        means.setdefault(row["modality"], []).append(arr[h // 3, :].mean() < arr[h // 3, arr.shape[1] // 2])
+        means.setdefault(row["modality"], []).append(
+            arr[h // 3, :].mean() < arr[h // 3, arr.shape[1] // 2]
+        )
     assert all(means["CR"]) and all(means["DX"])
 
 
@@ -116,7 +139,10 @@ def broken_archive(tmp_path) -> Path:
     nan = np.ones((8, 8, 8), np.float32)
     nan[2, 2, 2] = np.nan
     nib.save(nib.Nifti1Image(nan, np.eye(4)), root / "nan.nii.gz")
-    nib.save(nib.Nifti1Image(np.random.rand(8, 8, 8, 3).astype(np.float32), np.eye(4)), root / "4d.nii.gz")
+    nib.save(
+        nib.Nifti1Image(np.random.rand(8, 8, 8, 3).astype(np.float32), np.eye(4)),
+        root / "4d.nii.gz",
+    )
     nib.save(nib.Nifti1Image(np.random.rand(9).astype(np.float32), np.eye(4)), root / "1d.nii")
     _write(root / "notes.txt", b"hello")
     locked = root / "locked.dcm"
@@ -162,11 +188,17 @@ def test_npz_and_image_folders(tmp_path):
     for cls in ("Hand", "CXR"):
         for i in range(3):
             (root / cls).mkdir(parents=True, exist_ok=True)
-            Image.fromarray((np.random.rand(20, 24) * 255).astype(np.uint8)).save(root / cls / f"{i}.png")
+            Image.fromarray((np.random.rand(20, 24) * 255).astype(np.uint8)).save(
+                root / cls / f"{i}.png"
+            )
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "tiny.npz", train_images=rng.integers(0, 255, (5, 28, 28), dtype=np.uint8),
-             train_labels=np.array([[0], [1], [0], [1], [0]], np.uint8),
-             test_images=rng.integers(0, 255, (2, 28, 28), dtype=np.uint8), test_labels=np.array([[1], [0]]))
+    np.savez(
+        tmp_path / "tiny.npz",
+        train_images=rng.integers(0, 255, (5, 28, 28), dtype=np.uint8),
+        train_labels=np.array([[0], [1], [0], [1], [0]], np.uint8),
+        test_images=rng.integers(0, 255, (2, 28, 28), dtype=np.uint8),
+        test_labels=np.array([[1], [0]]),
+    )
     r = build_index(root, labels_from_folders=True, progress=False)
     ok = r.table[r.table["status"] == "ok"]
     assert sorted(set(ok["label"])) == ["CXR", "Hand"] and set(ok["shape"]) == {"20x24"}
@@ -182,7 +214,9 @@ def test_labels_join_by_series_and_patient(phantom_archive, tmp_path):
     volumes = sorted((phantom_archive / "volumes").glob("*/*"))[0]
     ds = pydicom.dcmread(next(volumes.iterdir()), stop_before_pixels=True)
     labels = tmp_path / "labels.csv"
-    labels.write_text(f"series_uid,patient_id,label\n{ds.SeriesInstanceUID},,lesion\n,{ds.PatientID},normal\n")
+    labels.write_text(
+        f"series_uid,patient_id,label\n{ds.SeriesInstanceUID},,lesion\n,{ds.PatientID},normal\n"
+    )
     r = build_index(phantom_archive, labels=labels, progress=False)
     ok = r.table[r.table["status"] == "ok"]
     assert (ok[ok["format"] == "dicom-series"]["label"] == "lesion").sum() == 1
@@ -196,19 +230,36 @@ def test_real_reader_files(tmp_path):
     write_index(result, out, root)
     manifest = read_manifest(out)
     t = manifest.table
-    assert _accounted(manifest, root) == {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-    by_file = {row["source"].split("|")[0]: row for _, row in t.iterrows() if not row["source"].startswith("private:")}
+    assert _accounted(manifest, root) == {
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()
+    }
+    by_file = {
+        row["source"].split("|")[0]: row
+        for _, row in t.iterrows()
+        if not row["source"].startswith("private:")
+    }
     ct5 = t[t["source"].str.contains("series_CT5N")].iloc[0]
     assert ct5["status"] == "ok" and ct5["shape"] == "16x16x5"
     order = [Path(p).name for p in ct5["source"].split("|")]
     assert order == ["3353", "3023", "2693", "2392", "2062"]  # by position, not by name
-    for name in ("MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm", "RG1_J2KR.dcm", "JPEG-LL.dcm",
-                 "MR_small_bigendian.dcm", "emri_small.dcm"):
+    for name in (
+        "MR_small_jpeg_ls_lossless.dcm",
+        "MR_small_RLE.dcm",
+        "RG1_J2KR.dcm",
+        "JPEG-LL.dcm",
+        "MR_small_bigendian.dcm",
+        "emri_small.dcm",
+    ):
         assert by_file[f"dicom/{name}"]["status"] == "ok", name
     assert by_file["dicom/RG1_UNCR.dcm"]["shape"] == "1955x1841"
-    for name, words in {"MR_truncated.dcm": "truncated", "waveform_ecg.dcm": "ECG",
-                        "rtdose.dcm": "RT Dose", "emri_small_jpeg_2k_lossless_too_short.dcm": "truncated",
-                        "no_meta.dcm": "DICOM", "nifti/example4d.nii.gz": "4D"}.items():
+    for name, words in {
+        "MR_truncated.dcm": "truncated",
+        "waveform_ecg.dcm": "ECG",
+        "rtdose.dcm": "RT Dose",
+        "emri_small_jpeg_2k_lossless_too_short.dcm": "truncated",
+        "no_meta.dcm": "DICOM",
+        "nifti/example4d.nii.gz": "4D",
+    }.items():
         key = name if "/" in name else f"dicom/{name}"
         assert by_file[key]["status"] == "skipped" and words in by_file[key]["reason"], name
     assert "JPEG" in by_file["dicom/JPEG-lossy.dcm"]["reason"]

@@ -33,7 +33,13 @@ def test_archive_contents(phantom_archive):
     assert {d.Modality for d in headers} >= {"CR", "DX"}
     assert any(p.name.endswith(".nii.gz") for p in files)
     for d in headers[:5]:
-        for tag in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName"):
+        for tag in (
+            "PatientName",
+            "PatientID",
+            "PatientBirthDate",
+            "AccessionNumber",
+            "InstitutionName",
+        ):
             assert str(d.get(tag, "")), f"{tag} missing"
     labels = (phantom_archive / "labels.csv").read_text().splitlines()[1:]
     classes = {line.rsplit(",", 1)[1] for line in labels}
@@ -47,6 +53,9 @@ def test_series_file_names_do_not_follow_position(phantom_archive):
     disagreements = 0
     for folder in series:
         slices = sorted(folder.iterdir())
-        z = [float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2]) for p in slices]
+        z = [
+            float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2])
+            for p in slices
+        ]
         disagreements += z != sorted(z)
     assert disagreements == len(series)

@@ -1,0 +1,133 @@
+"""End to end: a tiny pretrained run against random init, report files, resume, bad input."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
+from medcontrast.errors import MedContrastError
+from medcontrast.evaluation.evaluate import evaluate
+from medcontrast.train import pretrain
+
+
+@pytest.fixture(scope="module")
+def tiny_run(phantom_manifest, tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    cfg = load_config(
+        PretrainConfig,
+        None,
+        [
+            f"data.manifest={phantom_manifest}",
+            "data.modalities=[CR,DX]",
+            "data.size=[32,32]",
+            f"data.cache_dir={root / 'cache'}",
+            f"out_dir={root / 'runs'}",
+            "name=tiny",
+            "model.encoder=timm:resnet10t",
+            "train.batch_size=8",
+            "train.max_steps=2",
+            "views.path=batched",
+        ],
+    )
+    return pretrain(cfg, progress=False), root
+
+
+def _eval_cfg(manifest, root, run, *extra) -> EvaluateConfig:
+    return load_config(
+        EvaluateConfig,
+        None,
+        [
+            f"data.manifest={manifest}",
+            "data.modalities=[CR,DX]",
+            "data.size=[32,32]",
+            f"data.cache_dir={root / 'cache'}",
+            f"out_dir={root / 'eval'}",
+            "name=e",
+            f"inits=[{{name: ssl, source: '{run}'}}]",
+            "protocols=[linear,knn,finetune]",
+            "budgets.shots=[2]",
+            "budgets.fractions=[1.0]",
+            "budgets.seeds=[0,1]",
+            "bootstrap=50",
+            "finetune.epochs=1",
+            "finetune.min_steps_per_epoch=1",
+            "retrieval_queries=2",
+            *extra,
+        ],
+    )
+
+
+def test_report_and_resume(phantom_manifest, tiny_run):
+    run, root = tiny_run
+    folder = evaluate(_eval_cfg(phantom_manifest, root, run), progress=False)
+    for name in (
+        "report.md",
+        "report.html",
+        "results.csv",
+        "summary.csv",
+        "config.yaml",
+        "embeddings.png",
+        "retrieval.png",
+        "label_efficiency_auroc.png",
+        "inits.json",
+    ):
+        assert (folder / name).exists(), name
+    results = pd.read_csv(folder / "results.csv")
+    assert list(results.columns) == [
+        "init",
+        "protocol",
+        "budget",
+        "budget_kind",
+        "budget_value",
+        "labels_used",
+        "patients_used",
+        "seed",
+        "metric",
+        "value",
+        "note",
+    ]
+    assert set(results["init"]) == {"ssl", "random"}  # random added automatically
+    # 2 inits x 3 protocols x 2 budgets x 2 seeds runs, 4 metrics + seconds each
+    assert len(results) == 2 * 3 * 2 * 2 * 5
+    summary = pd.read_csv(folder / "summary.csv")
+    ssl = summary[(summary["init"] == "ssl") & (summary["metric"] == "auroc")]
+    assert ssl["diff_vs_random"].notna().all() and (ssl["ci_low"] <= ssl["ci_high"]).all()
+    report = (folder / "report.md").read_text()
+    assert "## Headline" in report and "random initialisation" in report
+    assert "pat-" not in report and "pat-" not in (folder / "report.html").read_text()
+    html = (folder / "report.html").read_text()
+    assert "data:image/png;base64," in html
+    # Interrupted part-way: drop the last runs, rerun the same command, nothing else recomputed.
+    kept = results.iloc[: len(results) - 10]
+    kept.to_csv(folder / "results.csv", index=False)
+    evaluate(_eval_cfg(phantom_manifest, root, run), progress=False)
+    again = pd.read_csv(folder / "results.csv")
+    assert len(again) == len(results)
+    pd.testing.assert_frame_equal(again.iloc[: len(kept)], kept)
+
+
+def test_bad_inputs_are_clear(phantom_manifest, tiny_run, tmp_path):
+    run, root = tiny_run
+    with pytest.raises(MedContrastError, match="other settings"):
+        evaluate(_eval_cfg(phantom_manifest, root, run, "budgets.seeds=[5]"), progress=False)
+    unlabeled = tmp_path / "m.csv"
+    t = pd.read_csv(phantom_manifest, dtype=str, keep_default_na=False)
+    t["label"] = ""
+    t.to_csv(unlabeled, index=False)
+    (tmp_path / "m.json").write_text((phantom_manifest.with_suffix(".json")).read_text())
+    with pytest.raises(MedContrastError, match="needs labels"):
+        evaluate(_eval_cfg(unlabeled, root, run, "name=u"), progress=False)
+    with pytest.raises(MedContrastError, match=r"3D encoder|2D"):
+        evaluate(
+            _eval_cfg(
+                phantom_manifest,
+                root,
+                run,
+                "name=w",
+                "data.ndim=3",
+                "data.size=[16,16,16]",
+                "data.modalities=[CT,MR]",
+            ),
+            progress=False,
+        )

@@ -1,0 +1,121 @@
+"""Each benchmark script runs on a tiny setting (timings are never asserted here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shared_data
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(tmp_path, script, *args, env_extra=None):
+    env = {**os.environ, "MEDCONTRAST_BENCH_RESULTS": str(tmp_path), **(env_extra or {})}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        cwd=BENCH,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    name = script.removeprefix("bench_").removesuffix(".py")
+    lines = (tmp_path / f"{name}.jsonl").read_text().splitlines()
+    entry = json.loads(lines[-1])
+    assert entry["rows"] and entry["hardware"]["torch"]
+    return entry
+
+
+def test_loss(tmp_path):
+    entry = _run(tmp_path, "bench_loss.py", "--device", "cpu", "--batch", "32", "--reps", "2")
+    values = {r["loss"]: r["value"] for r in entry["rows"]}
+    assert values["medcontrast"] == pytest.approx(values["monai"], rel=1e-4)
+
+
+def test_views(tmp_path):
+    _run(
+        tmp_path,
+        "bench_views.py",
+        "--device",
+        "cpu",
+        "--size2d",
+        "32",
+        "--size3d",
+        "16",
+        "--samples",
+        "16",
+        "--batch2d",
+        "8",
+        "--batch3d",
+        "2",
+    )
+
+
+def test_throughput(tmp_path):
+    entry = _run(
+        tmp_path,
+        "bench_throughput.py",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--steps",
+        "10",
+        "--batch",
+        "4",
+        "--workloads",
+        "2d-64",
+    )
+    assert entry["rows"][0]["pipeline_efficiency"] > 0
+
+
+def test_lightly(tmp_path):
+    pytest.importorskip("lightly.transforms")
+    _run(
+        tmp_path,
+        "bench_lightly.py",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--sizes",
+        "32",
+        "--batch",
+        "4",
+        "--steps",
+        "7",
+    )
+
+
+def test_label_efficiency(tmp_path):
+    data = shared_data("medmnist", "adrenalmnist3d.npz").parents[1]
+    entry = _run(
+        tmp_path,
+        "bench_label_efficiency.py",
+        "adrenalmnist3d",
+        "--data",
+        str(data),
+        "--work",
+        str(tmp_path / "work"),
+        "--pretrain",
+        "train.max_steps=2",
+        "train.batch_size=8",
+        "train.num_workers=0",
+        "data.size=[16,16,16]",
+        "model.encoder=monai:resnet10",
+        "model.stem_stride=2",
+        "--evaluate",
+        "budgets.seeds=[0]",
+        "budgets.fractions=[0.1]",
+        "protocols=[linear]",
+        "data.size=[16,16,16]",
+        "embedding_plot=false",
+    )
+    assert entry["dataset"] == "adrenalmnist3d"
