@@ -63,5 +63,5 @@ def test_two_processes_equal_one(tmp_path, mask):
     port = 29500 + (os.getpid() % 2000) + int(mask)
     mp.spawn(_worker, args=(2, port, out, mask), nprocs=2, join=True)
     ddp = torch.load(out)
-    assert float(ddp["loss"]) == pytest.approx(float(loss), rel=1e-5)
+    assert float(ddp["loss"]) == pytest.approx(loss.item(), rel=1e-5)
     torch.testing.assert_close(ddp["grad"], model.weight.grad, rtol=1e-5, atol=1e-6)

@@ -224,7 +224,7 @@ def test_labels_join_by_series_and_patient(phantom_archive, tmp_path):
 
 
 def test_real_reader_files(tmp_path):
-    root = shared_data("readers")
+    root = shared_data("readers").resolve()
     out = tmp_path / "readers.csv"
     result = build_index(root, progress=False)
     write_index(result, out, root)
