@@ -161,6 +161,9 @@ class InitConfig:
         "random"  # "random", a run folder, or an encoder weight file (.pt/.pth/.safetensors)
     )
     encoder: str = ""  # needed for random and weight files; read from the run folder otherwise
+    # Architecture options of a random or weight-file init. None: the same as a listed run folder
+    # of the same encoder (so "random" is the same network, not a cheaper stem), else the default.
+    stem_stride: int | None = None
 
 
 @dataclass

@@ -86,13 +86,14 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
         raise MedContrastError(
             "no initialisation to evaluate: list run folders or weight files in inits"
         )
+    pretrained = _pretrained_specs(inits)
     out: list[Init] = []
     for item in inits:
         source = item.source or "random"
         if source == "random":
             if not item.encoder:
                 raise MedContrastError("a random init needs encoder: (e.g. timm:resnet18)")
-            spec = EncoderSpec(item.encoder, ndim, 1, list(size))
+            spec = _spec_like(item, ndim, size, pretrained)
             out.append(
                 Init(item.name or "random", "random", spec, "random", _random_factory(spec), [])
             )
@@ -116,7 +117,7 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
                 raise MedContrastError(
                     f"{source}: say which architecture it is with encoder: (e.g. timm:resnet18)"
                 )
-            spec = EncoderSpec(item.encoder, ndim, 1, list(size))
+            spec = _spec_like(item, ndim, size, pretrained)
             notes = _load_file_into(build_from_spec(spec), path)
             name = item.name or path.stem
 
@@ -148,6 +149,34 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
     if len(set(names)) != len(names):
         raise MedContrastError(f"initialisation names must differ: {names}")
     return out
+
+
+def _pretrained_specs(inits: list[InitConfig]) -> dict[str, EncoderSpec]:
+    """Encoder specs of the run folders / exported encoders listed, by encoder name."""
+    specs: dict[str, EncoderSpec] = {}
+    for item in inits:
+        path = Path(item.source or "random")
+        spec_file = (path if path.is_dir() else path.parent) / SPEC
+        if (
+            item.source != "random"
+            and (path.is_dir() or path.name == WEIGHTS)
+            and spec_file.exists()
+        ):
+            info = json.loads(spec_file.read_text())
+            info.pop("num_features", None)
+            specs.setdefault(info["name"], EncoderSpec(**info))
+    return specs
+
+
+def _spec_like(
+    item: InitConfig, ndim: int, size: list[int], pretrained: dict[str, EncoderSpec]
+) -> EncoderSpec:
+    """The spec of a random or weight-file init: architecture options from a pretrained run of
+    the same encoder unless given, so that the comparison is between equal networks."""
+    like = pretrained.get(item.encoder)
+    stem = item.stem_stride if item.stem_stride is not None else (like.stem_stride if like else 2)
+    kwargs = dict(like.kwargs) if like and item.stem_stride is None else {}
+    return EncoderSpec(item.encoder, ndim, 1, list(size), stem, kwargs)
 
 
 def _random_factory(spec: EncoderSpec) -> Callable[[int], Encoder]:

@@ -1,0 +1,63 @@
+"""Render docs/benchmarks.md from benchmarks/results/*.jsonl (and benchmarks/notes.md).
+
+    python benchmarks/make_docs.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ORDER = ["loss", "views", "throughput", "lightly_throughput", "label_efficiency"]
+TITLES = {
+    "loss": "NT-Xent forward + backward (ms)",
+    "views": "Augmented views per second",
+    "throughput": "Pretraining throughput and pipeline efficiency",
+    "lightly_throughput": "lightly's SimCLR on the same workload",
+    "label_efficiency": "Label efficiency on real data",
+}
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def _table(rows: list[dict]) -> str:
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _hardware(h: dict) -> str:
+    where = h.get("gpu") or f"CPU: {h.get('cpu', '?')}, {h.get('cpu_threads')} threads"
+    libs = ", ".join(f"{k} {h[k]}" for k in ("torch", "monai", "timm", "lightly", "python") if k in h)
+    return f"{where}; {libs}"
+
+
+def main() -> None:
+    parts = [(HERE / "notes.md").read_text().strip(), ""]
+    for name in ORDER:
+        path = HERE / "results" / f"{name}.jsonl"
+        if not path.exists():
+            continue
+        parts += [f"## {TITLES[name]}", ""]
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            title = entry.get("dataset", "")
+            parts += [f"**{title + ': ' if title else ''}`{entry['command']}`** — {entry['date'][:10]}, "
+                      f"commit {entry.get('commit', '')}, {_hardware(entry['hardware'])}", "",
+                      _table(entry["rows"]), ""]
+            if entry.get("pretrain"):
+                p = entry["pretrain"]
+                parts += [f"Pretraining: {p['encoder']}, batch {p['batch']}, {p['steps']} steps, "
+                          f"{p['seconds']:.0f} s; overrides {p.get('overrides')}; evaluation overrides "
+                          f"{entry.get('evaluate_overrides')}.", ""]
+    (HERE.parent / "docs" / "benchmarks.md").write_text("\n".join(parts) + "\n")
+
+
+if __name__ == "__main__":
+    main()
