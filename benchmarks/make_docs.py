@@ -1,6 +1,6 @@
 """Render docs/benchmarks.md from benchmarks/results/*.jsonl (and benchmarks/notes.md).
 
-    python benchmarks/make_docs.py
+python benchmarks/make_docs.py
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def _table(rows: list[dict]) -> str:
 
 def _hardware(h: dict) -> str:
     where = h.get("gpu") or f"CPU: {h.get('cpu', '?')}, {h.get('cpu_threads')} threads"
-    libs = ", ".join(f"{k} {h[k]}" for k in ("torch", "monai", "timm", "lightly", "python") if k in h)
+    libs = ", ".join(
+        f"{k} {h[k]}" for k in ("torch", "monai", "timm", "lightly", "python") if k in h
+    )
     return f"{where}; {libs}"
 
 
@@ -48,14 +50,21 @@ def main() -> None:
         for line in path.read_text().splitlines():
             entry = json.loads(line)
             title = entry.get("dataset", "")
-            parts += [f"**{title + ': ' if title else ''}`{entry['command']}`** — {entry['date'][:10]}, "
-                      f"commit {entry.get('commit', '')}, {_hardware(entry['hardware'])}", "",
-                      _table(entry["rows"]), ""]
+            parts += [
+                f"**{title + ': ' if title else ''}`{entry['command']}`** — {entry['date'][:10]}, "
+                f"commit {entry.get('commit', '')}, {_hardware(entry['hardware'])}",
+                "",
+                _table(entry["rows"]),
+                "",
+            ]
             if entry.get("pretrain"):
                 p = entry["pretrain"]
-                parts += [f"Pretraining: {p['encoder']}, batch {p['batch']}, {p['steps']} steps, "
-                          f"{p['seconds']:.0f} s; overrides {p.get('overrides')}; evaluation overrides "
-                          f"{entry.get('evaluate_overrides')}.", ""]
+                parts += [
+                    f"Pretraining: {p['encoder']}, batch {p['batch']}, {p['steps']} steps, "
+                    f"{p['seconds']:.0f} s; overrides {p.get('overrides')}; evaluation overrides "
+                    f"{entry.get('evaluate_overrides')}.",
+                    "",
+                ]
     (HERE.parent / "docs" / "benchmarks.md").write_text("\n".join(parts) + "\n")
 
 
