@@ -225,13 +225,20 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     n_classes = len(ev.classes)
     tr, va, te = ev.split["train"], ev.split["val"], ev.split["test"]
     bar = tqdm(jobs, desc="evaluate", unit="run", disable=not progress, file=sys.stderr)
+    # Frozen-feature probes are deterministic given the labeled subset; a budget that draws the
+    # same subset for every seed (100%, or a class smaller than k) is computed once.
+    frozen: dict[tuple, tuple[np.ndarray, list[str], int]] = {}
     for init, protocol, budget, seed in bar:
         bar.set_postfix_str(f"{init.name} {protocol} {budget.name} seed {seed}")
         sel = ev.selections[(budget.name, seed)]
         idx = tr[sel.indices]
         notes = list(sel.notes)
         start = time.time()
-        if protocol in ("linear", "knn"):
+        key = (init.name, protocol, tuple(np.sort(idx)))
+        if protocol in ("linear", "knn") and key in frozen:
+            prob, extra, first = frozen[key]
+            notes += [*extra, f"same labeled subset as seed {first}: probe reused"]
+        elif protocol in ("linear", "knn"):
             f = ev.features(init)
             if protocol == "linear":
                 prob, info = linear_probe(
@@ -250,6 +257,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
                 prob = knn_probe(
                     f[idx], ev.y[idx], f[te], n_classes, cfg.knn.k, cfg.knn.temperature
                 )
+            frozen[key] = (prob, notes[len(sel.notes) :], seed)
         else:
             arr = ev.cache.array
             prob, info = finetune(

@@ -90,6 +90,12 @@ def test_report_and_resume(phantom_manifest, tiny_run):
     assert set(results["init"]) == {"ssl", "random"}  # random added automatically
     # 2 inits x 3 protocols x 2 budgets x 2 seeds runs, 4 metrics + seconds each
     assert len(results) == 2 * 3 * 2 * 2 * 5
+    # 100% is the same subset for both seeds: the frozen probes are computed once and reused.
+    full = results[(results["budget"] == "100%") & (results["protocol"] == "linear")]
+    auroc = full[full["metric"] == "auroc"].sort_values("seed")
+    assert auroc.groupby("init")["value"].nunique().eq(1).all()
+    assert auroc[auroc["seed"] == 1]["note"].str.contains("probe reused").all()
+    assert not auroc[auroc["seed"] == 0]["note"].str.contains("probe reused").any()
     summary = pd.read_csv(folder / "summary.csv")
     ssl = summary[(summary["init"] == "ssl") & (summary["metric"] == "auroc")]
     assert ssl["diff_vs_random"].notna().all() and (ssl["ci_low"] <= ssl["ci_high"]).all()
