@@ -6,7 +6,9 @@ The salt file lives in a temporary folder (never the user's ~/.config), and test
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,7 +18,10 @@ _SALT_DIR = tempfile.mkdtemp(prefix="medcontrast-salt-")
 # A fixed salt: pseudonyms, and so the patient-level splits of the fixtures, are the same every run.
 (Path(_SALT_DIR) / "salt").write_text("medcontrast-test-salt-not-for-real-data-0123456789")
 os.environ["MEDCONTRAST_SALT_FILE"] = str(Path(_SALT_DIR) / "salt")
-os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="medcontrast-cache-"))
+if "XDG_CACHE_HOME" not in os.environ:
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="medcontrast-cache-")
+    atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
+atexit.register(shutil.rmtree, _SALT_DIR, True)  # nothing of a test session stays in /tmp
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
