@@ -100,12 +100,9 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
             continue
         path = Path(source)
         if path.is_dir() or path.name == WEIGHTS:
-            spec_file = (path if path.is_dir() else path.parent) / SPEC
-            if not spec_file.exists():
+            spec = _run_spec(path)
+            if spec is None:
                 raise MedContrastError(f"{source}: no {SPEC} (not a finished medcontrast run?)")
-            info = json.loads(spec_file.read_text())
-            info.pop("num_features", None)
-            spec = EncoderSpec(**info)
             _check_fits(spec, ndim, size, source)
             load_encoder(path)  # fail now, with the file named, if the weights do not fit
             name = item.name or (path.name if path.is_dir() else path.parent.name)
@@ -151,20 +148,23 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
     return out
 
 
+def _run_spec(path: Path) -> EncoderSpec | None:
+    """The encoder spec saved beside a run folder's (or an exported file's) weights, if any."""
+    spec_file = (path if path.is_dir() else path.parent) / SPEC
+    if not (path.is_dir() or path.name == WEIGHTS) or not spec_file.exists():
+        return None
+    info = json.loads(spec_file.read_text())
+    info.pop("num_features", None)
+    return EncoderSpec(**info)
+
+
 def _pretrained_specs(inits: list[InitConfig]) -> dict[str, EncoderSpec]:
     """Encoder specs of the run folders / exported encoders listed, by encoder name."""
     specs: dict[str, EncoderSpec] = {}
     for item in inits:
-        path = Path(item.source or "random")
-        spec_file = (path if path.is_dir() else path.parent) / SPEC
-        if (
-            item.source != "random"
-            and (path.is_dir() or path.name == WEIGHTS)
-            and spec_file.exists()
-        ):
-            info = json.loads(spec_file.read_text())
-            info.pop("num_features", None)
-            specs.setdefault(info["name"], EncoderSpec(**info))
+        spec = None if item.source in ("", "random") else _run_spec(Path(item.source))
+        if spec is not None:
+            specs.setdefault(spec.name, spec)
     return specs
 
 
