@@ -47,8 +47,10 @@ def main() -> None:
         if not path.exists():
             continue
         parts += [f"## {TITLES[name]}", ""]
-        for line in path.read_text().splitlines():
-            entry = json.loads(line)
+        entries = [json.loads(line) for line in path.read_text().splitlines()]
+        if name == "label_efficiency":  # a resumed run supersedes the earlier record of its dataset
+            entries = list({e["dataset"]: e for e in entries}.values())
+        for entry in entries:
             title = entry.get("dataset", "")
             parts += [
                 f"**{title + ': ' if title else ''}`{entry['command']}`** — {entry['date'][:10]}, "
