@@ -9,6 +9,7 @@ evaluation continues where it stopped. Then :mod:`medcontrast.evaluation.report`
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -59,6 +60,22 @@ def _folder(cfg: EvaluateConfig) -> Path:
         text = yaml.safe_dump(to_dict(cfg), sort_keys=True)
         cfg.name = "eval-" + hashlib.sha256(text.encode()).hexdigest()[:10]
     return Path(cfg.out_dir) / cfg.name
+
+
+# Keys that only choose which runs to do: changing them adds or skips rows, and the rows
+# already computed keep their meaning, so a folder may be continued with other values.
+_SCHEDULE_KEYS = (("protocols",), ("budgets", "seeds"), ("finetune", "budgets"))
+
+
+def _identity(saved: dict) -> dict:
+    """The settings that give results.csv rows their meaning (all but the schedule keys)."""
+    out = copy.deepcopy(saved)
+    for *parents, key in _SCHEDULE_KEYS:
+        node = out
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(key, None)
+    return out
 
 
 def _check(cfg: EvaluateConfig) -> None:
@@ -173,7 +190,8 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     saved = folder / "config.yaml"
     if saved.exists():
         previous = yaml.safe_load(saved.read_text())
-        if previous != yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False)):
+        current = yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        if _identity(previous) != _identity(current):
             raise MedContrastError(
                 f"{folder} holds an evaluation with other settings; choose another name="
             )

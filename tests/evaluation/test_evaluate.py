@@ -111,12 +111,16 @@ def test_report_and_resume(phantom_manifest, tiny_run):
     again = pd.read_csv(folder / "results.csv")
     assert len(again) == len(results)
     pd.testing.assert_frame_equal(again.iloc[: len(kept)], kept)
+    # Narrowing the schedule (protocols, fine-tuned budgets) continues the same folder.
+    narrow = ("protocols=[linear]", "finetune.budgets=[2-shot]")
+    evaluate(_eval_cfg(phantom_manifest, root, run, *narrow), progress=False)
+    assert len(pd.read_csv(folder / "results.csv")) == len(results)
 
 
 def test_bad_inputs_are_clear(phantom_manifest, tiny_run, tmp_path):
     run, root = tiny_run
     with pytest.raises(MedContrastError, match="other settings"):
-        evaluate(_eval_cfg(phantom_manifest, root, run, "budgets.seeds=[5]"), progress=False)
+        evaluate(_eval_cfg(phantom_manifest, root, run, "knn.k=3"), progress=False)
     unlabeled = tmp_path / "m.csv"
     t = pd.read_csv(phantom_manifest, dtype=str, keep_default_na=False)
     t["label"] = ""
