@@ -76,9 +76,12 @@ def patient_order(
         if group != "none"
         else pd.Series(np.arange(len(train)).astype(str), index=train.index)
     )
-    majority = train.groupby(key)["label"].agg(lambda s: s.value_counts().sort_index().idxmax())
+    # Vectorised over patients: an archive has tens of thousands of them (MedNIST: one per image).
+    # Majority label, ties to the first label in sorted order.
+    counts = pd.crosstab(key.to_numpy(), train["label"].to_numpy())
+    majority = counts.idxmax(axis=1)
+    rows_of = pd.Series(np.arange(len(train))).groupby(key.to_numpy()).indices
     strata: dict[str, list[np.ndarray]] = {}
-    rows_of = {k: np.flatnonzero((key == k).to_numpy()) for k in majority.index}
     for c in classes:
         patients = sorted(majority.index[majority == c])
         rng = np.random.default_rng(draw_seed(seed, classes.index(c), 31))
@@ -87,10 +90,20 @@ def patient_order(
 
 
 def select(
-    train: pd.DataFrame, classes: list[str], budget: Budget, seed: int, group: str = "patient"
+    train: pd.DataFrame,
+    classes: list[str],
+    budget: Budget,
+    seed: int,
+    group: str = "patient",
+    strata: dict[str, list[np.ndarray]] | None = None,
 ) -> Selection:
-    """The rows of ``train`` (labeled train split, index reset) that a budget uses."""
-    strata = patient_order(train, classes, seed, group)
+    """The rows of ``train`` (labeled train split, index reset) that a budget uses.
+
+    ``strata``: :func:`patient_order` for this seed, when already computed (it does not depend
+    on the budget, which is what makes the budgets of one seed nested).
+    """
+    if strata is None:
+        strata = patient_order(train, classes, seed, group)
     labels = train["label"].to_numpy()
     chosen: list[np.ndarray] = []
     notes: list[str] = []

@@ -29,7 +29,7 @@ from medcontrast.data.cache import ImageCache, build_cache
 from medcontrast.data.manifest import read_manifest
 from medcontrast.data.selection import class_names, select_rows
 from medcontrast.errors import MedContrastError
-from medcontrast.evaluation.budgets import Budget, Selection, budgets_from, select
+from medcontrast.evaluation.budgets import Budget, Selection, budgets_from, patient_order, select
 from medcontrast.evaluation.finetune import FinetuneSettings, finetune
 from medcontrast.evaluation.inits import Init, resolve_inits
 from medcontrast.evaluation.metrics import METRICS, point_metrics
@@ -142,11 +142,13 @@ class Evaluation:
             )
         self.train_rows = t.iloc[self.split["train"]].reset_index(drop=True)
         self.budgets: list[Budget] = budgets_from(cfg.budgets.fractions, cfg.budgets.shots)
-        self.selections: dict[tuple[str, int], Selection] = {
-            (b.name, s): select(self.train_rows, self.classes, b, s, cfg.budgets.group)
-            for b in self.budgets
-            for s in cfg.budgets.seeds
-        }
+        self.selections: dict[tuple[str, int], Selection] = {}
+        for s in cfg.budgets.seeds:
+            strata = patient_order(self.train_rows, self.classes, s, cfg.budgets.group)
+            for b in self.budgets:
+                self.selections[(b.name, s)] = select(
+                    self.train_rows, self.classes, b, s, cfg.budgets.group, strata
+                )
         self._features: dict[str, np.ndarray] = {}
 
     def features(self, init: Init) -> np.ndarray:
