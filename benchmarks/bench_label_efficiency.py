@@ -42,6 +42,19 @@ PUBLISHED = {
     },
     "adrenalmnist3d": {"ResNet-18 + 3D": (0.827, 0.721), "ResNet-50 + 3D": (0.828, 0.745)},
 }
+SUMMARY_COLUMNS = [
+    "init",
+    "protocol",
+    "budget",
+    "labels_used",
+    "metric",
+    "mean",
+    "std",
+    "ci_low",
+    "ci_high",
+    "diff_vs_random",
+    "diff_std",
+]
 TARGETS = {
     "pneumoniamnist": {"1%": 0.95, "10%": 0.96},
     "adrenalmnist3d": {"10%": 0.90, "100%": 0.92},
@@ -112,37 +125,8 @@ def main() -> None:
     folder = evaluate(ev, progress=False)
     summary = pd.read_csv(folder / "summary.csv")
     summary = summary[summary["metric"].isin(["auroc", "accuracy"])]
-    rows = summary[
-        [
-            "init",
-            "protocol",
-            "budget",
-            "labels_used",
-            "metric",
-            "mean",
-            "std",
-            "ci_low",
-            "ci_high",
-            "diff_vs_random",
-            "diff_std",
-        ]
-    ].to_dict("records")
-    print_table(
-        rows,
-        [
-            "init",
-            "protocol",
-            "budget",
-            "labels_used",
-            "metric",
-            "mean",
-            "std",
-            "ci_low",
-            "ci_high",
-            "diff_vs_random",
-            "diff_std",
-        ],
-    )
+    rows = summary[SUMMARY_COLUMNS].to_dict("records")
+    print_table(rows, SUMMARY_COLUMNS)
     for name, (auc, acc) in PUBLISHED.get(args.dataset, {}).items():
         print(f"published, fully supervised, all labels: {name}: AUROC {auc}, ACC {acc}")
     metrics = pd.read_csv(run / "metrics.csv")
