@@ -278,12 +278,14 @@ def pretrain(
     )
     step = 0
     if resume:
-        state = ckpt.load(run / "checkpoints" / LAST, map_location=device)
+        # Loaded on the CPU: load_state_dict copies weights and optimizer moments to the device;
+        # random states stay on the host (see checkpoint.py).
+        state = ckpt.load(run / "checkpoints" / LAST)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
-        ckpt.set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
+        ckpt.set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)], device)
     if info.enabled:
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -356,7 +358,9 @@ def pretrain(
                     bar.set_postfix(loss=f"{row['loss']:.3f}", img_s=f"{row['images_per_s']:.0f}")
                     seen, t_window = 0, time.time()
                 if step % cfg.train.checkpoint_every == 0 or step == total:
-                    last_good = _save(run, model, optimizer, scheduler, step, cfg, cache, info)
+                    last_good = _save(
+                        run, model, optimizer, scheduler, step, cfg, cache, info, device
+                    )
                 if stop_after is not None and step >= stop_after:
                     return run
                 if step >= total:
@@ -408,8 +412,9 @@ def _save(
     cfg: PretrainConfig,
     cache: ImageCache,
     info: DistInfo,
+    device: torch.device,
 ) -> Path:
-    rng = [ckpt.rng_state()]
+    rng = [ckpt.rng_state(device)]
     if info.enabled:
         gathered = [None] * info.world_size
         torch.distributed.all_gather_object(gathered, rng[0])

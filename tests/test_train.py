@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from torch.utils._pytree import tree_map_only
 
 from medcontrast.config import PretrainConfig, load_config
 from medcontrast.errors import MedContrastError
@@ -109,6 +110,33 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(phantom_manifest, tmp_
     qb = torch.load(cut / "checkpoints" / "last.pt", weights_only=False)["model"]["queue"]
     assert torch.equal(qa, qb)
     assert list(pd.read_csv(cut / "metrics.csv")["step"]) == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_restores_random_states_that_were_loaded_off_the_cpu(
+    phantom_manifest, tmp_path, monkeypatch
+):
+    """On a GPU, a loader that maps tensors to the device broke every resume (RNG state must be a
+    ByteTensor). Here every tensor outside the weights and optimizer comes back on ``meta``, the
+    CPU's stand-in for another device, and resume must still match the uninterrupted run."""
+    extra = ["train.max_steps=4", "train.checkpoint_every=2", "train.seed=3"]
+    full = pretrain(_cfg(phantom_manifest, tmp_path, "full", *extra), progress=False)
+    cut = pretrain(_cfg(phantom_manifest, tmp_path, "cut", *extra), stop_after=2, progress=False)
+    real_load = torch.load
+
+    def off_the_cpu(*args, **kwargs):
+        state = real_load(*args, **kwargs)
+        placed = ("model", "optimizer", "scheduler")
+        return {
+            k: v if k in placed else tree_map_only(torch.Tensor, lambda t: t.to("meta"), v)
+            for k, v in state.items()
+        }
+
+    monkeypatch.setattr(torch, "load", off_the_cpu)
+    pretrain(_cfg(phantom_manifest, tmp_path, "cut", *extra), resume=True, progress=False)
+    monkeypatch.undo()
+    a, b = torch.load(full / "encoder.pth"), torch.load(cut / "encoder.pth")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
 
 
 def test_no_half_written_checkpoint(tmp_path, monkeypatch):
