@@ -14,7 +14,7 @@ import csv
 import json
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +41,7 @@ from medcontrast.export import export_encoder
 from medcontrast.methods import METHODS, Method, build_method
 from medcontrast.models.encoders import build_encoder
 from medcontrast.optim import build_optimizer, warmup_cosine
+from medcontrast.preemption import PreemptedError, StopOnSignal
 from medcontrast.runinfo import resolve_device, resolve_precision, versions
 
 LAST = "last.pt"
@@ -309,9 +310,12 @@ def pretrain(
         dynamic_ncols=True,
     )
     last_good = run / "checkpoints" / LAST if step else None
+    saved_step = step
     seen, t_window = 0, time.time()
     model.train()
+    stack = ExitStack()
     try:
+        stop = stack.enter_context(StopOnSignal())
         while step < total:
             epoch, start = divmod(step, steps_per_epoch)
             sampler.set_epoch(epoch, start)
@@ -322,8 +326,27 @@ def pretrain(
                 with ctx:
                     out = forward(batch)
                 loss = out["loss"]
-                finite = all_reduce_mean(torch.isfinite(loss.detach()).float())
-                if float(finite) < 1.0:
+                # One all-reduce per step: every rank agrees on a NaN and on a signal.
+                finite, stopping = all_reduce_mean(
+                    torch.stack(
+                        [
+                            torch.isfinite(loss.detach()).float(),
+                            torch.tensor(float(stop.requested), device=loss.device),
+                        ]
+                    )
+                ).tolist()
+                if stopping > 0:
+                    if saved_step != step:
+                        last_good = _save(
+                            run, model, optimizer, scheduler, step, cfg, cache, info, device
+                        )
+                    raise PreemptedError(
+                        f"pretraining stopped by {stop.name or 'a signal on another rank'} at "
+                        f"step {step} of {total}; checkpoint {last_good}. Continue with the same "
+                        f"command and --resume (name={cfg.name})",
+                        stop.signum or 15,
+                    )
+                if finite < 1.0:
                     where = f"; the last good checkpoint is {last_good}" if last_good else ""
                     raise MedContrastError(
                         f"loss became NaN or infinite at step {step + 1}{where}. Lower train.lr "
@@ -361,6 +384,7 @@ def pretrain(
                     last_good = _save(
                         run, model, optimizer, scheduler, step, cfg, cache, info, device
                     )
+                    saved_step = step
                 if stop_after is not None and step >= stop_after:
                     return run
                 if step >= total:
@@ -371,6 +395,7 @@ def pretrain(
             f"{cfg.data.size}: lower train.batch_size, or data.size, or use precision=bf16"
         ) from exc
     finally:
+        stack.close()
         bar.close()
         if tb is not None:
             tb.close()

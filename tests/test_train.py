@@ -14,28 +14,28 @@ from medcontrast.methods import METHODS
 from medcontrast.train import pretrain
 
 
+def _overrides(manifest, tmp_path, name, *extra) -> list[str]:
+    return [
+        f"data.manifest={manifest}",
+        "data.modalities=[CR,DX]",
+        "data.size=[32,32]",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"out_dir={tmp_path / 'runs'}",
+        f"name={name}",
+        "model.encoder=timm:resnet10t",
+        "model.proj_hidden=64",
+        "model.proj_dim=32",
+        "method.queue_size=64",
+        "train.batch_size=8",
+        "train.max_steps=2",
+        "train.log_every=1",
+        "views.preset=radiograph",
+        *extra,
+    ]
+
+
 def _cfg(manifest, tmp_path, name, *extra) -> PretrainConfig:
-    return load_config(
-        PretrainConfig,
-        None,
-        [
-            f"data.manifest={manifest}",
-            "data.modalities=[CR,DX]",
-            "data.size=[32,32]",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            f"out_dir={tmp_path / 'runs'}",
-            f"name={name}",
-            "model.encoder=timm:resnet10t",
-            "model.proj_hidden=64",
-            "model.proj_dim=32",
-            "method.queue_size=64",
-            "train.batch_size=8",
-            "train.max_steps=2",
-            "train.log_every=1",
-            "views.preset=radiograph",
-            *extra,
-        ],
-    )
+    return load_config(PretrainConfig, None, _overrides(manifest, tmp_path, name, *extra))
 
 
 @pytest.mark.parametrize("method", METHODS.names())

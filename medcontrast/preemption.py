@@ -1,0 +1,79 @@
+"""A scheduler's notice (SIGTERM) or Ctrl-C (SIGINT) during training, handled like a checkpoint.
+
+The first signal only raises a flag: the loop finishes its step, writes a checkpoint and stops,
+so a preempted run loses nothing. A second signal exits at once (the last checkpoint on disk is
+complete: checkpoints are written atomically). Slurm and Kubernetes send SIGTERM and wait a grace
+period before SIGKILL; one training step fits in it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from types import FrameType, TracebackType
+
+from medcontrast.errors import MedContrastError
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class PreemptedError(MedContrastError):
+    """Training stopped on a signal after writing a checkpoint; exit status 128 + signal."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class StopOnSignal:
+    """Context manager: ``requested`` turns true on the first SIGTERM or SIGINT.
+
+    Handlers can only be installed from the main thread; elsewhere (a notebook's worker thread)
+    signals keep their usual meaning.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            print(
+                f"{signal.Signals(signum).name} again: exiting now; the last checkpoint is kept",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(128 + signum)
+        self.signum = signum
+        print(
+            f"\n{signal.Signals(signum).name} received: finishing this step and writing a "
+            "checkpoint before stopping (send it again to exit at once)",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -1,0 +1,73 @@
+"""Preemption: a real signal to a real process checkpoints, says how to resume, exits non-zero."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medcontrast import checkpoint
+from medcontrast.config import PretrainConfig, load_config
+from medcontrast.train import pretrain
+from tests.test_train import _overrides
+
+
+def _wait_for_steps(proc: subprocess.Popen, metrics: Path, steps: int, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        if metrics.exists() and len(metrics.read_text().splitlines()) > steps:
+            return
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"no {steps} steps in {timeout} s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_checkpoints_and_the_run_resumes(phantom_manifest, tmp_path, sig):
+    args = _overrides(phantom_manifest, tmp_path, "pre", "train.max_steps=100000")
+    cmd = [sys.executable, "-m", "medcontrast.cli", "pretrain", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "runs" / "pre"
+    _wait_for_steps(proc, run / "metrics.csv", 2, timeout=240)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert f"stopped by {sig.name}" in err and "--resume (name=pre)" in err, err
+    step = checkpoint.load(run / "checkpoints" / "last.pt")["step"]
+    assert step >= 2 and not (run / "encoder.pth").exists()
+    assert list(pd.read_csv(run / "metrics.csv")["step"])[-1] == step  # nothing done is lost
+
+    cfg = load_config(PretrainConfig, None, [*args, f"train.max_steps={step + 2}"])
+    pretrain(cfg, resume=True, progress=False)
+    assert list(pd.read_csv(run / "metrics.csv")["step"]) == list(range(1, step + 3))
+    assert (run / "encoder.pth").exists()
+
+
+def test_a_second_signal_exits_at_once():
+    script = textwrap.dedent(
+        """
+        import os, signal, time
+        from medcontrast.preemption import StopOnSignal
+        with StopOnSignal() as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+            while not stop.requested:
+                time.sleep(0.01)
+            print("first signal noted", flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+        print("not reached")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 128 + signal.SIGTERM
+    assert "first signal noted" in done.stdout and "not reached" not in done.stdout
+    assert "exiting now" in done.stderr
