@@ -1,6 +1,8 @@
 """Checkpoints: plain dicts written to a temporary file, flushed to disk, then renamed.
 
 A crash or kill during a save leaves the previous checkpoint intact, never a half-written one.
+A run folder keeps the last two (``last.pt``, ``previous.pt``): a checkpoint damaged after it was
+written (a disk fault, a copy cut short) costs one checkpoint interval, not the run.
 
 Random states are stored as NumPy byte arrays, not torch tensors: ``torch.load``'s
 ``map_location`` moves every torch tensor it meets, and a CPU generator state that lands on a GPU
@@ -12,11 +14,18 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from medcontrast.errors import MedContrastError, first_line
+
+LAST, PREVIOUS = "last.pt", "previous.pt"
+# What a training checkpoint must hold to be resumed from.
+TRAINING_KEYS = ("model", "optimizer", "scheduler", "step", "rng", "config")
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -34,6 +43,54 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 def load(path: str | Path) -> dict[str, Any]:
     """A checkpoint with every tensor on the CPU; callers copy weights to their device."""
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def save_rotating(state: dict[str, Any], folder: Path) -> Path:
+    """Write ``folder/last.pt``, keeping the one it replaces as ``previous.pt``."""
+    last = folder / LAST
+    if last.exists():
+        os.replace(last, folder / PREVIOUS)
+    atomic_save(state, last)
+    return last
+
+
+def checkpoint_files(folder: Path) -> list[Path]:
+    """The checkpoints of a run folder, newest first."""
+    return [p for p in (folder / LAST, folder / PREVIOUS) if p.exists()]
+
+
+def load_training_state(folder: Path, repair: bool = True) -> tuple[dict[str, Any], Path] | None:
+    """The newest readable checkpoint in ``folder`` and its path; None when there is none.
+
+    A damaged ``last.pt`` is renamed ``last.pt.damaged`` (kept for inspection, never rotated over
+    the good ``previous.pt``) and ``previous.pt`` is used, saying so on stderr. Only the process
+    that writes the folder (``repair``; rank 0 under DDP) renames and reports.
+    """
+    files = checkpoint_files(folder)
+    if not files:
+        return None
+    problems: list[str] = []
+    for path in files:
+        try:
+            state = load(path)
+            missing = [k for k in TRAINING_KEYS if k not in state]
+            if missing:
+                raise ValueError(f"it lacks {', '.join(missing)}")
+        except Exception as exc:  # any reader failure means the same thing: this file is damaged
+            problems.append(f"{path} is damaged ({first_line(exc)})")
+            continue
+        for bad in files[: files.index(path)] if repair else []:
+            os.replace(bad, bad.with_name(bad.name + ".damaged"))
+            print(
+                f"warning: {problems[0]}; renamed it {bad.name}.damaged and resuming from "
+                f"{path.name} (step {state['step']})",
+                file=sys.stderr,
+            )
+        return state, path
+    raise MedContrastError(
+        f"no usable checkpoint: {'; '.join(problems)}. Nothing was changed; start a new run with "
+        "another name=, or remove the damaged files to start this one over"
+    )
 
 
 def _bytes(state: torch.Tensor) -> np.ndarray:

@@ -6,3 +6,9 @@ class MedContrastError(Exception):
 
     The command line prints the message and exits with status 2 instead of a traceback.
     """
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), for one-line reports."""
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

@@ -43,8 +43,7 @@ from medcontrast.models.encoders import build_encoder
 from medcontrast.optim import build_optimizer, warmup_cosine
 from medcontrast.preemption import PreemptedError, StopOnSignal
 from medcontrast.runinfo import resolve_device, resolve_precision, versions
-
-LAST = "last.pt"
+from medcontrast.runs import RunLock, check_resumable, check_same_data, decide_start, record_resume
 
 
 def preprocess_spec(data) -> PreprocessSpec:
@@ -67,14 +66,9 @@ def _run_dir(cfg: PretrainConfig, resume: bool) -> Path:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         cfg.name = f"{cfg.method.name}-{cfg.model.encoder.replace(':', '-')}-{stamp}"
     run = Path(cfg.out_dir) / cfg.name
-    if resume:
-        if not (run / "checkpoints" / LAST).exists():
-            raise MedContrastError(
-                f"nothing to resume: {run / 'checkpoints' / LAST} does not exist"
-            )
-    elif run.exists() and any(run.iterdir()):
+    if resume and not run.exists():
         raise MedContrastError(
-            f"run folder {run} already exists: use --resume to continue it or choose another name="
+            f"nothing to resume: there is no run folder {run} (check out_dir= and name=)"
         )
     return run
 
@@ -193,18 +187,47 @@ def pretrain(
         torch.cuda.set_device(device)
     amp_dtype = resolve_precision(cfg.train.precision, device)
     run = _run_dir(cfg, resume)
+    lock = RunLock(run)
+    if info.is_main:
+        lock.acquire()
+    try:
+        return _pretrain(cfg, run, resume, device, info, amp_dtype, stop_after, progress)
+    finally:
+        lock.release()
+
+
+def _pretrain(cfg, run, resume, device, info, amp_dtype, stop_after, progress) -> Path:
+    start = decide_start(run, resume, run / "checkpoints", say=info.is_main)
+    changes = {}
+    if start.state is not None:
+        changes = check_resumable(run, start.state["config"], to_dict(cfg))
     method_cls = METHODS.get(cfg.method.name)
+    torch.manual_seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed % 2**32)
+    cache = _load_data(cfg, info, method_cls.needs_labels, progress)
+    n = len(cache)
+    if start.state is not None:
+        saved = start.state.get("samples_sha256", start.state.get("manifest_sha256"))
+        check_same_data(run, saved, _rows_digest(cache), n)
+    sampler = BatchSampler(n, cfg.train.batch_size, cfg.train.seed, info.rank, info.world_size)
+    steps_per_epoch = sampler.steps_per_epoch()
+    total = cfg.train.max_steps or steps_per_epoch * cfg.train.epochs
+    if start.state is not None and start.state["step"] >= total and (run / "encoder.pth").exists():
+        if info.is_main:
+            print(
+                f"run {run} is finished (step {start.state['step']} of {total}): nothing to do. "
+                "Raise train.max_steps or train.epochs to train it further",
+                file=sys.stderr,
+            )
+        return run
     if info.is_main:
         (run / "checkpoints").mkdir(parents=True, exist_ok=True)
         save_config(cfg, run / "config.yaml")
         (run / "versions.json").write_text(
             json.dumps({**versions(), "world_size": info.world_size}, indent=2)
         )
-
-    torch.manual_seed(cfg.train.seed)
-    np.random.seed(cfg.train.seed % 2**32)
-    cache = _load_data(cfg, info, method_cls.needs_labels, progress)
-    n = len(cache)
+        if start.state is not None:
+            record_resume(run, start.state["step"], start.source, changes)
     if info.is_main:
         manifest = read_manifest(cfg.data.manifest)
         (run / "data.json").write_text(
@@ -247,9 +270,6 @@ def pretrain(
         if cfg.views.path != "auto"
         else ("batched" if device.type == "cuda" else "monai")
     )
-    sampler = BatchSampler(n, cfg.train.batch_size, cfg.train.seed, info.rank, info.world_size)
-    steps_per_epoch = sampler.steps_per_epoch()
-    total = cfg.train.max_steps or steps_per_epoch * cfg.train.epochs
     workers = cfg.train.num_workers
     loader_kw = dict(
         num_workers=workers,
@@ -278,10 +298,10 @@ def pretrain(
         optimizer, warmup_cosine(total, min(warmup, total // 2), cfg.train.min_lr_ratio)
     )
     step = 0
-    if resume:
+    if start.state is not None:
         # Loaded on the CPU: load_state_dict copies weights and optimizer moments to the device;
         # random states stay on the host (see checkpoint.py).
-        state = ckpt.load(run / "checkpoints" / LAST)
+        state = start.state
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -309,7 +329,7 @@ def pretrain(
         file=sys.stderr,
         dynamic_ncols=True,
     )
-    last_good = run / "checkpoints" / LAST if step else None
+    last_good = start.source
     saved_step = step
     seen, t_window = 0, time.time()
     model.train()
@@ -444,7 +464,7 @@ def _save(
         gathered = [None] * info.world_size
         torch.distributed.all_gather_object(gathered, rng[0])
         rng = gathered
-    path = run / "checkpoints" / LAST
+    path = run / "checkpoints" / ckpt.LAST
     if info.is_main:
         state = {
             "model": model.state_dict(),
@@ -453,10 +473,10 @@ def _save(
             "step": step,
             "rng": rng,
             "config": to_dict(replace(cfg)),
-            "manifest_sha256": _rows_digest(cache),
+            "samples_sha256": _rows_digest(cache),
             "versions": versions(),
         }
-        ckpt.atomic_save(state, path)
+        ckpt.save_rotating(state, path.parent)
     return path
 
 

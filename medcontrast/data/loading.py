@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from medcontrast.data.dicom_geometry import order_by_position, ras_affine
+from medcontrast.errors import first_line
 
 
 class SampleLoadError(Exception):
@@ -89,7 +90,7 @@ def _decode(ds, path: Path) -> np.ndarray:
     except Exception as exc:  # pydicom raises ValueError/EOFError/... for short or corrupt data
         raise SampleLoadError(
             f"{path.name}: pixel data is truncated or corrupt ({type(exc).__name__}: "
-            f"{_first_line(exc)})"
+            f"{first_line(exc)})"
         ) from exc
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
@@ -104,11 +105,6 @@ def _decode(ds, path: Path) -> np.ndarray:
         # bright in every image the encoder sees.
         arr = (arr.max() + arr.min()) - arr
     return arr
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else ""
 
 
 def _to_grey(arr: np.ndarray, photometric: str) -> np.ndarray:
@@ -164,7 +160,7 @@ def load_dicom_file(path: Path) -> Loaded:
         raise
     except Exception as exc:
         raise SampleLoadError(
-            f"{path.name}: not a readable DICOM file ({_first_line(exc)})"
+            f"{path.name}: not a readable DICOM file ({first_line(exc)})"
         ) from exc
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise SampleLoadError(f"{path.name}: DICOM file holds no pixel data")
@@ -198,7 +194,7 @@ def load_dicom_series(paths: list[Path]) -> Loaded:
             raise
         except Exception as exc:
             raise SampleLoadError(
-                f"{p.name}: not a readable DICOM file ({_first_line(exc)})"
+                f"{p.name}: not a readable DICOM file ({first_line(exc)})"
             ) from exc
         slices.append(_decode(ds, p)[0])
         positions.append([float(v) for v in ds.ImagePositionPatient])
@@ -232,7 +228,7 @@ def load_nifti(path: Path) -> Loaded:
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:
         raise SampleLoadError(
-            f"{path.name}: not a readable NIfTI file ({_first_line(exc)})"
+            f"{path.name}: not a readable NIfTI file ({first_line(exc)})"
         ) from exc
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
@@ -264,7 +260,7 @@ def load_image(path: Path) -> Loaded:
     except SampleLoadError:
         raise
     except Exception as exc:
-        raise SampleLoadError(f"{path.name}: not a readable image ({_first_line(exc)})") from exc
+        raise SampleLoadError(f"{path.name}: not a readable image ({first_line(exc)})") from exc
     if arr.ndim != 2:
         raise SampleLoadError(f"{path.name}: image array has shape {arr.shape}; expected 2D")
     return Loaded(arr, None)
@@ -284,7 +280,7 @@ class NpzStore:
                     self._arrays[k] = data[key]
             except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
                 raise SampleLoadError(
-                    f"{path.name}: cannot read array {key!r} ({_first_line(exc)})"
+                    f"{path.name}: cannot read array {key!r} ({first_line(exc)})"
                 ) from exc
         return self._arrays[k]
 

@@ -1,0 +1,200 @@
+"""A pretraining run folder: who may write it, whether a run starts or resumes, what changed.
+
+Everything here is decided before anything in the folder is written, so a refused start or resume
+leaves the folder exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medcontrast import checkpoint
+from medcontrast.errors import MedContrastError
+
+LOCK = "run.lock"
+RESUMES = "resumes.jsonl"
+
+# Settings that a resume may change without changing what the run computes: where files are,
+# how often it logs or saves, how fast it runs, and how long it trains (extending a run).
+HARMLESS = frozenset(
+    {
+        "out_dir",
+        "name",
+        "data.manifest",  # the selected samples are compared by digest instead
+        "data.cache",
+        "data.cache_dir",
+        "data.workers",
+        "train.epochs",
+        "train.max_steps",
+        "train.log_every",
+        "train.checkpoint_every",
+        "train.tensorboard",
+        "train.num_workers",
+        "train.device",
+        "train.compile",
+        "train.channels_last",
+    }
+)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Every dotted key whose value differs: ``{key: (saved, now)}``."""
+    a, b = flatten(saved), flatten(now)
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+
+def check_resumable(run: Path, saved: dict[str, Any], now: dict[str, Any]) -> dict[str, list]:
+    """Refuse a resume whose settings change the result; return the harmless changes."""
+    changes = config_changes(saved, now)
+    refused = {k: v for k, v in changes.items() if k not in HARMLESS}
+    if refused:
+        listed = "; ".join(
+            f"{k}: {old!r} in the run, {new!r} now" for k, (old, new) in refused.items()
+        )
+        raise MedContrastError(
+            f"cannot resume {run}: these settings differ from the ones it was trained with and "
+            f"would change its result ({listed}). Resume with the run's own settings "
+            f"({run / 'config.yaml'}) or start a new run with another name="
+        )
+    return {k: list(v) for k, v in changes.items()}
+
+
+def check_same_data(run: Path, saved_digest: str | None, digest: str, samples: int) -> None:
+    """Refuse a resume on other samples than the run was trained on."""
+    if saved_digest is not None and saved_digest != digest:
+        raise MedContrastError(
+            f"cannot resume {run}: the selected training samples differ from the ones it was "
+            f"trained with ({samples} samples now; the manifest or the data settings changed). "
+            "Resume with the run's own manifest, or start a new run with another name="
+        )
+
+
+def record_resume(run: Path, step: int, source: Path, changes: dict[str, list]) -> None:
+    """Append one line per resume to ``resumes.jsonl``: when, from where, what changed."""
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "step": step, "checkpoint": source.name}
+    entry["changed"] = changes
+    with open(run / RESUMES, "a") as fh:
+        fh.write(json.dumps(entry, default=str) + "\n")
+
+
+@dataclass(frozen=True)
+class Start:
+    """What to do with a run folder: start afresh, or resume from ``state`` read at ``source``."""
+
+    run: Path
+    state: dict[str, Any] | None = None
+    source: Path | None = None
+
+
+def decide_start(run: Path, resume: bool, checkpoints: Path, say: bool) -> Start:
+    """Start or resume ``run``, or stop with a message that names the way forward.
+
+    A folder without a checkpoint (a run that failed or was killed before its first one) no
+    longer blocks a rerun: it starts over, saying so.
+    """
+    exists = run.exists() and any(p.name != LOCK for p in run.iterdir())
+    has_checkpoint = bool(checkpoint.checkpoint_files(checkpoints))
+    if not resume and has_checkpoint:
+        raise MedContrastError(
+            f"run folder {run} already exists: use --resume to continue it or choose another name="
+        )
+    if exists and not has_checkpoint:
+        if say:
+            print(
+                f"note: {run} holds no checkpoint (the earlier run stopped before its first one); "
+                "starting it over",
+                file=sys.stderr,
+            )
+        return Start(run)
+    if not resume:
+        return Start(run)
+    state, source = checkpoint.load_training_state(checkpoints, repair=say)
+    return Start(run, state, source)
+
+
+class RunLock:
+    """``run.lock`` with the holder's pid and host: two processes never write one run folder.
+
+    A lock whose process is gone on this host is stale and taken over; a lock from another host
+    cannot be checked from here, so the message says how to remove it.
+    """
+
+    def __init__(self, run: Path) -> None:
+        self.path = run / LOCK
+        self.held = False
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            self.held = True
+            return
+        raise MedContrastError(f"could not take the lock {self.path}")
+
+    def _take_over_if_stale(self) -> None:
+        try:
+            holder = json.loads(self.path.read_text())
+            pid, host = int(holder["pid"]), str(holder["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            holder, pid, host = None, -1, ""
+        if holder is None and time.time() - self.path.stat().st_mtime < 10:
+            raise MedContrastError(  # just created by a process that is still writing it
+                f"run folder {self.path.parent} is being opened by another process "
+                f"(lock {self.path}); wait for it to finish"
+            )
+        if holder is not None and host != socket.gethostname():
+            raise MedContrastError(
+                f"run folder {self.path.parent} is in use by process {pid} on host {host} "
+                f"(lock {self.path}); wait for it to finish, or delete the lock if that run "
+                "is no longer going"
+            )
+        if holder is not None and _alive(pid):
+            started = time.strftime("%Y-%m-%d %H:%M", time.localtime(holder.get("since", 0)))
+            raise MedContrastError(
+                f"run folder {self.path.parent} is in use by process {pid} on this host since "
+                f"{started} (lock {self.path}); wait for it to finish or stop it first"
+            )
+        print(f"note: removing the stale lock {self.path} (process {pid} is gone)", file=sys.stderr)
+        self.path.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

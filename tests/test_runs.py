@@ -1,0 +1,190 @@
+"""Run folders: damaged checkpoints, changed settings, finished runs, locks, runs with no checkpoint.
+
+Every refusal is one message naming the folder or file, and leaves the folder as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from medcontrast import checkpoint
+from medcontrast.cli import main
+from medcontrast.errors import MedContrastError
+from medcontrast.runs import RunLock, config_changes
+from medcontrast.train import pretrain
+from tests.test_train import _cfg, _overrides
+
+BASE = ["train.max_steps=6", "train.checkpoint_every=2", "train.seed=2"]
+
+
+def _snapshot(run) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def runs(phantom_manifest, tmp_path_factory):
+    """An uninterrupted run and a copy source stopped at step 4 (last.pt 4, previous.pt 2)."""
+    tmp = tmp_path_factory.mktemp("runs")
+    full = pretrain(_cfg(phantom_manifest, tmp, "full", *BASE), progress=False)
+    cut = pretrain(_cfg(phantom_manifest, tmp, "cut", *BASE), stop_after=4, progress=False)
+    return tmp, full, cut
+
+
+def _copy_of_cut(runs, tmp_path):
+    import shutil
+
+    tmp, _, cut = runs
+    shutil.copytree(cut, tmp_path / "runs" / "cut")
+    shutil.copytree(tmp / "cache", tmp_path / "cache")
+    return tmp_path / "runs" / "cut"
+
+
+def test_last_two_checkpoints_are_kept(runs):
+    _, _, cut = runs
+    steps = [checkpoint.load(p)["step"] for p in checkpoint.checkpoint_files(cut / "checkpoints")]
+    assert steps == [4, 2]
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one(
+    runs, phantom_manifest, tmp_path, capsys
+):
+    run = _copy_of_cut(runs, tmp_path)
+    last = run / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # a copy cut short
+    pretrain(_cfg(phantom_manifest, tmp_path, "cut", *BASE), resume=True, progress=False)
+    err = capsys.readouterr().err
+    assert "last.pt is damaged" in err and "resuming from previous.pt (step 2)" in err
+    assert (run / "checkpoints" / "last.pt.damaged").exists()
+    a, b = torch.load(runs[1] / "encoder.pth"), torch.load(run / "encoder.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # still exact: steps 3-4 were redone
+    assert list(pd.read_csv(run / "metrics.csv")["step"]) == [1, 2, 3, 4, 5, 6]
+
+
+def test_no_usable_checkpoint_is_one_message_that_names_the_files(
+    runs, phantom_manifest, tmp_path, capsys
+):
+    run = _copy_of_cut(runs, tmp_path)
+    for name in ("last.pt", "previous.pt"):
+        (run / "checkpoints" / name).write_bytes(b"not a checkpoint")
+    before = _snapshot(run)
+    args = ["pretrain", *_overrides(phantom_manifest, tmp_path, "cut", *BASE), "--resume"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "last.pt is damaged" in err and "previous.pt is damaged" in err
+    assert "Traceback" not in err and _snapshot(run) == before
+
+
+@pytest.mark.parametrize(
+    "change,key",
+    [
+        ("train.lr=0.5", "train.lr"),
+        ("model.encoder=timm:resnet18", "model.encoder"),
+        ("train.seed=9", "train.seed"),
+        ("train.batch_size=4", "train.batch_size"),
+        ("method.name=byol", "method.name"),
+        ("data.max_samples=30", "data.max_samples"),
+    ],
+)
+def test_a_resume_that_changes_the_result_is_refused_before_anything_is_written(
+    runs, phantom_manifest, tmp_path, change, key
+):
+    run = _copy_of_cut(runs, tmp_path)
+    before = _snapshot(run)
+    with pytest.raises(
+        MedContrastError, match=rf"cannot resume .*would change its result \({key}: "
+    ):
+        pretrain(_cfg(phantom_manifest, tmp_path, "cut", *BASE, change), resume=True)
+    assert _snapshot(run) == before
+
+
+def test_a_resume_on_other_samples_is_refused(runs, phantom_manifest, tmp_path):
+    run = _copy_of_cut(runs, tmp_path)
+    rows = pd.read_csv(phantom_manifest, dtype=str, keep_default_na=False)
+    other = tmp_path / "manifest.csv"
+    rows.drop(index=rows.index[rows["modality"].isin(["CR", "DX"])][:3]).to_csv(other, index=False)
+    before = _snapshot(run)
+    cfg = _cfg(phantom_manifest, tmp_path, "cut", *BASE, f"data.manifest={other}")
+    with pytest.raises(MedContrastError, match="selected training samples differ"):
+        pretrain(cfg, resume=True, progress=False)
+    assert _snapshot(run) == before
+
+
+def test_harmless_changes_are_allowed_and_recorded(runs, phantom_manifest, tmp_path):
+    run = _copy_of_cut(runs, tmp_path)
+    cfg = _cfg(phantom_manifest, tmp_path, "cut", *BASE, "train.log_every=2")
+    pretrain(cfg, resume=True, progress=False)
+    (entry,) = [json.loads(line) for line in (run / "resumes.jsonl").read_text().splitlines()]
+    assert entry["step"] == 4 and entry["changed"]["train.log_every"] == [1, 2]
+    assert set(entry["changed"]) == {"train.log_every", "out_dir", "data.cache_dir"}  # moved
+    assert "log_every: 2" in (run / "config.yaml").read_text()
+
+
+def test_resuming_a_finished_run_does_nothing(runs, phantom_manifest, tmp_path, capsys):
+    import shutil
+
+    tmp, full, _ = runs
+    shutil.copytree(full, tmp_path / "runs" / "full")
+    shutil.copytree(tmp / "cache", tmp_path / "cache")
+    before = _snapshot(tmp_path / "runs" / "full")
+    pretrain(_cfg(phantom_manifest, tmp_path, "full", *BASE), resume=True, progress=False)
+    assert "is finished (step 6 of 6): nothing to do" in capsys.readouterr().err
+    assert _snapshot(tmp_path / "runs" / "full") == before
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_run_that_died_before_its_first_checkpoint_starts_over(
+    phantom_manifest, tmp_path, capsys, resume
+):
+    run = tmp_path / "runs" / "early"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("left by a run killed while loading data\n")
+    (run / "checkpoints").mkdir()
+    pretrain(_cfg(phantom_manifest, tmp_path, "early"), resume=resume, progress=False)
+    assert "holds no checkpoint" in capsys.readouterr().err
+    assert (run / "encoder.pth").exists()
+
+
+def test_resume_of_a_run_that_does_not_exist_says_so(phantom_manifest, tmp_path):
+    with pytest.raises(MedContrastError, match="nothing to resume: there is no run folder"):
+        pretrain(_cfg(phantom_manifest, tmp_path, "typo"), resume=True)
+
+
+def test_a_second_process_is_refused_by_the_lock(phantom_manifest, tmp_path):
+    run = tmp_path / "runs" / "busy"
+    RunLock(run).acquire()  # held by this (live) process
+    with pytest.raises(MedContrastError, match=rf"in use by process {os.getpid()}.*run.lock"):
+        pretrain(_cfg(phantom_manifest, tmp_path, "busy"), progress=False)
+    assert not (run / "config.yaml").exists()
+
+
+def test_a_stale_lock_is_taken_over_and_released(phantom_manifest, tmp_path, capsys):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run = tmp_path / "runs" / "stale"
+    run.mkdir(parents=True)
+    lock = {"pid": dead.pid, "host": socket.gethostname(), "since": 0}
+    (run / "run.lock").write_text(json.dumps(lock))
+    pretrain(_cfg(phantom_manifest, tmp_path, "stale"), progress=False)
+    assert "removing the stale lock" in capsys.readouterr().err
+    assert (run / "encoder.pth").exists() and not (run / "run.lock").exists()
+
+
+def test_a_lock_from_another_host_is_not_taken(tmp_path):
+    (tmp_path / "run.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere", "since": 0}))
+    with pytest.raises(MedContrastError, match=r"process 1 on host elsewhere.*delete the lock"):
+        RunLock(tmp_path).acquire()
+
+
+def test_config_changes_lists_nested_keys():
+    saved = {"train": {"lr": 0.1, "seed": 0}, "name": "a"}
+    assert config_changes(saved, {"train": {"lr": 0.2, "seed": 0}, "name": "a"}) == {
+        "train.lr": (0.1, 0.2)
+    }
