@@ -6,6 +6,7 @@ leaves the folder exactly as it was.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -14,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from medcontrast import checkpoint
 from medcontrast.errors import MedContrastError
@@ -198,3 +201,39 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+class MetricsLog:
+    """``metrics.csv`` (rank 0), truncated to the resumed step so rows are never duplicated."""
+
+    def __init__(self, path: Path, resume_step: int, enabled: bool) -> None:
+        self.path, self.enabled, self.fields = path, enabled, None
+        if enabled and resume_step and path.exists():
+            old = pd.read_csv(path)
+            old[old["step"] <= resume_step].to_csv(path, index=False)
+            self.fields = list(old.columns)
+        elif enabled and path.exists():
+            path.unlink()
+
+    def write(self, row: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        new = not self.path.exists()
+        if self.fields is None:
+            self.fields = list(row)
+        with open(self.path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def open_tensorboard(run: Path, enabled: bool) -> Any:
+    """A TensorBoard ``SummaryWriter`` in ``run/tensorboard``, or None when not asked for."""
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise MedContrastError("train.tensorboard=true needs the tensorboard package") from exc
+    return SummaryWriter(str(run / "tensorboard"))

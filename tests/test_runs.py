@@ -17,6 +17,7 @@ import torch
 
 from medcontrast import checkpoint
 from medcontrast.cli import main
+from medcontrast.data.manifest import read_manifest, sidecar_path, write_manifest
 from medcontrast.errors import MedContrastError
 from medcontrast.runs import RunLock, config_changes
 from medcontrast.train import pretrain
@@ -107,9 +108,13 @@ def test_a_resume_that_changes_the_result_is_refused_before_anything_is_written(
 
 def test_a_resume_on_other_samples_is_refused(runs, phantom_manifest, tmp_path):
     run = _copy_of_cut(runs, tmp_path)
-    rows = pd.read_csv(phantom_manifest, dtype=str, keep_default_na=False)
+    manifest = read_manifest(phantom_manifest)
+    rows = manifest.table
     other = tmp_path / "manifest.csv"
-    rows.drop(index=rows.index[rows["modality"].isin(["CR", "DX"])][:3]).to_csv(other, index=False)
+    meta = json.loads(sidecar_path(phantom_manifest).read_text())
+    write_manifest(
+        rows.drop(index=rows.index[rows["modality"].isin(["CR", "DX"])][:3]), other, meta
+    )
     before = _snapshot(run)
     cfg = _cfg(phantom_manifest, tmp_path, "cut", *BASE, f"data.manifest={other}")
     with pytest.raises(MedContrastError, match="selected training samples differ"):

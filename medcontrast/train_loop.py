@@ -1,0 +1,306 @@
+"""The pretraining loop: one ``train_step``, logging, checkpoints, and stopping on a signal.
+
+``train.pretrain`` sets the run up and hands this loop a method, its data and the number of steps;
+the loop knows nothing of configs files or run-folder decisions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from medcontrast import checkpoint as ckpt
+from medcontrast.augment.batched import BatchedViews
+from medcontrast.augment.monai_views import TwoViewDataset, draw_seed
+from medcontrast.config import PretrainConfig, to_dict
+from medcontrast.data.batches import BatchSampler, RawPairDataset
+from medcontrast.data.cache import ImageCache
+from medcontrast.distributed import DistInfo, all_reduce_mean
+from medcontrast.errors import MedContrastError
+from medcontrast.methods import Method
+from medcontrast.optim import build_optimizer, warmup_cosine
+from medcontrast.preemption import PreemptedError, StopOnSignal
+from medcontrast.runinfo import versions
+from medcontrast.runs import MetricsLog, open_tensorboard
+
+
+def samples_digest(cache: ImageCache) -> str:
+    """SHA-256 of the selected sample ids, in order: what a resume must train on again."""
+    return hashlib.sha256("\n".join(cache.rows["sample_id"]).encode()).hexdigest()
+
+
+@dataclass
+class PretrainData:
+    """The cached samples and what turns them into batches of two views."""
+
+    cache: ImageCache
+    sampler: BatchSampler
+    dataset: TwoViewDataset | RawPairDataset
+    loader: torch.utils.data.DataLoader
+    batched: BatchedViews | None  # on-device views; None when MONAI makes them in the loader
+
+
+class _StopSignalError(Exception):
+    """A signal arrived on some rank; raised before the step's update, so nothing is half done."""
+
+
+class TrainLoop:
+    """The method, its optimizer and schedule, and the loop that trains them."""
+
+    def __init__(
+        self,
+        cfg: PretrainConfig,
+        run: Path,
+        info: DistInfo,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        data: PretrainData,
+        total: int,
+        last_good: Path | None,
+        method: Method,
+    ) -> None:
+        self.cfg, self.run, self.info, self.device, self.amp_dtype = (
+            cfg,
+            run,
+            info,
+            device,
+            amp_dtype,
+        )
+        self.data, self.total, self.last_good = data, total, last_good
+        self.method = method.to(device)
+        if cfg.train.channels_last and cfg.data.ndim == 2:
+            self.method = self.method.to(memory_format=torch.channels_last)
+        steps_per_epoch = data.sampler.steps_per_epoch()
+        lr = cfg.train.lr * cfg.train.batch_size * info.world_size / 256
+        self.optimizer = build_optimizer(
+            cfg.train.optimizer, self.method, lr, cfg.train.weight_decay
+        )
+        warmup = min(round(cfg.train.warmup_epochs * steps_per_epoch), total // 2)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(total, warmup, cfg.train.min_lr_ratio)
+        )
+        self.forward: nn.Module = self.method
+
+    def restore(self, state: dict[str, Any] | None) -> int:
+        """Load a checkpoint (read on the CPU) and wrap for DDP; returns the step to start at.
+
+        ``load_state_dict`` copies weights and optimizer moments to the device; random states
+        stay on the host and each rank restores its own (see checkpoint.py). The views'
+        generators and the sampler position are functions of (seed, step, rank), so the step
+        restores them.
+        """
+        step = 0
+        if state is not None:
+            self.method.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            step = state["step"]
+            rng = state["rng"]
+            ckpt.set_rng_state(rng[min(self.info.rank, len(rng) - 1)], self.device)
+        if self.info.enabled:
+            model = self.method
+            if self.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            self.method = self.forward.module
+        if self.cfg.train.compile:
+            self.forward = torch.compile(self.forward)
+        return step
+
+    def train(self, step: int, stop_after: int | None, progress: bool) -> bool:
+        """Train from ``step`` to the end; False when ``stop_after`` cut it short."""
+        cfg, saved_step = self.cfg.train, step
+        log = MetricsLog(self.run / "metrics.csv", step, self.info.is_main)
+        tb = open_tensorboard(self.run, cfg.tensorboard and self.info.is_main)
+        bar = tqdm(
+            total=self.total,
+            initial=step,
+            desc="pretrain",
+            unit="step",
+            disable=not (progress and self.info.is_main),
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+        meter = _Throughput()
+        self.method.train()
+        try:
+            with StopOnSignal() as stop:
+                for epoch, batch in self._batches(step):
+                    try:
+                        out = self.train_step(batch, step, stop)
+                    except _StopSignalError:
+                        self._preempted(stop, step, saved_step)
+                    step += 1
+                    self.method.after_step(step / self.total)
+                    meter.add(batch["view1"].shape[0] * self.info.world_size)
+                    bar.update()
+                    if step % cfg.log_every == 0 or step == self.total:
+                        row = self._log_row(step, epoch, out, meter.rate())
+                        _write_row(log, tb, bar, row)
+                    if step % cfg.checkpoint_every == 0 or step == self.total:
+                        self.last_good, saved_step = self.save(step), step
+                    if stop_after is not None and step >= stop_after:
+                        return False
+        except torch.cuda.OutOfMemoryError as exc:
+            raise MedContrastError(
+                f"out of GPU memory at train.batch_size={cfg.batch_size} and data.size="
+                f"{self.cfg.data.size}: lower train.batch_size, or data.size, or use precision=bf16"
+            ) from exc
+        finally:
+            bar.close()
+            if tb is not None:
+                tb.close()
+        return True
+
+    def _batches(self, step: int):
+        """(epoch, batch on the device with both views) from ``step`` to the last step."""
+        data, steps_per_epoch = self.data, self.data.sampler.steps_per_epoch()
+        while step < self.total:
+            epoch, start = divmod(step, steps_per_epoch)
+            data.sampler.set_epoch(epoch, start)
+            data.dataset.set_epoch(epoch)
+            for batch in data.loader:
+                yield epoch, to_device(batch, self.device, self.cfg, data.batched, step, self.info)
+                step += 1
+                if step >= self.total:
+                    return
+
+    def train_step(
+        self, batch: dict[str, torch.Tensor], step: int, stop: StopOnSignal
+    ) -> dict[str, torch.Tensor]:
+        """One optimizer step on a batch of two views; returns the method's outputs.
+
+        Every rank agrees, in one all-reduce, on a non-finite loss and on a pending signal
+        before anything is updated.
+        """
+        ctx = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else None
+        with ctx or nullcontext():
+            out = self.forward(batch)
+        loss = out["loss"]
+        flags = torch.stack(
+            [
+                torch.isfinite(loss.detach()).float(),
+                torch.tensor(float(stop.requested), device=loss.device),
+            ]
+        )
+        finite, stopping = all_reduce_mean(flags).tolist()
+        if stopping > 0:
+            raise _StopSignalError
+        if finite < 1.0:
+            where = f"; the last good checkpoint is {self.last_good}" if self.last_good else ""
+            raise MedContrastError(
+                f"loss became NaN or infinite at step {step + 1}{where}. Lower train.lr "
+                f"(now {self.cfg.train.lr}), raise method.temperature, or use precision=fp32"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.train.clip_grad > 0:
+            nn.utils.clip_grad_norm_(self.method.parameters(), self.cfg.train.clip_grad)
+        self.optimizer.step()
+        self.scheduler.step()
+        return out
+
+    def _preempted(self, stop: StopOnSignal, step: int, saved_step: int) -> NoReturn:
+        if saved_step != step:
+            self.last_good = self.save(step)
+        raise PreemptedError(
+            f"pretraining stopped by {stop.name or 'a signal on another rank'} at step {step} of "
+            f"{self.total}; checkpoint {self.last_good}. Continue with the same command and "
+            f"--resume (name={self.cfg.name})",
+            stop.signum or 15,
+        )
+
+    def _log_row(
+        self, step: int, epoch: int, out: dict[str, torch.Tensor], images_per_s: float
+    ) -> dict[str, float]:
+        row = {
+            "step": step,
+            "epoch": epoch,
+            "loss": float(all_reduce_mean(out["loss"].detach().float())),
+            "lr": self.scheduler.get_last_lr()[0],
+            "images_per_s": images_per_s,
+            "time": time.time(),
+        }
+        row.update({k: float(v) for k, v in out.items() if k != "loss"})
+        return row
+
+    def save(self, step: int) -> Path:
+        """Checkpoint at ``step``: every rank's random state, rank 0 writes (keeping two)."""
+        rng = [ckpt.rng_state(self.device)]
+        if self.info.enabled:
+            gathered = [None] * self.info.world_size
+            torch.distributed.all_gather_object(gathered, rng[0])
+            rng = gathered
+        folder = self.run / "checkpoints"
+        if self.info.is_main:
+            epoch, batch = divmod(step, self.data.sampler.steps_per_epoch())
+            state = {
+                "model": self.method.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "step": step,
+                "sampler": {"epoch": epoch, "batch": batch},  # for readers; derived from step
+                "rng": rng,
+                "config": to_dict(replace(self.cfg)),
+                "samples_sha256": samples_digest(self.data.cache),
+                "versions": versions(),
+            }
+            ckpt.save_rotating(state, folder)
+        return folder / ckpt.LAST
+
+
+class _Throughput:
+    """Images per second since the last logged row."""
+
+    def __init__(self) -> None:
+        self.seen, self.since = 0, time.time()
+
+    def add(self, images: int) -> None:
+        self.seen += images
+
+    def rate(self) -> float:
+        now = time.time()
+        rate = self.seen / max(now - self.since, 1e-9)
+        self.seen, self.since = 0, now
+        return rate
+
+
+def _write_row(log: MetricsLog, tb: Any, bar: tqdm, row: dict[str, float]) -> None:
+    log.write(row)
+    if tb is not None:
+        for k, v in row.items():
+            if k not in ("step", "time"):
+                tb.add_scalar(k, v, row["step"])
+    bar.set_postfix(loss=f"{row['loss']:.3f}", img_s=f"{row['images_per_s']:.0f}")
+
+
+def to_device(
+    batch: dict,
+    device: torch.device,
+    cfg: PretrainConfig,
+    batched: BatchedViews | None,
+    step: int,
+    info: DistInfo,
+) -> dict[str, torch.Tensor]:
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    if batched is not None:
+        g = torch.Generator(device=device)
+        g.manual_seed(draw_seed(cfg.train.seed, step, info.rank, 99))
+        x1 = batch.pop("x1")
+        x2 = batch.pop("x2", x1)
+        batch["view1"] = batched(x1, g)
+        batch["view2"] = batched(x2, g)
+    if cfg.train.channels_last and cfg.data.ndim == 2:
+        batch["view1"] = batch["view1"].contiguous(memory_format=torch.channels_last)
+        batch["view2"] = batch["view2"].contiguous(memory_format=torch.channels_last)
+    return batch
