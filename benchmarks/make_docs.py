@@ -9,12 +9,13 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["loss", "views", "throughput", "lightly_throughput", "label_efficiency"]
+ORDER = ["loss", "views", "throughput", "lightly_throughput", "resume", "label_efficiency"]
 TITLES = {
     "loss": "NT-Xent forward + backward (ms)",
     "views": "Augmented views per second",
     "throughput": "Pretraining throughput and pipeline efficiency",
     "lightly_throughput": "lightly's SimCLR on the same workload",
+    "resume": "Exact resume after kill -9 under torchrun",
     "label_efficiency": "Label efficiency on real data",
 }
 

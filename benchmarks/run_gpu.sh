@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the benchmarks on a GPU machine, in order, each under a time limit; logs and JSON results go
-# to $OUT (or benchmarks/results). Usage: benchmarks/run_gpu.sh DATA_DIR [micro|pneumoniamnist|adrenalmnist3d|mednist ...]
+# to $OUT (or benchmarks/results). Usage: benchmarks/run_gpu.sh DATA_DIR [micro|resume|pneumoniamnist|adrenalmnist3d|mednist ...]
+# (resume needs no DATA_DIR content: it makes a small phantom archive; pass any folder, e.g. .)
 set -u
 DATA=${1:?data folder}; shift
 OUT=${OUT:-$PWD/benchmarks/results}
@@ -14,6 +15,8 @@ for what in "$@"; do
       run 100 python bench_views.py --workers 8
       run 210 python bench_throughput.py --workers 8 --steps 30
       PYTHONPATH=$LIGHTLY:$PYTHONPATH run 120 python bench_lightly.py --workers 8 --steps 30 ;;
+    resume)  # issue 12: torchrun --nproc_per_node 1 on CUDA, kill -9 after a checkpoint, --resume
+      run 300 python bench_resume.py --nproc 1 --device cuda --steps 60 --kill-after 30 ;;
     pneumoniamnist|adrenalmnist3d|mednist)
       run "${LIMIT:-500}" python bench_label_efficiency.py "$what" --data "$DATA" --work /tmp/le ;;
   esac

@@ -119,3 +119,18 @@ def test_label_efficiency(tmp_path):
         "embedding_plot=false",
     )
     assert entry["dataset"] == "adrenalmnist3d"
+
+
+def test_resume_after_kill_under_torchrun_two_processes(tmp_path, phantom_manifest):
+    """kill -9 of a 2-rank gloo run after a checkpoint, then --resume: equal to a clean run."""
+    steps = 12
+    entry = _run(
+        tmp_path,
+        "bench_resume.py",
+        *("--nproc", "2", "--device", "cpu", "--encoder", "timm:resnet10t", "--size", "32"),
+        *("--batch", "8", "--steps", str(steps), "--checkpoint-every", "3", "--kill-after", "3"),
+        *("--manifest", str(phantom_manifest), "--work", str(tmp_path / "work")),
+    )
+    (row,) = entry["rows"]
+    assert row["killed_at_checkpoint"] < steps  # killed mid-run, not after it ended
+    assert row["passed"] and row["loss_diff_resumed"] == 0 and row["weights_diff_resumed"] == 0
