@@ -23,6 +23,22 @@ from medcontrast.errors import MedContrastError
 
 LOCK = "run.lock"
 RESUMES = "resumes.jsonl"
+# Everything a pretraining run writes into its folder.
+RUN_FILES = frozenset(
+    {
+        "config.yaml",
+        "versions.json",
+        "data.json",
+        "metrics.csv",
+        "checkpoints",
+        "tensorboard",
+        "encoder.pth",
+        "encoder.json",
+        "encoder.pth.tmp",
+        RESUMES,
+        LOCK,
+    }
+)
 
 # Settings that a resume may change without changing what the run computes: where files are,
 # how often it logs or saves, how fast it runs, and how long it trains (extending a run).
@@ -64,9 +80,16 @@ def config_changes(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tupl
     return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
-def check_resumable(run: Path, saved: dict[str, Any], now: dict[str, Any]) -> dict[str, list]:
-    """Refuse a resume whose settings change the result; return the harmless changes."""
-    changes = config_changes(saved, now)
+def check_resumable(
+    run: Path, saved: dict[str, Any], now: dict[str, Any], defaults: dict[str, Any]
+) -> dict[str, list]:
+    """Refuse a resume whose settings change the result; return the harmless changes.
+
+    A setting the run's version did not have yet is taken at its default (``defaults``), so a
+    newer medcontrast resumes an older run unless the new setting was changed.
+    """
+    saved = {**flatten(defaults), **flatten(saved)}
+    changes = config_changes(saved, flatten(now))
     refused = {k: v for k, v in changes.items() if k not in HARMLESS}
     if refused:
         listed = "; ".join(
@@ -111,16 +134,18 @@ def decide_start(run: Path, resume: bool, checkpoints: Path, say: bool) -> Start
     """Start or resume ``run``, or stop with a message that names the way forward.
 
     A folder without a checkpoint (a run that failed or was killed before its first one) no
-    longer blocks a rerun: it starts over, saying so.
+    longer blocks a rerun: it starts over, saying so. A folder holding anything that a run does
+    not write is never written into.
     """
-    exists = run.exists() and any(p.name != LOCK for p in run.iterdir())
-    has_checkpoint = bool(checkpoint.checkpoint_files(checkpoints))
-    if not resume and has_checkpoint:
+    entries = [p.name for p in run.iterdir()] if run.exists() else []
+    foreign = sorted(set(entries) - RUN_FILES)
+    if foreign:
         raise MedContrastError(
-            f"run folder {run} already exists: use --resume to continue it or choose another name="
+            f"{run} holds files that a medcontrast run does not write ({', '.join(foreign[:3])}); "
+            "choose another name= or out_dir="
         )
-    if exists and not has_checkpoint:
-        if say:
+    if not checkpoint.checkpoint_files(checkpoints):
+        if say and (resume or set(entries) - {LOCK}):
             print(
                 f"note: {run} holds no checkpoint (the earlier run stopped before its first one); "
                 "starting it over",
@@ -128,7 +153,9 @@ def decide_start(run: Path, resume: bool, checkpoints: Path, say: bool) -> Start
             )
         return Start(run)
     if not resume:
-        return Start(run)
+        raise MedContrastError(
+            f"run folder {run} already exists: use --resume to continue it or choose another name="
+        )
     state, source = checkpoint.load_training_state(checkpoints, repair=say)
     return Start(run, state, source)
 

@@ -65,7 +65,10 @@ def pretrain(
         lock.acquire()
     try:
         start = decide_start(run, resume, run / "checkpoints", say=info.is_main)
-        changes = check_resumable(run, start.state["config"], to_dict(cfg)) if start.state else {}
+        changes = {}
+        if start.state is not None:
+            defaults = to_dict(PretrainConfig())
+            changes = check_resumable(run, start.state["config"], to_dict(cfg), defaults)
         data = _build_data(cfg, info, device, progress)
         if start.state is not None:
             saved = start.state.get("samples_sha256", start.state.get("manifest_sha256"))

@@ -193,3 +193,36 @@ def test_config_changes_lists_nested_keys():
     assert config_changes(saved, {"train": {"lr": 0.2, "seed": 0}, "name": "a"}) == {
         "train.lr": (0.1, 0.2)
     }
+
+
+def test_resume_into_an_empty_folder_starts_over(phantom_manifest, tmp_path, capsys):
+    run = tmp_path / "runs" / "empty"
+    run.mkdir(parents=True)
+    pretrain(_cfg(phantom_manifest, tmp_path, "empty"), resume=True, progress=False)
+    assert "holds no checkpoint" in capsys.readouterr().err
+    assert (run / "encoder.pth").exists()
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_folder_that_is_not_a_run_is_never_written_into(phantom_manifest, tmp_path, resume):
+    run = tmp_path / "runs" / "mine"
+    run.mkdir(parents=True)
+    (run / "notes.txt").write_text("a user's own file")
+    with pytest.raises(MedContrastError, match=r"does not write \(notes.txt\)"):
+        pretrain(_cfg(phantom_manifest, tmp_path, "mine"), resume=resume, progress=False)
+    assert [p.name for p in run.iterdir()] == ["notes.txt"]
+
+
+def test_a_setting_newer_than_the_run_is_taken_at_its_default(runs, phantom_manifest, tmp_path):
+    """A checkpoint from a version without some setting resumes when it is left at its default."""
+    run = _copy_of_cut(runs, tmp_path)
+    last = run / "checkpoints" / "last.pt"
+    state = checkpoint.load(last)
+    del state["config"]["train"]["min_lr_ratio"]
+    checkpoint.atomic_save(state, last)
+    pretrain(_cfg(phantom_manifest, tmp_path, "cut", *BASE), resume=True, progress=False)
+    assert (run / "encoder.pth").exists()
+    with pytest.raises(MedContrastError, match=r"train.min_lr_ratio: 0.01 in the run, 0.5 now"):
+        pretrain(
+            _cfg(phantom_manifest, tmp_path, "cut", *BASE, "train.min_lr_ratio=0.5"), resume=True
+        )
