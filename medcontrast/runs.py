@@ -227,7 +227,13 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's process
         return True
-    return True
+    # A killed process whose parent died too stays a zombie where nothing reaps orphans (a
+    # container's PID 1 often does not); it answers kill(0) but will never write again.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 class MetricsLog:

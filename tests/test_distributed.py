@@ -7,6 +7,7 @@ fails the test with its traceback.
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 import torch
@@ -60,7 +61,9 @@ def test_two_processes_equal_one(tmp_path, mask):
     loss = nt_xent(model(x1), model(x2), 0.2, groups=groups, mask_same_group=mask, gather=False)
     loss.backward()
     out = str(tmp_path / "ddp.pt")
-    port = 29500 + (os.getpid() % 2000) + int(mask)
+    with socket.socket() as sock:  # a port the OS says is free, not a guess that may collide
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     mp.spawn(_worker, args=(2, port, out, mask), nprocs=2, join=True)
     ddp = torch.load(out)
     assert float(ddp["loss"]) == pytest.approx(loss.item(), rel=1e-5)

@@ -10,6 +10,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -226,3 +228,17 @@ def test_a_setting_newer_than_the_run_is_taken_at_its_default(runs, phantom_mani
         pretrain(
             _cfg(phantom_manifest, tmp_path, "cut", *BASE, "train.min_lr_ratio=0.5"), resume=True
         )
+
+
+def test_a_lock_held_by_a_zombie_is_stale(tmp_path):
+    """A killed holder that nobody reaped still answers kill(pid, 0); it must not block a run."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.time() + 30
+    while "Z" not in Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    lock = {"pid": zombie.pid, "host": socket.gethostname(), "since": 0}
+    (tmp_path / "run.lock").write_text(json.dumps(lock))
+    RunLock(tmp_path).acquire()
+    assert json.loads((tmp_path / "run.lock").read_text())["pid"] == os.getpid()
+    zombie.wait()
