@@ -77,3 +77,16 @@ class StopOnSignal:
             file=sys.stderr,
             flush=True,
         )
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: leave SIGTERM and SIGINT to the main process.
+
+    Ctrl-C and Slurm signal every process of a job, DataLoader workers included; a worker killed
+    by the signal makes PyTorch raise "DataLoader worker ... killed by signal" in the main process
+    at any point (even inside ``backward``), before it can write its checkpoint. Workers still
+    stop as usual: the DataLoader shuts them down through its queues, and they exit on their own
+    when the main process is gone.
+    """
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)

@@ -36,6 +36,7 @@ from medcontrast.errors import MedContrastError
 from medcontrast.export import WEIGHTS, export_encoder
 from medcontrast.methods import METHODS, Method, build_method
 from medcontrast.models.encoders import build_encoder
+from medcontrast.preemption import ignore_stop_signals
 from medcontrast.runinfo import resolve_device, resolve_precision, versions
 from medcontrast.runs import (
     RunLock,
@@ -185,6 +186,7 @@ def _build_data(
         pin_memory=device.type == "cuda",
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
+        worker_init_fn=ignore_stop_signals if workers else None,
     )
     path = cfg.views.path
     if path == "auto":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -29,14 +30,27 @@ def _wait_for_steps(proc: subprocess.Popen, metrics: Path, steps: int, timeout: 
     pytest.fail(f"no {steps} steps in {timeout} s")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_checkpoints_and_the_run_resumes(phantom_manifest, tmp_path, sig):
-    args = _overrides(phantom_manifest, tmp_path, "pre", "train.max_steps=100000")
+@pytest.mark.parametrize(
+    "sig,workers,group",
+    [
+        (signal.SIGTERM, 0, False),  # a scheduler's notice to the main process
+        (signal.SIGINT, 2, True),  # Ctrl-C: the terminal signals every process, workers too
+        (signal.SIGTERM, 2, True),  # Slurm signals every process of a job step
+    ],
+)
+def test_signal_checkpoints_and_the_run_resumes(phantom_manifest, tmp_path, sig, workers, group):
+    extra = ("train.max_steps=100000", f"train.num_workers={workers}")
+    args = _overrides(phantom_manifest, tmp_path, "pre", *extra)
     cmd = [sys.executable, "-m", "medcontrast.cli", "pretrain", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     run = tmp_path / "runs" / "pre"
     _wait_for_steps(proc, run / "metrics.csv", 2, timeout=240)
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, err
     assert f"stopped by {sig.name}" in err and "--resume (name=pre)" in err, err
