@@ -68,13 +68,8 @@ class TrainLoop:
         last_good: Path | None,
         method: Method,
     ) -> None:
-        self.cfg, self.run, self.info, self.device, self.amp_dtype = (
-            cfg,
-            run,
-            info,
-            device,
-            amp_dtype,
-        )
+        self.cfg, self.run, self.info = cfg, run, info
+        self.device, self.amp_dtype = device, amp_dtype
         self.data, self.total, self.last_good = data, total, last_good
         self.method = method.to(device)
         if cfg.train.channels_last and cfg.data.ndim == 2:
