@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except MedContrastError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 2)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -4,8 +4,10 @@
 class MedContrastError(Exception):
     """A problem with the user's input or settings, explained in the message.
 
-    The command line prints the message and exits with status 2 instead of a traceback.
+    The command line prints the message and exits with ``exit_code`` instead of a traceback.
     """
+
+    exit_code = 2  # a user error; subclasses that are not one say so
 
 
 def first_line(exc: BaseException) -> str:

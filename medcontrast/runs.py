@@ -89,7 +89,7 @@ def check_resumable(
     newer medcontrast resumes an older run unless the new setting was changed.
     """
     saved = {**flatten(defaults), **flatten(saved)}
-    changes = config_changes(saved, flatten(now))
+    changes = config_changes(saved, now)
     refused = {k: v for k, v in changes.items() if k not in HARMLESS}
     if refused:
         listed = "; ".join(

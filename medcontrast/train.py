@@ -12,6 +12,7 @@ Read :func:`pretrain` first: it is the flow, and each step below it is one short
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from datetime import datetime
@@ -46,7 +47,7 @@ from medcontrast.runs import (
     decide_start,
     record_resume,
 )
-from medcontrast.train_loop import PretrainData, TrainLoop, samples_digest
+from medcontrast.train_loop import PretrainData, TrainLoop
 
 
 def pretrain(
@@ -73,11 +74,11 @@ def pretrain(
         data = _build_data(cfg, info, device, progress)
         if start.state is not None:
             saved = start.state.get("samples_sha256", start.state.get("manifest_sha256"))
-            check_same_data(run, saved, samples_digest(data.cache), len(data.cache))
+            check_same_data(run, saved, data.samples_sha256, len(data.cache))
         total = cfg.train.max_steps or data.sampler.steps_per_epoch() * cfg.train.epochs
         if _finished(run, start, total, info):
             return run
-        _write_run_files(run, cfg, info, data.cache, start, changes)
+        _write_run_files(run, cfg, info, data, start, changes)
         method = _build_method(cfg)
         loop = TrainLoop(cfg, run, info, device, amp_dtype, data, total, start.source, method)
         step = loop.restore(start.state)
@@ -163,7 +164,7 @@ def _build_data(
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed % 2**32)
     needs_labels = METHODS.get(cfg.method.name).needs_labels
-    cache = _load_cache(cfg, info, needs_labels, progress)
+    cache, manifest_sha256 = _load_cache(cfg, info, needs_labels, progress)
     n, global_batch = len(cache), cfg.train.batch_size * info.world_size
     if n < global_batch:
         raise MedContrastError(
@@ -195,15 +196,19 @@ def _build_data(
         seed = cfg.train.seed
         dataset = TwoViewDataset(cache.array, params, seed, patients, groups, group_of, labels)
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, **loader_kw)
-        return PretrainData(cache, sampler, dataset, loader, None)
-    dataset = RawPairDataset(cache.array, patients, cfg.train.seed, groups, group_of, labels)
-    loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, **loader_kw)
-    return PretrainData(cache, sampler, dataset, loader, BatchedViews(params))
+        batched = None
+    else:
+        dataset = RawPairDataset(cache.array, patients, cfg.train.seed, groups, group_of, labels)
+        loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, **loader_kw)
+        batched = BatchedViews(params)
+    digest = hashlib.sha256("\n".join(cache.rows["sample_id"]).encode()).hexdigest()
+    return PretrainData(cache, sampler, dataset, loader, batched, digest, manifest_sha256)
 
 
 def _load_cache(
     cfg: PretrainConfig, info: DistInfo, needs_labels: bool, progress: bool = True
-) -> ImageCache:
+) -> tuple[ImageCache, str]:
+    """The selected samples, cached, and the manifest's digest (read once here)."""
     manifest = read_manifest(cfg.data.manifest) if cfg.data.manifest else None
     if manifest is None:
         raise MedContrastError("data.manifest is not set (make one with `medcontrast index`)")
@@ -227,7 +232,7 @@ def _load_cache(
     cache = build_cache(manifest, rows, spec, progress=progress and info.is_main, **kw)
     if info.enabled and info.is_main:
         torch.distributed.barrier()
-    return cache
+    return cache, manifest.digest()
 
 
 def _group_codes(values: pd.Series) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -239,7 +244,7 @@ def _group_codes(values: pd.Series) -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 def _write_run_files(
-    run: Path, cfg: PretrainConfig, info: DistInfo, cache: ImageCache, start: Start, changes: dict
+    run: Path, cfg: PretrainConfig, info: DistInfo, data: PretrainData, start: Start, changes: dict
 ) -> None:
     """config.yaml, versions.json, data.json (and resumes.jsonl on a resume); rank 0 only."""
     if not info.is_main:
@@ -251,15 +256,16 @@ def _write_run_files(
     )
     if start.state is not None:
         record_resume(run, start.state["step"], start.source, changes)
-    data = {
+    cache = data.cache
+    record = {
         "manifest": str(Path(cfg.data.manifest).resolve()),
-        "manifest_sha256": read_manifest(cfg.data.manifest).digest(),
+        "manifest_sha256": data.manifest_sha256,
         "samples": len(cache),
         "patients": int(cache.rows["patient"].nunique()),
         "splits": cache.rows["split"].value_counts().to_dict(),
         "failed": [{"sample_id": s, "reason": r} for s, r in cache.failed],
     }
-    (run / "data.json").write_text(json.dumps(data, indent=2))
+    (run / "data.json").write_text(json.dumps(record, indent=2))
     if cache.failed:
         print(
             f"note: {len(cache.failed)} samples could not be loaded and are left out "

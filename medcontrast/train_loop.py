@@ -6,11 +6,10 @@ the loop knows nothing of configs files or run-folder decisions.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,11 +32,6 @@ from medcontrast.runinfo import versions
 from medcontrast.runs import MetricsLog, open_tensorboard
 
 
-def samples_digest(cache: ImageCache) -> str:
-    """SHA-256 of the selected sample ids, in order: what a resume must train on again."""
-    return hashlib.sha256("\n".join(cache.rows["sample_id"]).encode()).hexdigest()
-
-
 @dataclass
 class PretrainData:
     """The cached samples and what turns them into batches of two views."""
@@ -47,6 +41,8 @@ class PretrainData:
     dataset: TwoViewDataset | RawPairDataset
     loader: torch.utils.data.DataLoader
     batched: BatchedViews | None  # on-device views; None when MONAI makes them in the loader
+    samples_sha256: str  # the selected sample ids, in order: what a resume must train on again
+    manifest_sha256: str  # the whole manifest file's rows, for data.json
 
 
 class _StopSignalError(Exception):
@@ -112,14 +108,14 @@ class TrainLoop:
             self.forward = torch.compile(self.forward)
         return step
 
-    def train(self, step: int, stop_after: int | None, progress: bool) -> bool:
-        """Train from ``step`` to the end; False when ``stop_after`` cut it short."""
-        cfg, saved_step = self.cfg.train, step
-        log = MetricsLog(self.run / "metrics.csv", step, self.info.is_main)
+    def train(self, start: int, stop_after: int | None, progress: bool) -> bool:
+        """Train from step ``start`` to the end; False when ``stop_after`` cut it short."""
+        cfg, saved_step = self.cfg.train, start
+        log = MetricsLog(self.run / "metrics.csv", start, self.info.is_main)
         tb = open_tensorboard(self.run, cfg.tensorboard and self.info.is_main)
         bar = tqdm(
             total=self.total,
-            initial=step,
+            initial=start,
             desc="pretrain",
             unit="step",
             disable=not (progress and self.info.is_main),
@@ -130,21 +126,21 @@ class TrainLoop:
         self.method.train()
         try:
             with StopOnSignal() as stop:
-                for epoch, batch in self._batches(step):
+                for step, epoch, batch in self._batches(start):
                     try:
                         out = self.train_step(batch, step, stop)
                     except _StopSignalError:
                         self._preempted(stop, step, saved_step)
-                    step += 1
-                    self.method.after_step(step / self.total)
+                    done = step + 1
+                    self.method.after_step(done / self.total)
                     meter.add(batch["view1"].shape[0] * self.info.world_size)
                     bar.update()
-                    if step % cfg.log_every == 0 or step == self.total:
-                        row = self._log_row(step, epoch, out, meter.rate())
+                    if done % cfg.log_every == 0 or done == self.total:
+                        row = self._log_row(done, epoch, out, meter.rate())
                         _write_row(log, tb, bar, row)
-                    if step % cfg.checkpoint_every == 0 or step == self.total:
-                        self.last_good, saved_step = self.save(step), step
-                    if stop_after is not None and step >= stop_after:
+                    if done % cfg.checkpoint_every == 0 or done == self.total:
+                        self.last_good, saved_step = self.save(done), done
+                    if stop_after is not None and done >= stop_after:
                         return False
         except torch.cuda.OutOfMemoryError as exc:
             raise MedContrastError(
@@ -158,14 +154,18 @@ class TrainLoop:
         return True
 
     def _batches(self, step: int):
-        """(epoch, batch on the device with both views) from ``step`` to the last step."""
+        """(step, epoch, batch on the device with both views) from ``step`` to the last step."""
         data, steps_per_epoch = self.data, self.data.sampler.steps_per_epoch()
         while step < self.total:
             epoch, start = divmod(step, steps_per_epoch)
             data.sampler.set_epoch(epoch, start)
             data.dataset.set_epoch(epoch)
             for batch in data.loader:
-                yield epoch, to_device(batch, self.device, self.cfg, data.batched, step, self.info)
+                yield (
+                    step,
+                    epoch,
+                    to_device(batch, self.device, self.cfg, data.batched, step, self.info),
+                )
                 step += 1
                 if step >= self.total:
                     return
@@ -246,8 +246,8 @@ class TrainLoop:
                 "step": step,
                 "sampler": {"epoch": epoch, "batch": batch},  # for readers; derived from step
                 "rng": rng,
-                "config": to_dict(replace(self.cfg)),
-                "samples_sha256": samples_digest(self.data.cache),
+                "config": to_dict(self.cfg),
+                "samples_sha256": self.data.samples_sha256,
                 "versions": versions(),
             }
             ckpt.save_rotating(state, folder)
