@@ -1,4 +1,4 @@
-"""The ``medcontrast`` command line: phantoms, index, pretrain, evaluate, demo.
+"""The ``medcontrast`` command line: phantoms, index, pretrain, evaluate, report, demo.
 
 Each subcommand parses its arguments and hands plain values to one library function; problems
 with the user's input end with a one-line message and exit status 2, never a traceback.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from medcontrast import __version__
 from medcontrast.errors import MedContrastError
@@ -71,10 +72,19 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from medcontrast.config import EvaluateConfig, load_config
     from medcontrast.evaluation.evaluate import evaluate
+    from medcontrast.evaluation.report import headline_text
 
     cfg = load_config(EvaluateConfig, args.config, args.overrides)
     out = evaluate(cfg)
-    print(f"report: {out / 'report.html'}")
+    print(f"\n{headline_text(out)}\n\nreport: {out / 'report.html'}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from medcontrast.evaluation.report import headline_text, write_report
+
+    write_report(args.eval_dir)
+    print(f"{headline_text(Path(args.eval_dir))}\n\nreport: {Path(args.eval_dir) / 'report.html'}")
     return 0
 
 
@@ -142,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
                 help="continue the run in out_dir/name from its last checkpoint",
             )
         p.set_defaults(func=func)
+
+    p = sub.add_parser(
+        "report", help="rebuild report.md and report.html of an evaluation folder (no rerun)"
+    )
+    p.add_argument("eval_dir", help="an evaluation folder (out_dir/name of evaluate)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="phantoms -> index -> pretrain -> evaluate -> report")
     p.add_argument("--out", default="medcontrast-demo")

@@ -213,15 +213,28 @@ class EvaluateConfig:
     data: DataConfig = field(default_factory=DataConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)  # fine-tuning augmentation
     inits: list[InitConfig] = field(default_factory=list)
-    protocols: list[str] = field(default_factory=lambda: ["linear", "knn"])
+    # Fine-tuning is in the default protocols: a fine-tuned random initialisation is the
+    # strongest baseline, and the report's headline needs it.
+    protocols: list[str] = field(default_factory=lambda: ["linear", "knn", "finetune"])
     budgets: BudgetConfig = field(default_factory=BudgetConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     metrics: list[str] = field(
-        default_factory=lambda: ["auroc", "accuracy", "balanced_accuracy", "macro_f1"]
+        default_factory=lambda: [
+            "auroc",
+            "accuracy",
+            "balanced_accuracy",
+            "macro_f1",
+            "sensitivity",
+            "specificity",
+        ]
     )
     headline_metric: str = "auroc"
+    # Decision threshold of the hard-decision metrics, chosen per run on the validation split:
+    # "youden" (max sensitivity + specificity - 1), "argmax" (0.5 for two classes) or a number.
+    threshold: str = "youden"
+    positive_class: str = ""  # the class sensitivity refers to; empty: the last in sorted order
     bootstrap: int = 1000
     batch_size: int = 256  # feature extraction
     device: str = "auto"

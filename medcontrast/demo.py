@@ -96,6 +96,7 @@ def run_demo(
 ) -> Path:
     """Run every stage into ``out``; returns the path of report.html."""
     from medcontrast.evaluation.evaluate import evaluate
+    from medcontrast.evaluation.report import headline_text
     from medcontrast.train import pretrain
 
     out = Path(out).resolve()
@@ -127,10 +128,7 @@ def run_demo(
     stage("4/4 label-efficiency evaluation against random initialisation")
     folder = evaluate(ev_cfg, progress=progress)
     report = folder / "report.html"
-    headline = (
-        (folder / "report.md").read_text().split("## Headline", 1)[1].split("##", 1)[0].strip()
-    )
     stage("done")
-    print(headline.replace("**", ""))
+    print(headline_text(folder))
     print(f"\nSettings to rerun each stage: {out / 'pretrain.yaml'} and {out / 'evaluate.yaml'}")
     return report

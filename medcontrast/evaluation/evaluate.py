@@ -30,11 +30,14 @@ from medcontrast.data.manifest import read_manifest
 from medcontrast.data.selection import class_names, select_rows
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.budgets import Budget, Selection, budgets_from, patient_order, select
+from medcontrast.evaluation.feature_figures import feature_figures
 from medcontrast.evaluation.finetune import FinetuneSettings, finetune
+from medcontrast.evaluation.folder import DATASET, LABELS, prediction_path, safe_name
 from medcontrast.evaluation.inits import Init, resolve_inits
 from medcontrast.evaluation.metrics import METRICS, point_metrics
 from medcontrast.evaluation.probes import extract_features, knn_probe, linear_probe
 from medcontrast.evaluation.report import write_report
+from medcontrast.evaluation.scores import choose_threshold
 from medcontrast.runinfo import resolve_device, resolve_precision, versions
 from medcontrast.train import preprocess_spec
 
@@ -91,6 +94,7 @@ def _check(cfg: EvaluateConfig) -> None:
         raise MedContrastError("budgets.seeds is empty")
     if cfg.budgets.group not in ("patient", "none"):
         raise MedContrastError("budgets.group must be patient or none")
+    choose_threshold(cfg.threshold, np.zeros(0), None, 1)  # a clear error for a bad rule
 
 
 class Evaluation:
@@ -140,6 +144,15 @@ class Evaluation:
             raise MedContrastError(
                 f"class(es) {[self.classes[i] for i in missing]} have no labeled training image"
             )
+        if cfg.positive_class and cfg.positive_class not in self.classes:
+            raise MedContrastError(
+                f"positive_class {cfg.positive_class!r} is not a label here; labels: "
+                f"{', '.join(self.classes)}"
+            )
+        # Sensitivity refers to this class; by default the last in sorted order.
+        self.positive = (
+            self.classes.index(cfg.positive_class) if cfg.positive_class else len(self.classes) - 1
+        )
         self.train_rows = t.iloc[self.split["train"]].reset_index(drop=True)
         self.budgets: list[Budget] = budgets_from(cfg.budgets.fractions, cfg.budgets.shots)
         self.selections: dict[tuple[str, int], Selection] = {}
@@ -154,7 +167,7 @@ class Evaluation:
     def features(self, init: Init) -> np.ndarray:
         """Frozen features of every labeled image (computed once per init, kept on disk)."""
         if init.name not in self._features:
-            path = self.folder / "features" / f"{_safe(init.name)}.npy"
+            path = self.folder / "features" / f"{safe_name(init.name)}.npy"
             if path.exists():
                 self._features[init.name] = np.load(path)
             else:
@@ -169,13 +182,36 @@ class Evaluation:
                 self._features[init.name] = feats
         return self._features[init.name]
 
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-
-
-def prediction_path(folder: Path, init: str, protocol: str, budget: str, seed: int) -> Path:
-    return folder / "predictions" / _safe(init) / protocol / f"{_safe(budget)}_seed{seed}.npy"
+    def write_labels(self) -> None:
+        """What the report needs of the data, without a patient identifier: labels of the
+        validation and test splits, test patients as integer codes, counts per split and class.
+        """
+        t = self.cache.rows
+        te = self.split["test"]
+        groups = pd.factorize(t["patient"].iloc[te])[0]
+        np.savez(
+            self.folder / LABELS,
+            y_val=self.y[self.split["val"]],
+            y_test=self.y[te],
+            test_groups=groups,
+        )
+        table = []
+        for split in ("train", "val", "test"):
+            s = t[t["split"] == split]
+            row = {"split": split}
+            for c in self.classes:
+                sc = s[s["label"] == c]
+                row[c] = f"{len(sc)} ({sc['patient'].nunique()})"
+            row["total"] = f"{len(s)} ({s['patient'].nunique()})"
+            table.append(row)
+        dataset = {
+            "classes": self.classes,
+            "positive": self.positive,
+            "manifest": Path(self.cfg.data.manifest).name,
+            "failed": len(self.cache.failed),
+            "table": table,
+        }
+        (self.folder / DATASET).write_text(json.dumps(dataset, indent=2))
 
 
 def _done(path: Path) -> set[tuple]:
@@ -201,6 +237,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     save_config(cfg, saved)
     (folder / "versions.json").write_text(json.dumps(versions(), indent=2))
     ev = Evaluation(cfg, folder, progress)
+    ev.write_labels()
     inits = resolve_inits(cfg.inits, cfg.data.ndim, cfg.data.size)
     (folder / "inits.json").write_text(
         json.dumps(
@@ -242,85 +279,120 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
         class_weighting=cfg.finetune.class_weighting,
         select_metric=cfg.headline_metric,
     )
-    n_classes = len(ev.classes)
-    tr, va, te = ev.split["train"], ev.split["val"], ev.split["test"]
     bar = tqdm(jobs, desc="evaluate", unit="run", disable=not progress, file=sys.stderr)
     # Frozen-feature probes are deterministic given the labeled subset; a budget that draws the
     # same subset for every seed (100%, or a class smaller than k) is computed once.
-    frozen: dict[tuple, tuple[np.ndarray, list[str], int]] = {}
+    frozen: dict[tuple, tuple[np.ndarray, np.ndarray, list[str], int]] = {}
     for init, protocol, budget, seed in bar:
         bar.set_postfix_str(f"{init.name} {protocol} {budget.name} seed {seed}")
         sel = ev.selections[(budget.name, seed)]
-        idx = tr[sel.indices]
+        idx = ev.split["train"][sel.indices]
         notes = list(sel.notes)
         start = time.time()
         key = (init.name, protocol, tuple(np.sort(idx)))
         if protocol in ("linear", "knn") and key in frozen:
-            prob, extra, first = frozen[key]
+            val_prob, prob, extra, first = frozen[key]
             notes += [*extra, f"same labeled subset as seed {first}: probe reused"]
         elif protocol in ("linear", "knn"):
-            f = ev.features(init)
-            if protocol == "linear":
-                prob, info = linear_probe(
-                    f[idx],
-                    ev.y[idx],
-                    f[va],
-                    ev.y[va],
-                    f[te],
-                    n_classes,
-                    cfg.linear.c_grid,
-                    cfg.linear.max_iter,
-                    cfg.headline_metric,
-                )
-                notes.append(f"C={info['C']:g}")
-            else:
-                prob = knn_probe(
-                    f[idx], ev.y[idx], f[te], n_classes, cfg.knn.k, cfg.knn.temperature
-                )
-            frozen[key] = (prob, notes[len(sel.notes) :], seed)
+            val_prob, prob, extra = _probe(ev, init, protocol, idx)
+            notes += extra
+            frozen[key] = (val_prob, prob, extra, seed)
         else:
-            arr = ev.cache.array
-            prob, info = finetune(
-                init.make,
-                arr[np.sort(idx)],
-                ev.y[np.sort(idx)],
-                arr[va],
-                ev.y[va],
-                arr[te],
-                n_classes,
-                settings,
-                views if cfg.finetune.augment else None,
-                ev.device,
-                seed,
-                amp,
-            )
-            notes.append(f"best epoch {info['best_epoch']}")
-        path = prediction_path(folder, init.name, protocol, budget.name, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, prob.astype(np.float32))
-        values = point_metrics(ev.y[te], prob, cfg.metrics)
-        patients = ev.train_rows.iloc[sel.indices]["patient"].nunique()
-        rows = [
-            {
-                "init": init.name,
-                "protocol": protocol,
-                "budget": budget.name,
-                "budget_kind": budget.kind,
-                "budget_value": budget.value,
-                "labels_used": len(idx),
-                "patients_used": patients,
-                "seed": seed,
-                "metric": m,
-                "value": v,
-                "note": "; ".join(notes),
-            }
-            for m, v in values.items()
-        ]
-        rows.append({**rows[0], "metric": "seconds", "value": time.time() - start})
-        _append(results, rows)
+            val_prob, prob, extra = _finetune(ev, init, idx, settings, views, seed, amp)
+            notes += extra
+        for split, p in (("test", prob), ("val", val_prob)):
+            path = prediction_path(folder, init.name, protocol, budget.name, seed, split)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, p.astype(np.float32))
+        # Hard decisions use a threshold chosen on this run's validation predictions.
+        y_val = ev.y[ev.split["val"]]
+        threshold = choose_threshold(cfg.threshold, y_val, val_prob, ev.positive)
+        values = point_metrics(ev.y[ev.split["test"]], prob, cfg.metrics, threshold, ev.positive)
+        if threshold is not None:
+            values["threshold"] = threshold
+        values["seconds"] = time.time() - start
+        base = {
+            "init": init.name,
+            "protocol": protocol,
+            "budget": budget.name,
+            "budget_kind": budget.kind,
+            "budget_value": budget.value,
+            "labels_used": len(idx),
+            "patients_used": ev.train_rows.iloc[sel.indices]["patient"].nunique(),
+            "seed": seed,
+            "note": "; ".join(notes),
+        }
+        _append(results, [{**base, "metric": m, "value": v} for m, v in values.items()])
     bar.close()
-    write_report(folder, cfg, ev, inits)
+    feature_figures(
+        ev.features,
+        ev.cache.array,
+        ev.y,
+        ev.split,
+        ev.classes,
+        inits,
+        folder,
+        cfg.embedding_plot,
+        cfg.retrieval_queries,
+    )
+    write_report(folder)
     return folder
+
+
+def _probe(
+    ev: Evaluation, init: Init, protocol: str, idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A frozen-feature probe: validation and test probabilities, and notes."""
+    cfg, f, y = ev.cfg, ev.features(init), ev.y
+    va, te = ev.split["val"], ev.split["test"]
+    n_classes = len(ev.classes)
+    if protocol == "linear":
+        prob, info = linear_probe(
+            f[idx],
+            y[idx],
+            f[va],
+            y[va],
+            f[te],
+            n_classes,
+            cfg.linear.c_grid,
+            cfg.linear.max_iter,
+            cfg.headline_metric,
+        )
+        return info["val_prob"], prob, [f"C={info['C']:g}"]
+    both = knn_probe(
+        f[idx], y[idx], f[np.concatenate([va, te])], n_classes, cfg.knn.k, cfg.knn.temperature
+    )
+    return both[: len(va)], both[len(va) :], []
+
+
+def _finetune(
+    ev: Evaluation,
+    init: Init,
+    idx: np.ndarray,
+    settings: FinetuneSettings,
+    views: AugmentParams,
+    seed: int,
+    amp,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Full fine-tuning: validation and test probabilities (best epoch), and notes."""
+    arr, y = ev.cache.array, ev.y
+    va, te = ev.split["val"], ev.split["test"]
+    order = np.sort(idx)
+    prob, info = finetune(
+        init.make,
+        arr[order],
+        y[order],
+        arr[va],
+        y[va],
+        arr[te],
+        len(ev.classes),
+        settings,
+        views if ev.cfg.finetune.augment else None,
+        ev.device,
+        seed,
+        amp,
+    )
+    return info["val_prob"], prob, [f"best epoch {info['best_epoch']}"]
 
 
 def _append(path: Path, rows: list[dict]) -> None:

@@ -76,7 +76,8 @@ def finetune(
     amp: torch.dtype | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Fine-tune a fresh encoder (``make_encoder(seed)``: random weights differ by seed); returns
-    test probabilities (n_test, C) and run info."""
+    test probabilities (n_test, C) and run info (best epoch, its validation score and validation
+    probabilities ``val_prob`` (n_val, C))."""
     torch.manual_seed(seed)
     model = _Classifier(make_encoder(seed), n_classes).to(device)
     n = len(train_x)
@@ -141,7 +142,9 @@ def finetune(
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
+    val_prob = _predict(model, val_x, device, amp) if len(val_y) else np.zeros((0, n_classes))
     return _predict(model, test_x, device, amp), {
         "best_epoch": best_epoch + 1,
         "val_score": float(best_score),
+        "val_prob": val_prob,
     }

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 PALETTE = ["#1b6ca8", "#d1495b", "#00798c", "#edae49", "#66a182", "#8d6a9f"]
 
@@ -18,37 +19,132 @@ def _colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def label_efficiency(summary: pd.DataFrame, metric: str, path: Path, reference: str | None) -> None:
-    """Metric against the number of labels (log axis), one line per init, 95% interval bands;
-    one panel per protocol."""
+def _log_labels_axis(ax) -> None:
+    """A log x axis whose ticks read as plain numbers (1, 2, 5, 10, 20, 50, ...) at any span."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("labelled training images (log scale)")
+
+
+def _line(ax, x, y, lo, hi, colour: str, label: str, dashed: bool, names=None) -> None:
+    ax.plot(x, y, "--" if dashed else "-", marker="o", color=colour, label=label)
+    ax.fill_between(x, lo, hi, color=colour, alpha=0.18)
+    for xi, yi, n in zip(x, y, names or [], strict=False):
+        ax.annotate(
+            n,
+            (xi, yi),
+            textcoords="offset points",
+            xytext=(0, 7),
+            fontsize=7,
+            ha="center",
+            color=colour,
+        )
+
+
+def label_efficiency(
+    summary: pd.DataFrame,
+    metric: str,
+    path: Path,
+    randoms: list[str],
+    comparisons: list = (),
+    saved: list = (),
+) -> None:
+    """Metric against the number of labels, with 95% bands.
+
+    First panel (when there are headline ``comparisons``): at each budget the protocol chosen on
+    validation for the pretrained encoder and for random initialisation, and an arrow for each
+    labels-saved figure (``saved``). Then one panel per protocol, one line per init. All panels
+    share one y range, so their heights compare.
+    """
     sub = summary[summary["metric"] == metric]
     protocols = list(dict.fromkeys(sub["protocol"]))
-    fig, axes = plt.subplots(1, len(protocols), figsize=(5.2 * len(protocols), 4.2), squeeze=False)
+    n = len(protocols) + (1 if comparisons else 0)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.4), squeeze=False, sharey=True)
+    axes = list(axes[0])
+    ylabel = "AUROC" if metric == "auroc" else metric.replace("_", " ")
+    if comparisons:
+        _headline_panel(axes.pop(0), sub, comparisons, saved)
     inits = list(dict.fromkeys(sub["init"]))
-    for ax, protocol in zip(axes[0], protocols, strict=True):
+    for ax, protocol in zip(axes, protocols, strict=True):
         for i, init in enumerate(inits):
             d = sub[(sub["protocol"] == protocol) & (sub["init"] == init)].sort_values(
                 "labels_used"
             )
-            if d.empty:
-                continue
-            style = "--" if init == reference else "-"
-            ax.plot(d["labels_used"], d["mean"], style, marker="o", color=_colour(i), label=init)
-            ax.fill_between(
-                d["labels_used"], d["ci_low"], d["ci_high"], color=_colour(i), alpha=0.18
-            )
-        ax.set_xscale("log")
-        ax.set_xlabel("labeled training images (log scale)")
-        ax.set_ylabel(
-            metric.replace("_", " ").upper() if metric == "auroc" else metric.replace("_", " ")
-        )
+            if not d.empty:
+                _line(
+                    ax,
+                    d["labels_used"],
+                    d["mean"],
+                    d["ci_low"],
+                    d["ci_high"],
+                    _colour(i),
+                    init,
+                    init in randoms,
+                    list(d["budget"]) if i == 0 else None,
+                )
         ax.set_title(f"{protocol} protocol")
+    for ax in fig.axes:
+        _log_labels_axis(ax)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    fig.suptitle("Label efficiency (mean over seeds, 95% bootstrap interval)")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.axes[0].set_ylabel(ylabel)
+    fig.suptitle(f"Label efficiency: {ylabel} on the test split (mean over seeds, 95% interval)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _headline_panel(ax, sub: pd.DataFrame, comparisons: list, saved: list) -> None:
+    """Pretrained and random initialisation, each with its protocol chosen on validation."""
+    for side, colour, dashed in (("pretrained", _colour(0), False), ("baseline", _colour(1), True)):
+        by_init: dict[str, list] = {}
+        for c in comparisons:
+            choice = getattr(c, side)
+            by_init.setdefault(
+                c.pretrained.key[0] if side == "pretrained" else "random", []
+            ).append((c, choice))
+        for k, (init, pairs) in enumerate(by_init.items()):
+            pairs.sort(key=lambda p: p[0].labels)
+            x = [p[0].labels for p in pairs]
+            v = [getattr(p[0], f"{side}_value") for p in pairs]
+            label = (
+                f"{init} (best on validation)"
+                if side == "pretrained"
+                else ("random initialisation (best on validation)")
+            )
+            _line(
+                ax,
+                x,
+                [a for a, _, _ in v],
+                [b for _, b, _ in v],
+                [c for _, _, c in v],
+                _colour(2 * k) if side == "pretrained" else colour,
+                label,
+                dashed,
+                [p[0].budget for p in pairs] if side == "pretrained" and k == 0 else None,
+            )
+    for s in saved:
+        end = s.needed if s.kind == "match" else max(s.curve_labels)
+        if end <= s.pretrained_labels:
+            continue
+        ax.annotate(
+            "",
+            xy=(end, s.target),
+            xytext=(s.pretrained_labels, s.target),
+            arrowprops=dict(arrowstyle="->", color="#1a1a1a", lw=1.4),
+        )
+        text = f"{s.ratio:.1f}x labels" if s.kind == "match" else f"> {s.ratio:.1f}x labels"
+        ax.annotate(
+            text,
+            (np.sqrt(end * s.pretrained_labels), s.target),
+            textcoords="offset points",
+            xytext=(0, -12),
+            ha="center",
+            fontsize=8,
+        )
+    ax.set_title("headline: chosen on validation")
 
 
 def embedding_map(
@@ -132,9 +228,16 @@ def retrieval_panel(
                 ax = axes[r][j + 1]
                 _show(ax, bank_images[b])
                 same = bank_labels[b] == query_labels[qi]
-                ax.set_title(bank_labels[b], fontsize=7, color="#1a7f37" if same else "#b42318")
+                ax.set_title(
+                    f"{'✓ same' if same else '✗ other'}: {bank_labels[b]}",
+                    fontsize=7,
+                    color="#1a7f37" if same else "#b42318",
+                    fontweight="normal" if same else "bold",
+                )
             r += 1
-    fig.suptitle("Nearest labeled training images of test queries (green: same label)", fontsize=9)
+    fig.suptitle(
+        "Nearest labelled training images of test queries (✓ same label, ✗ other label)", fontsize=9
+    )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / rows))
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,119 +1,171 @@
-"""The evaluation report: summary.csv, figures, report.md and a self-contained report.html.
+"""The evaluation report: summary.csv, the label-efficiency figure, report.md and report.html.
 
-Everything in it is aggregate (counts per split and class, metrics): no identifier, pseudonym or
-file path of a patient appears.
+Built from the evaluation folder alone (:class:`~medcontrast.evaluation.folder.EvalFolder`), so
+``medcontrast report EVAL_DIR`` rebuilds it in seconds without recomputing a run. Everything in
+it is aggregate (counts per split and class, metrics): no identifier, pseudonym or file path of a
+patient appears.
 """
 
 from __future__ import annotations
 
-import base64
-import html
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from medcontrast import __version__
-from medcontrast.evaluation.plots import embedding_map, label_efficiency, retrieval_panel
-from medcontrast.evaluation.probes import nearest_neighbours
+from medcontrast.evaluation.folder import SUMMARY, EvalFolder
+from medcontrast.evaluation.headline import PROTOCOL_NAMES, Comparison, compare, sentence
+from medcontrast.evaluation.labels_saved import LabelsSaved, labels_saved
+from medcontrast.evaluation.plots import label_efficiency
+from medcontrast.evaluation.report_html import md_table, render_html
+from medcontrast.evaluation.scores import Scores, score_folder
 from medcontrast.evaluation.summary import summarise
-
-if TYPE_CHECKING:
-    from medcontrast.config import EvaluateConfig
-    from medcontrast.evaluation.evaluate import Evaluation
-    from medcontrast.evaluation.inits import Init
 
 METRIC_NAMES = {
     "auroc": "AUROC",
     "accuracy": "accuracy",
     "balanced_accuracy": "balanced accuracy",
     "macro_f1": "macro-F1",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
 }
-PROTOCOL_NAMES = {"linear": "linear probe", "knn": "kNN", "finetune": "fine-tuning"}
+FEW_PATIENTS = 30  # below this many test patients the headline carries a warning
+FEATURE_FIGURES = (
+    (
+        "embeddings.png",
+        "Map of test embeddings",
+        "Frozen features of the test images, coloured by their label: a good encoder separates "
+        "the classes without having seen a label.",
+    ),
+    (
+        "retrieval.png",
+        "Nearest-neighbour retrieval",
+        "Test images (left) and their five most similar labelled training images in each "
+        "encoder's feature space; each title says whether the label matches the query's.",
+    ),
+)
 
 
 def _fmt(x: float, digits: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
 
 
-def data_table(ev: Evaluation) -> pd.DataFrame:
-    """Images (and patients) per split and class."""
-    t = ev.cache.rows
-    rows = []
-    for split in ("train", "val", "test"):
-        s = t[t["split"] == split]
-        row = {"split": split}
-        for c in ev.classes:
-            sc = s[s["label"] == c]
-            row[c] = f"{len(sc)} ({sc['patient'].nunique()})"
-        row["total"] = f"{len(s)} ({s['patient'].nunique()})"
-        rows.append(row)
-    return pd.DataFrame(rows)
+@dataclass
+class Headline:
+    """What a reader sees first: labels saved, then each budget's comparison, then caveats."""
+
+    saved: list[LabelsSaved] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
 
 
-def headline(summary: pd.DataFrame, metric: str, protocol: str, reference: str | None) -> list[str]:
-    """Plain sentences: the smallest budget and 10% (or the nearest fraction) for each init."""
-    sub = summary[(summary["metric"] == metric) & (summary["protocol"] == protocol)]
-    if sub.empty or reference is None:
+def _picks(folder: EvalFolder, scores: Scores, budgets: list[str]) -> list[str]:
+    """Budgets for the labels-saved figure: the smallest and the fraction nearest 10%, never the
+    largest (nothing above it to read off)."""
+    if len(budgets) < 2:
         return []
-    budgets = sub.drop_duplicates("budget").sort_values("labels_used")
-    picks = [budgets.iloc[0]["budget"]]
-    fractions = budgets[budgets["budget_kind"] == "fraction"]
-    if not fractions.empty:
-        near = fractions.iloc[(fractions["budget_value"] - 0.1).abs().argsort()].iloc[0]["budget"]
+    kinds = folder.results.drop_duplicates("budget").set_index("budget")
+    picks = [budgets[0]]
+    fractions = [b for b in budgets[:-1] if kinds.loc[b, "budget_kind"] == "fraction"]
+    if fractions:
+        near = min(fractions, key=lambda b: abs(kinds.loc[b, "budget_value"] - 0.1))
         if near not in picks:
             picks.append(near)
+    return picks
+
+
+def build_headline(folder: EvalFolder, scores: Scores) -> Headline:
+    cfg, out = folder.cfg, Headline()
+    metric = cfg.headline_metric
     name = METRIC_NAMES.get(metric, metric)
-    out = []
-    for b in picks:
-        ref = sub[(sub["budget"] == b) & (sub["init"] == reference)]
-        for _, r in sub[(sub["budget"] == b) & (sub["init"] != reference)].iterrows():
-            if ref.empty:
+    randoms, pretrained = folder.random_inits(), folder.pretrained_inits()
+    run_randoms = [r for r in randoms if any(k[0] == r for k in scores.runs)]
+    if not run_randoms:
+        out.lines.append(
+            "No comparison can be given: the folder holds no random-initialisation runs, the "
+            "baseline every figure here is measured against."
+        )
+        return out
+    budgets = sorted(scores.labels, key=scores.labels.__getitem__)
+    for pre in pretrained:
+        comparisons = {b: c for b in budgets if (c := compare(scores, pre, run_randoms, b, metric))}
+        for b in _picks(folder, scores, budgets):
+            if b not in comparisons:
+                out.lines.append(
+                    f"Labels saved at {b}: not given, {pre} or random initialisation was not run there."
+                )
                 continue
-            rr = ref.iloc[0]
-            what = (
-                f"{b} of the labels"
-                if r["budget_kind"] == "fraction"
-                else f"{int(r['budget_value'])} labeled image(s) per class"
-            )
-            verdict = (
-                "better than"
-                if r["diff_ci_low"] > 0
-                else "worse than"
-                if r["diff_ci_high"] < 0
-                else "not distinguishable from"
-            )
-            out.append(
-                f"With {what} ({r['labels_used']:.0f} images), the {PROTOCOL_NAMES.get(protocol, protocol)} "
-                f"on **{r['init']}** reaches {name} {_fmt(r['mean'])} (95% CI {_fmt(r['ci_low'])}–"
-                f"{_fmt(r['ci_high'])}), against {_fmt(rr['mean'])} ({_fmt(rr['ci_low'])}–{_fmt(rr['ci_high'])}) "
-                f"with random initialisation: a paired difference of {r['diff_vs_random']:+.3f} "
-                f"(95% CI {r['diff_ci_low']:+.3f} to {r['diff_ci_high']:+.3f}), {verdict} random initialisation."
-            )
+            ls = labels_saved(scores, comparisons[b], run_randoms, metric)
+            if isinstance(ls, str):
+                out.lines.append(f"Labels saved at {b} ({pre}): not given, {ls}.")
+            else:
+                out.saved.append(ls)
+                text = ls.sentence()
+                out.lines.append(f"**Labels saved ({pre}, {name})**: {text[0].upper()}{text[1:]}")
+        for b in budgets:
+            if b in comparisons:
+                out.comparisons.append(comparisons[b])
+                out.lines.append(sentence(comparisons[b], name))
+            else:
+                out.lines.append(
+                    f"With {b} of the labels: not run for {pre} or random initialisation."
+                )
+    out.lines += _caveats(folder, scores, out.comparisons)
     return out
 
 
-def results_table(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Budgets as rows, init x protocol as columns: 'mean ± std [ci]'."""
+def _caveats(folder: EvalFolder, scores: Scores, comparisons: list[Comparison]) -> list[str]:
+    lines = []
+    patients = len(np.unique(folder.test_groups))
+    if patients < FEW_PATIENTS:
+        lines.append(
+            f"Caution: the test split holds only {patients} patients, so every interval here is "
+            "wide and rests on few people."
+        )
+    if any(c.diff.n_seeds < 2 for c in comparisons):
+        lines.append(
+            "One seed only: the intervals cover the test patients but not the spread between "
+            "label draws and training runs."
+        )
+    if any(not (c.pretrained.on_validation and c.baseline.on_validation) for c in comparisons):
+        lines.append(
+            "No validation score was available, so protocols were not chosen on validation: "
+            "fine-tuning is compared first (the strongest protocol by design)."
+        )
+    if scores.missing_val:
+        lines.append(
+            f"{scores.missing_val} runs have no validation predictions (an older evaluation): "
+            "their decisions use the most probable class, not a threshold chosen on validation."
+        )
+    return lines
+
+
+def results_table(summary: pd.DataFrame, metric: str, column: str = "cell") -> pd.DataFrame:
+    """Budgets as rows, init x protocol as columns; a budget that was not run says so."""
     sub = summary[summary["metric"] == metric].copy()
     sub["cell"] = [
         f"{_fmt(m)} ± {_fmt(s)} [{_fmt(lo)}–{_fmt(hi)}]"
         for m, s, lo, hi in zip(sub["mean"], sub["std"], sub["ci_low"], sub["ci_high"], strict=True)
     ]
+    sub["threshold"] = [_fmt(t, 2) for t in sub["threshold_mean"]]
     sub["column"] = sub["init"] + " · " + sub["protocol"].map(lambda p: PROTOCOL_NAMES.get(p, p))
     order = sub.drop_duplicates("budget").sort_values("labels_used")["budget"].tolist()
-    table = sub.pivot_table(
-        index="budget", columns="column", values="cell", aggfunc="first"
-    ).reindex(order)
+    table = (
+        sub.pivot_table(index="budget", columns="column", values=column, aggfunc="first")
+        .reindex(order)
+        .fillna("not run")
+    )
     labels = sub.groupby("budget")["labels_used"].mean().reindex(order)
     table.insert(0, "labels (mean)", [f"{v:.0f}" for v in labels])
     return table.reset_index()
 
 
-def diff_table(summary: pd.DataFrame, metric: str, reference: str) -> pd.DataFrame:
-    sub = summary[(summary["metric"] == metric) & (summary["init"] != reference)].copy()
+def diff_table(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Each init against random initialisation under the same protocol and budget."""
+    sub = summary[(summary["metric"] == metric) & summary["diff_vs_random"].notna()]
     if sub.empty:
         return pd.DataFrame()
     sub = sub.sort_values(["protocol", "labels_used"])
@@ -122,207 +174,193 @@ def diff_table(summary: pd.DataFrame, metric: str, reference: str) -> pd.DataFra
             "init": sub["init"],
             "protocol": sub["protocol"].map(lambda p: PROTOCOL_NAMES.get(p, p)),
             "budget": sub["budget"],
-            "difference": [
+            "difference ± seed std": [
                 f"{d:+.3f} ± {s:.3f}"
                 for d, s in zip(sub["diff_vs_random"], sub["diff_std"], strict=True)
             ],
-            "95% CI": [
+            "95% CI (patients and seeds)": [
                 f"{lo:+.3f} to {hi:+.3f}"
                 for lo, hi in zip(sub["diff_ci_low"], sub["diff_ci_high"], strict=True)
             ],
-            "above 2 x seed std": [
-                "yes" if d > 2 * s and d > 0 else "no"
-                for d, s in zip(sub["diff_vs_random"], sub["diff_std"], strict=True)
-            ],
+            "interval": sub["diff_verdict"]
+            .map({"better": "above 0", "worse": "below 0"})
+            .fillna("includes 0"),
         }
     )
 
 
-def _md_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "_(none)_"
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(str(v) for v in r.values) + " |")
-    return "\n".join(lines)
-
-
-def _html_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "<p><em>(none)</em></p>"
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values) + "</tr>"
-        for _, r in df.iterrows()
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _md_inline(text: str) -> str:
-    """The one piece of markdown used in sentences: **bold**."""
-    parts = html.escape(text).split("**")
-    return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def write_report(folder: Path, cfg: EvaluateConfig, ev: Evaluation, inits: list[Init]) -> None:
-    from medcontrast.evaluation.evaluate import prediction_path
-
-    results = pd.read_csv(folder / "results.csv")
-    reference = next((i.name for i in inits if i.kind == "random"), None)
-    te = ev.split["test"]
-    y_test = ev.y[te]
-
-    def load(init: str, protocol: str, budget: str, seed: int) -> np.ndarray:
-        return np.load(prediction_path(folder, init, protocol, budget, seed))
-
-    summary = summarise(results, load, y_test, cfg.metrics, reference, cfg.bootstrap)
-    summary.to_csv(folder / "summary.csv", index=False)
-    metric = cfg.headline_metric
-    figures: list[tuple[str, str, str]] = []
-    curve = folder / f"label_efficiency_{metric}.png"
-    label_efficiency(summary, metric, curve, reference)
-    figures.append(
-        (
-            curve.name,
-            "Label-efficiency curve",
-            f"{METRIC_NAMES.get(metric, metric)} on the test split against the number of labeled "
-            "training images; bands are 95% bootstrap intervals over test resamples and seeds.",
-        )
-    )
-    frozen = [i for i in inits]
-    feats = {i.name: ev.features(i)[te] for i in frozen} if cfg.embedding_plot else {}
-    if feats:
-        emb = folder / "embeddings.png"
-        method = embedding_map(feats, y_test, ev.classes, emb)
-        figures.append(
-            (
-                emb.name,
-                f"{method} of test embeddings",
-                "Frozen features of the test images, coloured by their label: a good encoder "
-                "separates the classes without having seen a label.",
-            )
-        )
-    if cfg.retrieval_queries > 0:
-        rng = np.random.default_rng(0)
-        per_class = max(1, cfg.retrieval_queries // len(ev.classes))
-        queries = np.concatenate(
-            [
-                rng.permutation(np.flatnonzero(y_test == k))[:per_class]
-                for k in range(len(ev.classes))
-            ]
-        )[: cfg.retrieval_queries]
-        tr = ev.split["train"]
-        shown = [i for i in inits if i.kind != "random"][:1] + [
-            i for i in inits if i.kind == "random"
-        ][:1]
-        neighbours = {
-            i.name: nearest_neighbours(ev.features(i)[te][queries], ev.features(i)[tr], 5)
-            for i in shown
-        }
-        panel = folder / "retrieval.png"
-        retrieval_panel(
-            queries,
-            neighbours,
-            np.asarray(ev.cache.array[te[queries]]),
-            ev.cache.array[tr],
-            [ev.classes[k] for k in y_test[queries]],
-            [ev.classes[k] for k in ev.y[tr]],
-            panel,
-        )
-        figures.append(
-            (
-                panel.name,
-                "Nearest-neighbour retrieval",
-                "Test images (left) and their five most similar labeled training images in each "
-                "encoder's feature space; green titles share the query's label.",
-            )
-        )
-
-    protocol = cfg.protocols[0]
-    lines_headline = headline(summary, metric, protocol, reference)
-    notes = sorted(
+def choice_table(comparisons: list[Comparison]) -> pd.DataFrame:
+    """Which protocol the validation split chose, per budget."""
+    return pd.DataFrame(
         {
-            n
-            for n in results["note"].dropna()
-            for n in str(n).split("; ")
-            if n and not n.startswith(("C=", "best epoch"))
+            "budget": [c.budget for c in comparisons],
+            "pretrained (chosen on validation)": [c.pretrained.describe for c in comparisons],
+            "random initialisation (chosen on validation)": [
+                c.baseline.describe for c in comparisons
+            ],
+            "verdict": [c.verdict for c in comparisons],
         }
     )
-    init_rows = pd.DataFrame(
-        [
-            {
-                "name": i.name,
-                "kind": i.kind,
-                "encoder": i.spec.name,
-                "source": Path(i.source).name if i.source != "random" else "random",
-                "notes": "; ".join(i.notes),
-            }
-            for i in inits
-        ]
+
+
+def write_report(path: str | Path) -> Headline:
+    """Write summary.csv, the label-efficiency figure, report.md and report.html of an
+    evaluation folder; returns the headline (for the console)."""
+    folder = EvalFolder.read(path)
+    cfg = folder.cfg
+    scores = score_folder(folder)
+    randoms = [r for r in folder.random_inits() if any(k[0] == r for k in scores.runs)]
+    summary = summarise(scores, randoms[0] if randoms else None)
+    summary.to_csv(folder.path / SUMMARY, index=False)
+    head = build_headline(folder, scores)
+    metric = cfg.headline_metric
+    figures = [_curve_figure(folder, summary, head, metric)]
+    figures += [f for f in FEATURE_FIGURES if (folder.path / f[0]).exists()]
+    md = _header(folder, head) + _tables(folder, summary, head, metric)
+    md += ["## Figures", ""]
+    for fname, title, caption in figures:
+        md += [f"### {title}", "", f"![{title}]({fname})", "", caption, ""]
+    md += _footer(folder)
+    (folder.path / "report.md").write_text("\n".join(md) + "\n")
+    (folder.path / "report.html").write_text(render_html(md, folder.path, figures))
+    return head
+
+
+def _curve_figure(
+    folder: EvalFolder, summary: pd.DataFrame, head: Headline, metric: str
+) -> tuple[str, str, str]:
+    curve = folder.path / f"label_efficiency_{metric}.png"
+    label_efficiency(summary, metric, curve, folder.random_inits(), head.comparisons, head.saved)
+    return (
+        curve.name,
+        "Label-efficiency curve",
+        f"{METRIC_NAMES.get(metric, metric)} on the test split against the number of labelled "
+        "training images (log scale). The first panel shows, at each budget, the protocol chosen "
+        "on the validation split for the pretrained encoder and for random initialisation; the "
+        "arrow is the labels saved: how far right the random curve must go to reach the "
+        "pretrained result. Bands are 95% intervals resampling test patients and seeds.",
     )
-    failed = len(ev.cache.failed)
-    budgets = ", ".join(b.name for b in ev.budgets)
-    md = [
+
+
+def _header(folder: EvalFolder, head: Headline) -> list[str]:
+    cfg = folder.cfg
+    rule = {
+        "youden": "chosen per run on the validation split by Youden's J",
+        "argmax": "the most probable class",
+    }.get(cfg.threshold, f"fixed at {cfg.threshold}")
+    seeds = ", ".join(map(str, cfg.budgets.seeds))
+    return [
         "# Label-efficiency report",
         "",
-        f"medcontrast {__version__}, {datetime.now():%Y-%m-%d %H:%M}. Evaluation folder `{folder.name}`.",
+        f"medcontrast {__version__}, {datetime.now():%Y-%m-%d %H:%M}. Evaluation folder `{folder.path.name}`.",
         "",
         "## Headline",
         "",
-        *([f"- {s}" for s in lines_headline] or ["- (no comparison with random initialisation)"]),
+        "Pretrained against the strongest random initialisation (each side's protocol chosen on "
+        "the validation split, never on test), paired over the same label draws.",
+        "",
+        *[f"- {s}" for s in head.lines],
         "",
         "## What was run",
         "",
         f"- Protocols: {', '.join(PROTOCOL_NAMES.get(p, p) for p in cfg.protocols)}.",
-        f"- Label budgets (labeled train split only; stratified by class, whole patients, nested): {budgets}.",
-        f"- Seeds: {', '.join(map(str, cfg.budgets.seeds))}; every initialisation uses the same budget draws, "
-        "so differences are paired.",
-        f"- Metrics on the fixed test split: {', '.join(METRIC_NAMES.get(m, m) for m in cfg.metrics)}; "
-        f"95% intervals from {cfg.bootstrap} bootstrap resamples of the test split, averaged over seeds.",
-        f"- Images: {cfg.data.ndim}D, resized to {'x'.join(map(str, cfg.data.size))}"
-        + (f", modalities {', '.join(cfg.data.modalities)}" if cfg.data.modalities else "")
+        "- Label budgets (labelled train split only; stratified by class, whole patients, nested): "
+        + ", ".join(folder.results.sort_values("labels_used")["budget"].unique())
         + ".",
+        f"- Seeds: {seeds}; every initialisation uses the same budget draws, so differences are paired.",
+        f"- Metrics on the fixed test split: {', '.join(METRIC_NAMES.get(m, m) for m in cfg.metrics)}. "
+        f"Decisions for accuracy-type metrics: {rule}; positive class `{folder.classes[folder.positive]}`.",
+        f"- 95% intervals: {cfg.bootstrap} bootstrap replicates, each redrawing the test split's "
+        "patients (all images of a patient together) and the seeds.",
         "",
         "Initialisations:",
         "",
-        _md_table(init_rows),
+        md_table(
+            pd.DataFrame(
+                [
+                    {
+                        "name": i["name"],
+                        "kind": i["kind"],
+                        "encoder": i["encoder"]["name"],
+                        "source": Path(i["source"]).name if i["source"] != "random" else "random",
+                        "notes": "; ".join(i["notes"]),
+                    }
+                    for i in folder.inits
+                ]
+            )
+        ),
         "",
         "## Data",
         "",
-        f"Labeled images per split and class (patients in brackets), from `{Path(cfg.data.manifest).name}`. "
+        f"Labelled images per split and class (patients in brackets), from `{folder.dataset['manifest']}`. "
         "Validation selects settings; the test split is never sampled from.",
         "",
-        _md_table(data_table(ev)),
+        md_table(pd.DataFrame(folder.dataset["table"])),
         "",
-        *([f"{failed} labeled samples could not be loaded and were left out."] if failed else []),
-        "",
-        f"## Results: {METRIC_NAMES.get(metric, metric)}",
-        "",
-        "Mean ± standard deviation over seeds [95% bootstrap interval].",
-        "",
-        _md_table(results_table(summary, metric)),
+        *(
+            [f"{folder.dataset['failed']} labelled samples could not be loaded and were left out."]
+            if folder.dataset.get("failed")
+            else []
+        ),
         "",
     ]
-    if reference:
+
+
+def _tables(folder: EvalFolder, summary: pd.DataFrame, head: Headline, metric: str) -> list[str]:
+    name = METRIC_NAMES.get(metric, metric)
+    md = [
+        f"## Results: {name}",
+        "",
+        "Mean ± standard deviation over seeds [95% interval over test patients and seeds].",
+        "",
+        md_table(results_table(summary, metric)),
+        "",
+        "### Protocol chosen on validation",
+        "",
+        md_table(choice_table(head.comparisons)),
+        "",
+    ]
+    diffs = diff_table(summary, metric)
+    if not diffs.empty:
         md += [
-            f"### Paired difference against `{reference}`",
+            f"### Paired difference against `{summary['reference'].dropna().iloc[0]}`, same protocol",
             "",
-            _md_table(diff_table(summary, metric, reference)),
+            "The frozen random encoder under a linear probe or kNN is a weak baseline, shown for "
+            "completeness; the headline uses the strongest random initialisation.",
+            "",
+            md_table(diffs),
             "",
         ]
-    for other in cfg.metrics:
+    for other in folder.cfg.metrics:
         if other != metric:
             md += [
                 f"### {METRIC_NAMES.get(other, other)}",
                 "",
-                _md_table(results_table(summary, other)),
+                md_table(results_table(summary, other)),
                 "",
             ]
-    md += ["## Figures", ""]
-    for fname, title, caption in figures:
-        md += [f"### {title}", "", f"![{title}]({fname})", "", caption, ""]
     md += [
+        "### Decision thresholds",
+        "",
+        "Mean over seeds of the threshold on the positive class's probability (n/a: most "
+        "probable class).",
+        "",
+        md_table(results_table(summary, metric, "threshold")),
+        "",
+    ]
+    return md
+
+
+def _footer(folder: EvalFolder) -> list[str]:
+    notes = sorted(
+        {
+            n
+            for n in folder.results["note"].dropna()
+            for n in str(n).split("; ")
+            if n and not n.startswith(("C=", "best epoch"))
+        }
+    )
+    return [
         "## Adjustments and notes",
         "",
         *([f"- {n}" for n in notes] or ["- none"]),
@@ -330,63 +368,18 @@ def write_report(folder: Path, cfg: EvaluateConfig, ev: Evaluation, inits: list[
         "## Reproduce",
         "",
         "```",
-        f"medcontrast evaluate --config {folder / 'config.yaml'}",
+        f"medcontrast evaluate --config {folder.path / 'config.yaml'}",
+        f"medcontrast report {folder.path}",
         "```",
         "",
         "Files: `results.csv` (one row per init, protocol, budget, seed and metric), "
-        "`summary.csv`, `config.yaml`, `versions.json`, `predictions/`.",
+        "`summary.csv`, `config.yaml`, `versions.json`, `predictions/` (test and validation "
+        "probabilities per run), `labels.npz`, `dataset.json`.",
     ]
-    (folder / "report.md").write_text("\n".join(md) + "\n")
-    (folder / "report.html").write_text(_html(md, folder, figures))
 
 
-CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
-padding:0 1em;color:#1f2328;line-height:1.5}table{border-collapse:collapse;margin:.8em 0;font-size:.88em}
-td,th{border:1px solid #d0d7de;padding:.3em .6em;text-align:left}th{background:#f6f8fa}
-img{max-width:100%;border:1px solid #d0d7de}code,pre{background:#f6f8fa;padding:.1em .3em}
-h1{border-bottom:1px solid #d0d7de}.caption{color:#57606a;font-size:.9em}"""
-
-
-def _html(md: list[str], folder: Path, figures: list[tuple[str, str, str]]) -> str:
-    """Render the report's markdown lines (headings, bullets, tables, images) to one HTML file."""
-    images = {f: base64.b64encode((folder / f).read_bytes()).decode() for f, _, _ in figures}
-    out, table, in_code, bullets = [], [], False, []
-
-    def flush() -> None:
-        if table:
-            rows = [r.strip().strip("|").split(" | ") for r in table if not r.startswith("|---")]
-            out.append(_html_table(pd.DataFrame(rows[1:], columns=rows[0])))
-            table.clear()
-        if bullets:
-            out.append("<ul>" + "".join(f"<li>{_md_inline(b)}</li>" for b in bullets) + "</ul>")
-            bullets.clear()
-
-    for line in "\n".join(md).splitlines():
-        if line.startswith("```"):
-            flush()
-            out.append("</pre>" if in_code else "<pre>")
-            in_code = not in_code
-        elif in_code:
-            out.append(html.escape(line))
-        elif line.startswith("|"):
-            table.append(line)
-        elif line.startswith("- "):
-            bullets.append(line[2:])
-        else:
-            flush()
-            if line.startswith("#"):
-                level = len(line) - len(line.lstrip("#"))
-                out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
-            elif line.startswith("!["):
-                name = line[line.index("(") + 1 : -1]
-                out.append(
-                    f'<img alt="{html.escape(name)}" src="data:image/png;base64,{images[name]}">'
-                )
-            elif line.strip():
-                out.append(f"<p>{_md_inline(line)}</p>")
-    flush()
-    body = "\n".join(out).replace("`", "")
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>medcontrast report</title>"
-        f"<style>{CSS}</style></head><body>{body}</body></html>"
-    )
+def headline_text(folder: Path) -> str:
+    """The headline of a written report as plain text (for the console)."""
+    md = (Path(folder) / "report.md").read_text()
+    text = md.split("## Headline", 1)[1].split("\n## ", 1)[0].strip()
+    return "Headline\n" + text.replace("**", "")

@@ -1,118 +1,131 @@
-"""From per-run predictions to a summary: mean and std over seeds, 95% bootstrap intervals, and
-the paired difference against random initialisation.
-
-The bootstrap resamples the test set (one shared set of resamples for every row, so intervals
-of different initialisations are paired) and averages over seeds inside each resample, so the
-interval covers both the test-set sampling and the seed-to-seed spread of label budgets.
-"""
+"""From scored runs to a summary table: mean and std over seeds, 95% intervals that resample
+test patients and seeds together, and the paired difference against random initialisation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from medcontrast.evaluation.metrics import bootstrap_weights, percentile_interval, weighted_metrics
+from medcontrast.evaluation.metrics import percentile_interval
+from medcontrast.evaluation.scores import RunKey, Scores, combined
+
+COLUMNS = [
+    "init",
+    "protocol",
+    "budget",
+    "labels_used",
+    "metric",
+    "mean",
+    "std",
+    "n_seeds",
+    "ci_low",
+    "ci_high",
+    "val_mean",
+    "threshold_mean",
+    "reference",
+    "diff_vs_random",
+    "diff_std",
+    "diff_ci_low",
+    "diff_ci_high",
+    "diff_verdict",
+]
 
 
-def summarise(
-    results: pd.DataFrame,
-    load_prediction: Callable[[str, str, str, int], np.ndarray],
-    y_test: np.ndarray,
-    metrics: list[str],
-    reference: str | None,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """One row per (init, protocol, budget, metric).
+@dataclass
+class Difference:
+    """Paired difference a - b over the seeds both ran, with its bootstrap interval."""
 
-    Args:
-        results: long results table (see evaluate.RESULT_COLUMNS).
-        load_prediction: (init, protocol, budget, seed) -> test probabilities (n_test, C).
-        reference: the random-initialisation name for paired differences (None: no differences).
-    """
-    res = results[results["metric"].isin(metrics)]
-    weights = bootstrap_weights(len(y_test), n_boot, seed)
-    keys = res[["init", "protocol", "budget", "budget_kind", "budget_value"]].drop_duplicates()
-    boot: dict[tuple[str, str, str], dict[int, dict[str, np.ndarray]]] = {}
-    for _, k in keys.iterrows():
-        seeds = sorted(
-            res[
-                (res["init"] == k["init"])
-                & (res["protocol"] == k["protocol"])
-                & (res["budget"] == k["budget"])
-            ]["seed"].unique()
-        )
-        boot[(k["init"], k["protocol"], k["budget"])] = {
-            s: weighted_metrics(
-                y_test, load_prediction(k["init"], k["protocol"], k["budget"], s), weights, metrics
-            )
-            for s in seeds
-        }
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+    n_seeds: int
+
+    @property
+    def verdict(self) -> str:
+        """What the interval says, in words (never more than the interval allows)."""
+        if not np.isfinite(self.ci_low) or not np.isfinite(self.ci_high):
+            return "no interval"
+        if self.ci_low > 0:
+            return "better"
+        if self.ci_high < 0:
+            return "worse"
+        return "interval includes 0"
+
+
+def mean_and_interval(
+    scores: Scores, key: RunKey, metric: str
+) -> tuple[float, float, float, float]:
+    """Mean and std over seeds of a run's test metric, and its 95% interval."""
+    seeds = scores.seeds(key)
+    runs = scores.runs[key]
+    vals = np.array([runs[s].point[metric] for s in seeds])
+    boot = combined([runs[s].boot[metric] for s in seeds], seeds, scores.n_boot)
+    lo, hi = percentile_interval(boot)
+    return float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0, lo, hi
+
+
+def val_mean(scores: Scores, key: RunKey) -> float:
+    """The headline metric on the validation split, averaged over seeds (NaN when unknown)."""
+    vals = [r.val for r in scores.runs.get(key, {}).values()]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def paired_difference(scores: Scores, a: RunKey, b: RunKey, metric: str) -> Difference | None:
+    """Difference of two runs on the same budget draws (same seeds), or None without common
+    seeds."""
+    ra, rb = scores.runs.get(a, {}), scores.runs.get(b, {})
+    common = sorted(set(ra) & set(rb))
+    if not common:
+        return None
+    d = np.array([ra[s].point[metric] - rb[s].point[metric] for s in common])
+    boot = combined(
+        [ra[s].boot[metric] - rb[s].boot[metric] for s in common], common, scores.n_boot
+    )
+    lo, hi = percentile_interval(boot)
+    return Difference(
+        float(d.mean()), float(d.std(ddof=1)) if len(d) > 1 else 0.0, lo, hi, len(common)
+    )
+
+
+def summarise(scores: Scores, reference: str | None) -> pd.DataFrame:
+    """One row per (init, protocol, budget, metric); differences against ``reference`` (a
+    random initialisation) with the same protocol and budget."""
     rows = []
-    for _, k in keys.iterrows():
-        sub = res[
-            (res["init"] == k["init"])
-            & (res["protocol"] == k["protocol"])
-            & (res["budget"] == k["budget"])
-        ]
-        per_seed = boot[(k["init"], k["protocol"], k["budget"])]
-        ref = boot.get((reference, k["protocol"], k["budget"])) if reference else None
-        for m in metrics:
-            vals = sub[sub["metric"] == m].set_index("seed")["value"]
-            boot_mean = np.mean([per_seed[s][m] for s in vals.index], axis=0)
-            lo, hi = percentile_interval(boot_mean)
+    for key, runs in scores.runs.items():
+        init, protocol, budget = key
+        thresholds = [r.threshold for r in runs.values() if r.threshold is not None]
+        for m in scores.metrics:
+            mean, std, lo, hi = mean_and_interval(scores, key, m)
             row = {
-                "init": k["init"],
-                "protocol": k["protocol"],
-                "budget": k["budget"],
-                "budget_kind": k["budget_kind"],
-                "budget_value": k["budget_value"],
-                "labels_used": float(sub["labels_used"].mean()),
+                "init": init,
+                "protocol": protocol,
+                "budget": budget,
+                "labels_used": scores.labels.get(budget, np.nan),
                 "metric": m,
-                "mean": float(vals.mean()),
-                "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
-                "n_seeds": len(vals),
+                "mean": mean,
+                "std": std,
+                "n_seeds": len(runs),
                 "ci_low": lo,
                 "ci_high": hi,
+                "val_mean": val_mean(scores, key),
+                "threshold_mean": float(np.mean(thresholds)) if thresholds else np.nan,
             }
-            if ref is not None and k["init"] != reference:
-                common = [s for s in vals.index if s in ref]
-                ref_vals = res[
-                    (res["init"] == reference)
-                    & (res["protocol"] == k["protocol"])
-                    & (res["budget"] == k["budget"])
-                    & (res["metric"] == m)
-                ].set_index("seed")["value"]
-                diffs = vals.loc[common] - ref_vals.loc[common]
-                boot_diff = np.mean([per_seed[s][m] - ref[s][m] for s in common], axis=0)
-                dlo, dhi = percentile_interval(boot_diff)
+            diff = (
+                paired_difference(scores, key, (reference, protocol, budget), m)
+                if reference and init != reference
+                else None
+            )
+            if diff is not None:
                 row.update(
-                    {
-                        "diff_vs_random": float(diffs.mean()),
-                        "diff_std": float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0,
-                        "diff_ci_low": dlo,
-                        "diff_ci_high": dhi,
-                    }
+                    reference=reference,
+                    diff_vs_random=diff.mean,
+                    diff_std=diff.std,
+                    diff_ci_low=diff.ci_low,
+                    diff_ci_high=diff.ci_high,
+                    diff_verdict=diff.verdict,
                 )
             rows.append(row)
-    cols = [
-        "init",
-        "protocol",
-        "budget",
-        "budget_kind",
-        "budget_value",
-        "labels_used",
-        "metric",
-        "mean",
-        "std",
-        "n_seeds",
-        "ci_low",
-        "ci_high",
-        "diff_vs_random",
-        "diff_std",
-        "diff_ci_low",
-        "diff_ci_high",
-    ]
-    return pd.DataFrame(rows).reindex(columns=cols)
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)

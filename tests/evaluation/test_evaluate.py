@@ -88,8 +88,9 @@ def test_report_and_resume(phantom_manifest, tiny_run):
         "note",
     ]
     assert set(results["init"]) == {"ssl", "random"}  # random added automatically
-    # 2 inits x 3 protocols x 2 budgets x 2 seeds runs, 4 metrics + seconds each
-    assert len(results) == 2 * 3 * 2 * 2 * 5
+    # 2 inits x 3 protocols x 2 budgets x 2 seeds runs, 6 metrics + threshold + seconds each
+    assert len(results) == 2 * 3 * 2 * 2 * 8
+    assert (results["metric"] == "threshold").sum() == 2 * 3 * 2 * 2
     # 100% is the same subset for both seeds: the frozen probes are computed once and reused.
     full = results[(results["budget"] == "100%") & (results["protocol"] == "linear")]
     auroc = full[full["metric"] == "auroc"].sort_values("seed")
@@ -105,7 +106,7 @@ def test_report_and_resume(phantom_manifest, tiny_run):
     html = (folder / "report.html").read_text()
     assert "data:image/png;base64," in html
     # Interrupted part-way: drop the last runs, rerun the same command, nothing else recomputed.
-    kept = results.iloc[: len(results) - 10]
+    kept = results.iloc[: len(results) - 16]
     kept.to_csv(folder / "results.csv", index=False)
     evaluate(_eval_cfg(phantom_manifest, root, run), progress=False)
     again = pd.read_csv(folder / "results.csv")

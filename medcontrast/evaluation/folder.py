@@ -1,0 +1,110 @@
+"""The evaluation folder: the files an evaluation writes and the report reads.
+
+The report is built from this folder alone (results, predictions, labels, saved config), so
+``medcontrast report EVAL_DIR`` can rebuild it in seconds and the report never imports the
+evaluation loop. Nothing here names a patient: test images are grouped by integer codes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from medcontrast.config import EvaluateConfig, from_dict
+from medcontrast.errors import MedContrastError
+
+CONFIG = "config.yaml"
+RESULTS = "results.csv"
+SUMMARY = "summary.csv"
+INITS = "inits.json"
+DATASET = "dataset.json"  # classes, positive class, counts per split and class, failed samples
+LABELS = "labels.npz"  # y_val, y_test and test_groups (patient codes 0..P-1, not identifiers)
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of an init or budget name."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def prediction_path(
+    folder: Path, init: str, protocol: str, budget: str, seed: int, split: str = "test"
+) -> Path:
+    """Probabilities (n_split, C) of one run; the test split's file has no suffix."""
+    suffix = "" if split == "test" else f"_{split}"
+    return (
+        folder
+        / "predictions"
+        / safe_name(init)
+        / protocol
+        / f"{safe_name(budget)}_seed{seed}{suffix}.npy"
+    )
+
+
+@dataclass
+class EvalFolder:
+    """Everything the report needs, read from an evaluation folder."""
+
+    path: Path
+    cfg: EvaluateConfig
+    results: pd.DataFrame
+    inits: list[dict]
+    dataset: dict
+    y_val: np.ndarray
+    y_test: np.ndarray
+    test_groups: np.ndarray
+
+    @classmethod
+    def read(cls, path: str | Path) -> EvalFolder:
+        path = Path(path)
+        for name in (CONFIG, RESULTS, INITS, DATASET, LABELS):
+            if not (path / name).exists():
+                raise MedContrastError(
+                    f"{path} is not a finished evaluation folder: {name} is missing"
+                    + (
+                        " (an older medcontrast wrote it: rerun evaluate)"
+                        if name in (DATASET, LABELS)
+                        else ""
+                    )
+                )
+        cfg = from_dict(EvaluateConfig, yaml.safe_load((path / CONFIG).read_text()) or {})
+        results = pd.read_csv(path / RESULTS)
+        if results.empty:
+            raise MedContrastError(f"{path / RESULTS} holds no finished run")
+        labels = np.load(path / LABELS)
+        return cls(
+            path=path,
+            cfg=cfg,
+            results=results,
+            inits=json.loads((path / INITS).read_text()),
+            dataset=json.loads((path / DATASET).read_text()),
+            y_val=labels["y_val"],
+            y_test=labels["y_test"],
+            test_groups=labels["test_groups"],
+        )
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.dataset["classes"])
+
+    @property
+    def positive(self) -> int:
+        return int(self.dataset["positive"])
+
+    def prediction(
+        self, init: str, protocol: str, budget: str, seed: int, split: str = "test"
+    ) -> np.ndarray | None:
+        """A run's probabilities, or None when the file is absent (validation files of old
+        folders)."""
+        p = prediction_path(self.path, init, protocol, budget, seed, split)
+        return np.load(p) if p.exists() else None
+
+    def random_inits(self) -> list[str]:
+        return [i["name"] for i in self.inits if i["kind"] == "random"]
+
+    def pretrained_inits(self) -> list[str]:
+        return [i["name"] for i in self.inits if i["kind"] != "random"]

@@ -1,0 +1,130 @@
+"""How many labels pretraining saves: the labels a random initialisation needs to match the
+pretrained result, read off the random initialisation's label-efficiency curve.
+
+The curve is interpolated linearly in log(labels) between the budgets that were run and never
+extrapolated: when random initialisation does not reach the pretrained result within the budgets,
+the answer is "more than N"; when it already does at its smallest budget, "at most N". The
+interval repeats the reading for every bootstrap replicate (test patients and seeds resampled
+together, paired between the two curves).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from medcontrast.evaluation.headline import Choice, Comparison, best_on_validation
+from medcontrast.evaluation.scores import Scores, combined
+
+MATCH, MORE_THAN, AT_MOST = "match", "more than", "at most"
+
+
+def crossing(labels: np.ndarray, curve: np.ndarray, target: float) -> tuple[float, str]:
+    """Labels at which ``curve`` (over increasing ``labels``) first reaches ``target``.
+
+    Returns (labels, kind): kind MATCH (interpolated in log labels), AT_MOST (reached at the
+    first point already; labels = the first point) or MORE_THAN (never; labels = the last).
+    """
+    reached = np.flatnonzero(curve >= target)
+    if reached.size == 0:
+        return float(labels[-1]), MORE_THAN
+    i = int(reached[0])
+    if i == 0:
+        return float(labels[0]), AT_MOST
+    lo, hi = np.log(labels[i - 1]), np.log(labels[i])
+    frac = (target - curve[i - 1]) / (curve[i] - curve[i - 1])
+    return float(np.exp(lo + frac * (hi - lo))), MATCH
+
+
+@dataclass
+class LabelsSaved:
+    """The labels-saved figure for one pretrained result."""
+
+    budget: str
+    pretrained_labels: float
+    needed: float
+    kind: str
+    ci: tuple[tuple[float, str], tuple[float, str]]  # (value, kind) at 2.5% and 97.5%
+    curve_labels: list[float]  # the random curve that was read, for the plot
+    curve_values: list[float]
+    target: float
+
+    @property
+    def ratio(self) -> float:
+        return self.needed / self.pretrained_labels
+
+    def sentence(self) -> str:
+        p = f"{self.pretrained_labels:.0f}"
+        if self.kind == MORE_THAN:
+            what = (
+                f"{p} labelled images with pretraining do better than random initialisation "
+                f"with up to {self.needed:.0f} (the largest budget run): more than "
+                f"{self.ratio:.1f}x the labels would be needed"
+            )
+        elif self.kind == AT_MOST or self.needed <= self.pretrained_labels:
+            what = (
+                f"random initialisation matches what pretraining reaches with {p} labelled images "
+                f"with {_labels(self.needed, self.kind)}: no labels saved"
+            )
+        else:
+            what = (
+                f"{p} labelled images with pretraining match {self.needed:.0f} without "
+                f"({self.ratio:.1f}x as many)"
+            )
+        (lo, lo_kind), (hi, hi_kind) = self.ci
+        return f"{what} (95% CI {_labels(lo, lo_kind)} to {_labels(hi, hi_kind)})."
+
+
+def _labels(value: float, kind: str) -> str:
+    return f"{value:.0f}" if kind == MATCH else f"{kind} {value:.0f}"
+
+
+def labels_saved(
+    scores: Scores, comparison: Comparison, randoms: list[str], metric: str
+) -> LabelsSaved | str:
+    """The figure for a headline comparison, or the reason it cannot be given."""
+    budgets = sorted({k[2] for k in scores.runs if k[0] in randoms}, key=lambda b: scores.labels[b])
+    chosen = [c for b in budgets if (c := best_on_validation(scores, randoms, b)) is not None]
+    if len(chosen) < 2:
+        return "random initialisation was run at fewer than two budgets, so it has no curve"
+    x = np.array([scores.labels[c.key[2]] for c in chosen])
+    y, y_boot = _curve(scores, chosen, metric)
+    pre = comparison.pretrained.key
+    seeds = scores.seeds(pre)
+    target = float(np.mean([scores.runs[pre][s].point[metric] for s in seeds]))
+    t_boot = combined([scores.runs[pre][s].boot[metric] for s in seeds], seeds, scores.n_boot)
+    needed, kind = crossing(x, y, target)
+    reads = [
+        crossing(x, y_boot[b], t_boot[b])
+        for b in range(scores.n_boot)
+        if np.isfinite(t_boot[b]) and np.isfinite(y_boot[b]).all()
+    ]
+    if not reads:
+        return "no bootstrap replicate had a finite value"
+    # Sort on a scale where "at most x" is below x and "more than x" above it.
+    order = {AT_MOST: -1, MATCH: 0, MORE_THAN: 1}
+    reads.sort(key=lambda r: (r[0] + order[r[1]] * 1e-6 * r[0], order[r[1]]))
+    n = len(reads)
+    lo, hi = reads[int(np.floor(0.025 * (n - 1)))], reads[int(np.ceil(0.975 * (n - 1)))]
+    return LabelsSaved(
+        comparison.budget,
+        scores.labels[comparison.budget],
+        needed,
+        kind,
+        (lo, hi),
+        x.tolist(),
+        y.tolist(),
+        target,
+    )
+
+
+def _curve(scores: Scores, chosen: list[Choice], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over seeds (K,) and bootstrap replicates (B, K) of the chosen random runs."""
+    y, boot = [], []
+    for c in chosen:
+        seeds = scores.seeds(c.key)
+        runs = scores.runs[c.key]
+        y.append(np.mean([runs[s].point[metric] for s in seeds]))
+        boot.append(combined([runs[s].boot[metric] for s in seeds], seeds, scores.n_boot))
+    return np.array(y), np.stack(boot, 1)
