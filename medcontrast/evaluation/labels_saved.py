@@ -26,6 +26,7 @@ def crossing(labels: np.ndarray, curve: np.ndarray, target: float) -> tuple[floa
     Returns (labels, kind): kind MATCH (interpolated in log labels), AT_MOST (reached at the
     first point already; labels = the first point) or MORE_THAN (never; labels = the last).
     """
+    labels, curve = np.asarray(labels, float), np.asarray(curve, float)
     reached = np.flatnonzero(curve >= target)
     if reached.size == 0:
         return float(labels[-1]), MORE_THAN

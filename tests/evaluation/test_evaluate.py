@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from medcontrast.cli import main
 from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.evaluate import evaluate
@@ -105,6 +106,12 @@ def test_report_and_resume(phantom_manifest, tiny_run):
     assert "pat-" not in report and "pat-" not in (folder / "report.html").read_text()
     html = (folder / "report.html").read_text()
     assert "data:image/png;base64," in html
+    assert (folder / "predictions" / "ssl" / "linear" / "2-shot_seed0_val.npy").exists()
+    # The report rebuilds from the folder alone, without rerunning anything.
+    (folder / "report.md").unlink()
+    assert main(["report", str(folder)]) == 0
+    assert "## Headline" in (folder / "report.md").read_text()
+    assert len(pd.read_csv(folder / "results.csv")) == len(results)
     # Interrupted part-way: drop the last runs, rerun the same command, nothing else recomputed.
     kept = results.iloc[: len(results) - 16]
     kept.to_csv(folder / "results.csv", index=False)
