@@ -25,6 +25,7 @@ from _common import print_table, record
 from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
 from medcontrast.data.index import build_index, write_index
 from medcontrast.evaluation.evaluate import evaluate
+from medcontrast.evaluation.report import headline_text
 from medcontrast.train import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,12 +128,14 @@ def main() -> None:
     summary = summary[summary["metric"].isin(["auroc", "accuracy"])]
     rows = summary[SUMMARY_COLUMNS].to_dict("records")
     print_table(rows, SUMMARY_COLUMNS)
+    print(headline_text(folder))
     for name, (auc, acc) in PUBLISHED.get(args.dataset, {}).items():
         print(f"published, fully supervised, all labels: {name}: AUROC {auc}, ACC {acc}")
     metrics = pd.read_csv(run / "metrics.csv")
     extra = {
         "dataset": args.dataset,
         "report": str(folder / "report.md"),
+        "headline": headline_text(folder),
         "pretrain": {
             "epochs": pre.train.epochs,
             "steps": int(metrics["step"].max()),

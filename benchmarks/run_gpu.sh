@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the benchmarks on a GPU machine, in order, each under a time limit; logs and JSON results go
-# to $OUT (or benchmarks/results). Usage: benchmarks/run_gpu.sh DATA_DIR [micro|resume|pneumoniamnist|adrenalmnist3d|mednist ...]
+# to $OUT (or benchmarks/results). Usage: benchmarks/run_gpu.sh DATA_DIR [micro|resume|report|pneumoniamnist|adrenalmnist3d|mednist ...]
 # (resume needs no DATA_DIR content: it makes a small phantom archive; pass any folder, e.g. .)
 set -u
 DATA=${1:?data folder}; shift
@@ -17,6 +17,11 @@ for what in "$@"; do
       PYTHONPATH=$LIGHTLY:$PYTHONPATH run 120 python bench_lightly.py --workers 8 --steps 30 ;;
     resume)  # issue 12: torchrun --nproc_per_node 1 on CUDA, kill -9 after a checkpoint, --resume
       run 300 python bench_resume.py --nproc 1 --device cuda --steps 60 --kill-after 30 ;;
+    report)  # issue 13: the headline against a fine-tuned random init and the labels saved, on real data
+      run "${LIMIT:-480}" python bench_label_efficiency.py pneumoniamnist --data "$DATA" --work /tmp/le \
+        --evaluate "budgets.fractions=[0.01,0.03,0.1,0.3]"
+      cp /tmp/le/eval/pneumoniamnist/report.md /tmp/le/eval/pneumoniamnist/label_efficiency_auroc.png \
+        /tmp/le/eval/pneumoniamnist/summary.csv "$OUT/" ;;
     pneumoniamnist|adrenalmnist3d|mednist)
       run "${LIMIT:-500}" python bench_label_efficiency.py "$what" --data "$DATA" --work /tmp/le ;;
   esac

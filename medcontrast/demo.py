@@ -55,11 +55,20 @@ PRETRAIN = {
     },
 }
 
+# Every initialisation is also fine-tuned at every budget (the strongest random baseline), with a
+# short schedule so that the demo stays within minutes on two cores.
 EVALUATE = {
     "data": {"ndim": 2, "modalities": ["CR", "DX"], "size": [64, 64]},
-    "protocols": ["linear", "knn"],
+    "protocols": ["linear", "knn", "finetune"],
     "budgets": {"shots": [2, 5, 10, 25], "fractions": [1.0], "seeds": [0, 1, 2, 3, 4]},
     "views": {"preset": "radiograph"},
+    "finetune": {
+        "epochs": 10,
+        "batch_size": 32,
+        "min_steps_per_epoch": 5,
+        "patience": 4,
+    },
+    "positive_class": "consolidation",
 }
 
 
@@ -72,7 +81,7 @@ def demo_configs(out: Path, fast: bool = False) -> tuple[PretrainConfig, Evaluat
     pre = {k: dict(v) for k, v in PRETRAIN.items()}
     pre["data"].update(manifest=str(out / "manifest.csv"), cache_dir=str(out / "cache"))
     pre["out_dir"], pre["name"] = str(out / "runs"), "phantoms-simclr"
-    ev = {k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in EVALUATE.items()}
+    ev = {k: (v.copy() if isinstance(v, dict | list) else v) for k, v in EVALUATE.items()}
     ev["data"].update(manifest=str(out / "manifest.csv"), cache_dir=str(out / "cache"))
     ev["out_dir"], ev["name"] = str(out / "eval"), "phantoms"
     ev["inits"] = [
@@ -82,6 +91,7 @@ def demo_configs(out: Path, fast: bool = False) -> tuple[PretrainConfig, Evaluat
     if fast:
         pre["train"].update(epochs=2, batch_size=32)
         ev["budgets"] = {"shots": [2, 5], "fractions": [1.0], "seeds": [0, 1]}
+        ev["finetune"] = {**ev["finetune"], "epochs": 2}
     pre["views"] = with_preset(pre["views"])
     ev["views"] = with_preset(ev["views"])
     return from_dict(PretrainConfig, pre), from_dict(EvaluateConfig, ev)

@@ -52,4 +52,10 @@ def test_fast_demo_end_to_end(tmp_path, capsys):
     assert report.exists() and str(report) in printed
     assert (out / "runs" / "phantoms-simclr" / "encoder.pth").exists()
     assert "random initialisation" in printed
+    # The headline: labels saved, against the fine-tuned random initialisation.
+    headline = printed.split("Headline", 1)[1]
+    assert "Labels saved (simclr against the strongest random initialisation" in headline
+    assert "the same network fine-tuned with the same recipe" in headline
+    results = (out / "eval" / "phantoms" / "results.csv").read_text()
+    assert "random,finetune,2-shot" in results and "random,finetune,100%" in results
     assert main(["demo", "--out", str(out), "--fast"]) == 2  # refuses to overwrite

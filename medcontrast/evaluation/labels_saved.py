@@ -85,10 +85,13 @@ def labels_saved(
     scores: Scores, comparison: Comparison, randoms: list[str], metric: str
 ) -> LabelsSaved | str:
     """The figure for a headline comparison, or the reason it cannot be given."""
-    budgets = sorted({k[2] for k in scores.runs if k[0] in randoms}, key=lambda b: scores.labels[b])
+    budgets = complete_budgets(scores, randoms)
     chosen = [c for b in budgets if (c := best_on_validation(scores, randoms, b)) is not None]
     if len(chosen) < 2:
-        return "random initialisation was run at fewer than two budgets, so it has no curve"
+        return (
+            "random initialisation was run with all its protocols at fewer than two budgets, "
+            "so it has no curve to read"
+        )
     x = np.array([scores.labels[c.key[2]] for c in chosen])
     y, y_boot = _curve(scores, chosen, metric)
     pre = comparison.pretrained.key
@@ -118,6 +121,20 @@ def labels_saved(
         y.tolist(),
         target,
     )
+
+
+def complete_budgets(scores: Scores, inits: list[str]) -> list[str]:
+    """Budgets (by labels) at which ``inits`` ran every protocol they ran anywhere.
+
+    A budget left out of ``finetune.budgets`` has only the frozen probes of a random encoder, a
+    weak baseline; reading the curve there would overstate the labels saved.
+    """
+    ran: dict[str, set[str]] = {}
+    for init, protocol, budget in scores.runs:
+        if init in inits:
+            ran.setdefault(budget, set()).add(protocol)
+    every = set().union(*ran.values()) if ran else set()
+    return sorted((b for b, p in ran.items() if p == every), key=scores.labels.__getitem__)
 
 
 def _curve(scores: Scores, chosen: list[Choice], metric: str) -> tuple[np.ndarray, np.ndarray]:

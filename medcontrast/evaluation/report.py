@@ -18,7 +18,7 @@ import pandas as pd
 from medcontrast import __version__
 from medcontrast.evaluation.folder import SUMMARY, EvalFolder
 from medcontrast.evaluation.headline import PROTOCOL_NAMES, Comparison, compare, sentence
-from medcontrast.evaluation.labels_saved import LabelsSaved, labels_saved
+from medcontrast.evaluation.labels_saved import LabelsSaved, complete_budgets, labels_saved
 from medcontrast.evaluation.plots import label_efficiency
 from medcontrast.evaluation.report_html import md_table, render_html
 from medcontrast.evaluation.scores import Scores, score_folder
@@ -78,9 +78,7 @@ def _picks(folder: EvalFolder, scores: Scores, budgets: list[str]) -> list[str]:
 
 
 def build_headline(folder: EvalFolder, scores: Scores) -> Headline:
-    cfg, out = folder.cfg, Headline()
-    metric = cfg.headline_metric
-    name = METRIC_NAMES.get(metric, metric)
+    out = Headline()
     randoms, pretrained = folder.random_inits(), folder.pretrained_inits()
     run_randoms = [r for r in randoms if any(k[0] == r for k in scores.runs)]
     if not run_randoms:
@@ -90,31 +88,54 @@ def build_headline(folder: EvalFolder, scores: Scores) -> Headline:
         )
         return out
     budgets = sorted(scores.labels, key=scores.labels.__getitem__)
+    if not pretrained:
+        out.lines.append("No pretrained initialisation in this folder: nothing to compare.")
     for pre in pretrained:
-        comparisons = {b: c for b in budgets if (c := compare(scores, pre, run_randoms, b, metric))}
-        for b in _picks(folder, scores, budgets):
-            if b not in comparisons:
-                out.lines.append(
-                    f"Labels saved at {b}: not given, {pre} or random initialisation was not run there."
-                )
-                continue
-            ls = labels_saved(scores, comparisons[b], run_randoms, metric)
-            if isinstance(ls, str):
-                out.lines.append(f"Labels saved at {b} ({pre}): not given, {ls}.")
-            else:
-                out.saved.append(ls)
-                text = ls.sentence()
-                out.lines.append(f"**Labels saved ({pre}, {name})**: {text[0].upper()}{text[1:]}")
-        for b in budgets:
-            if b in comparisons:
-                out.comparisons.append(comparisons[b])
-                out.lines.append(sentence(comparisons[b], name))
-            else:
-                out.lines.append(
-                    f"With {b} of the labels: not run for {pre} or random initialisation."
-                )
+        _compare_init(folder, scores, pre, run_randoms, budgets, out)
+    partial = [b for b in budgets if b not in complete_budgets(scores, run_randoms)]
+    if partial:
+        out.lines.append(
+            f"At {', '.join(partial)} random initialisation did not run every protocol (for "
+            "example fine-tuning was limited by finetune.budgets), so its baseline there is "
+            "weaker than elsewhere and the labels-saved figure does not read it."
+        )
     out.lines += _caveats(folder, scores, out.comparisons)
     return out
+
+
+def _compare_init(
+    folder: EvalFolder,
+    scores: Scores,
+    pre: str,
+    randoms: list[str],
+    budgets: list[str],
+    out: Headline,
+) -> None:
+    """Labels saved and each budget's comparison for one pretrained init, into ``out``."""
+    metric = folder.cfg.headline_metric
+    name = METRIC_NAMES.get(metric, metric)
+    comparisons = {b: c for b in budgets if (c := compare(scores, pre, randoms, b, metric))}
+    for b in _picks(folder, scores, budgets):
+        ls = (
+            labels_saved(scores, comparisons[b], randoms, metric)
+            if b in comparisons
+            else f"{pre} or random initialisation was not run there"
+        )
+        if isinstance(ls, str):
+            out.lines.append(f"Labels saved at {b} ({pre}): not given, {ls}.")
+            continue
+        out.saved.append(ls)
+        text = ls.sentence()
+        out.lines.append(
+            f"**Labels saved ({pre} against the strongest random initialisation, {name})**: "
+            f"{text[0].upper()}{text[1:]}"
+        )
+    for b in budgets:
+        if b in comparisons:
+            out.comparisons.append(comparisons[b])
+            out.lines.append(sentence(comparisons[b], name))
+        else:
+            out.lines.append(f"With {b} of the labels: not run for {pre} or random initialisation.")
 
 
 def _caveats(folder: EvalFolder, scores: Scores, comparisons: list[Comparison]) -> list[str]:
@@ -256,8 +277,10 @@ def _header(folder: EvalFolder, head: Headline) -> list[str]:
         "",
         "## Headline",
         "",
-        "Pretrained against the strongest random initialisation (each side's protocol chosen on "
-        "the validation split, never on test), paired over the same label draws.",
+        "Pretrained against the strongest random initialisation: the same network fine-tuned "
+        "with the same recipe, or probed frozen where validation preferred that. Each side's "
+        "protocol is chosen on the validation split, never on test; differences are paired over "
+        "the same label draws.",
         "",
         *[f"- {s}" for s in head.lines],
         "",

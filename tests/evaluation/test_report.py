@@ -96,3 +96,17 @@ def test_crossing_interpolates_in_log_labels_and_never_extrapolates():
     assert crossing(x, [0.5, 0.7], 0.6) == (pytest.approx(10**1.5), MATCH)
     assert crossing(x, [0.5, 0.7], 0.8) == (100.0, MORE_THAN)
     assert crossing(x, [0.5, 0.7], 0.4) == (10.0, AT_MOST)
+
+
+def test_budgets_where_random_was_not_fine_tuned_are_not_read(tmp_path):
+    curves = {
+        ("ssl", "linear"): {10: 0.85, 20: 0.88, 40: 0.90},
+        ("random", "finetune"): {10: 0.70, 20: 0.80},  # finetune.budgets left 40 out
+        ("random", "linear"): {10: 0.60, 20: 0.62, 40: 0.95},
+    }
+    head = _headline(write_folder(tmp_path / "e", curves))
+    (saved,) = head.saved
+    assert (saved.needed, saved.kind) == (20, MORE_THAN)
+    assert any(
+        line.startswith("At 40-shot random initialisation did not run") for line in head.lines
+    )
