@@ -18,10 +18,12 @@ for what in "$@"; do
     resume)  # issue 12: torchrun --nproc_per_node 1 on CUDA, kill -9 after a checkpoint, --resume
       run 300 python bench_resume.py --nproc 1 --device cuda --steps 60 --kill-after 30 ;;
     report)  # issue 13: the headline against a fine-tuned random init and the labels saved, on real data
-      run "${LIMIT:-480}" python bench_label_efficiency.py pneumoniamnist --data "$DATA" --work /tmp/le \
+      run "${LIMIT:-420}" python bench_label_efficiency.py pneumoniamnist --data "$DATA" --work /tmp/le \
         --evaluate "budgets.fractions=[0.01,0.03,0.1,0.3]"
-      cp /tmp/le/eval/pneumoniamnist/report.md /tmp/le/eval/pneumoniamnist/label_efficiency_auroc.png \
-        /tmp/le/eval/pneumoniamnist/summary.csv "$OUT/" ;;
+      # Rebuilt from whatever finished (budgets run smallest first), also if the limit cut it short.
+      E=/tmp/le/eval/pneumoniamnist
+      run 60 python -m medcontrast.cli report "$E"
+      cp "$E/report.md" "$E/label_efficiency_auroc.png" "$E/summary.csv" "$E/results.csv" "$OUT/" ;;
     pneumoniamnist|adrenalmnist3d|mednist)
       run "${LIMIT:-500}" python bench_label_efficiency.py "$what" --data "$DATA" --work /tmp/le ;;
   esac

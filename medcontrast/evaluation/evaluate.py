@@ -257,12 +257,14 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     results = folder / "results.csv"
     done = _done(results)
     ft_only = set(cfg.finetune.budgets)  # fine-tuning is the costly protocol: maybe fewer budgets
+    # Smallest budgets first, every init and protocol side by side: an evaluation stopped part
+    # way still holds complete, paired comparisons for the budgets it reached.
     jobs = [
         (i, p, b, s)
-        for i in inits
-        for p in cfg.protocols
         for b in ev.budgets
         for s in cfg.budgets.seeds
+        for i in inits
+        for p in cfg.protocols
         if (i.name, p, b.name, s) not in done
         and not (p == "finetune" and ft_only and b.name not in ft_only)
     ]

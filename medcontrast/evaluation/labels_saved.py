@@ -63,18 +63,23 @@ class LabelsSaved:
                 f"with up to {self.needed:.0f} (the largest budget run): more than "
                 f"{self.ratio:.1f}x the labels would be needed"
             )
-        elif self.kind == AT_MOST or self.needed <= self.pretrained_labels:
+        elif self.kind == AT_MOST:
             what = (
-                f"random initialisation matches what pretraining reaches with {p} labelled images "
-                f"with {_labels(self.needed, self.kind)}: no labels saved"
+                f"random initialisation already matches pretraining with {p} labelled images at "
+                f"{self.needed:.0f} or fewer (the smallest budget run): no labels saved"
+            )
+        elif self.needed <= self.pretrained_labels:
+            what = (
+                f"random initialisation matches pretraining with {p} labelled images at "
+                f"{self.needed:.0f}: no labels saved"
             )
         else:
             what = (
                 f"{p} labelled images with pretraining match {self.needed:.0f} without "
                 f"({self.ratio:.1f}x as many)"
             )
-        (lo, lo_kind), (hi, hi_kind) = self.ci
-        return f"{what} (95% CI {_labels(lo, lo_kind)} to {_labels(hi, hi_kind)})."
+        lo, hi = (_labels(v, k) for v, k in self.ci)
+        return f"{what} (95% CI {lo} to {hi})." if lo != hi else f"{what} (95% CI: {lo})."
 
 
 def _labels(value: float, kind: str) -> str:
