@@ -49,8 +49,9 @@ def main() -> None:
             continue
         parts += [f"## {TITLES[name]}", ""]
         entries = [json.loads(line) for line in path.read_text().splitlines()]
-        if name == "label_efficiency":  # a resumed run supersedes the earlier record of its dataset
-            entries = list({e["dataset"]: e for e in entries}.values())
+        if name == "label_efficiency":  # a later run supersedes the earlier one of its dataset
+            where = {e["dataset"] + str(e["hardware"].get("gpu")): e for e in entries}  # per device
+            entries = list(where.values())
         for entry in entries:
             title = entry.get("dataset", "")
             parts += [
@@ -60,6 +61,9 @@ def main() -> None:
                 _table(entry["rows"]),
                 "",
             ]
+            if entry.get("headline"):
+                parts += ["> " + line if line else ">" for line in entry["headline"].splitlines()]
+                parts += [""]
             if entry.get("pretrain"):
                 p = entry["pretrain"]
                 parts += [
