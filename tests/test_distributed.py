@@ -50,6 +50,9 @@ def _worker(rank: int, world: int, port: int, out: str, mask: bool) -> None:
         dist.all_gather(losses, loss.detach())
         if rank == 0:
             torch.save({"loss": torch.stack(losses).mean(), "grad": model.module.weight.grad}, out)
+        # Both ranks leave together: a rank that tears Gloo down while the other still works
+        # can abort it ("terminate called without an active exception", seen under load).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

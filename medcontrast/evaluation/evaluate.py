@@ -65,9 +65,19 @@ def _folder(cfg: EvaluateConfig) -> Path:
     return Path(cfg.out_dir) / cfg.name
 
 
-# Keys that only choose which runs to do: changing them adds or skips rows, and the rows
-# already computed keep their meaning, so a folder may be continued with other values.
-_SCHEDULE_KEYS = (("protocols",), ("budgets", "seeds"), ("finetune", "budgets"))
+# Keys that only choose which runs to do (changing them adds or skips rows), or that only the
+# report reads (it recomputes every figure from the saved predictions): the rows already computed
+# keep their meaning, so a folder may be continued with other values.
+_SCHEDULE_KEYS = (
+    ("protocols",),
+    ("budgets", "seeds"),
+    ("finetune", "budgets"),
+    ("threshold",),
+    ("positive_class",),
+    ("bootstrap",),
+    ("embedding_plot",),
+    ("retrieval_queries",),
+)
 
 
 def _identity(saved: dict) -> dict:

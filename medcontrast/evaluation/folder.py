@@ -93,7 +93,15 @@ class EvalFolder:
 
     @property
     def positive(self) -> int:
-        return int(self.dataset["positive"])
+        """The class sensitivity refers to: the saved config's ``positive_class`` (it may be
+        edited before ``medcontrast report``), else the one the evaluation resolved."""
+        name = self.cfg.positive_class
+        if name and name not in self.classes:
+            raise MedContrastError(
+                f"{self.path / CONFIG}: positive_class {name!r} is not a label here; labels: "
+                f"{', '.join(self.classes)}"
+            )
+        return self.classes.index(name) if name else int(self.dataset["positive"])
 
     def prediction(
         self, init: str, protocol: str, budget: str, seed: int, split: str = "test"

@@ -121,17 +121,15 @@ def _binary_auc_weighted(score: np.ndarray, positive: np.ndarray, w: np.ndarray)
     s, pos, w = score[order], positive[order], w[:, order]
     wp = w * pos
     wn = w * ~pos
-    # Group tied scores so that a tie contributes one half.
-    _, start = np.unique(s, return_index=True)
-    ends = np.append(start[1:], len(s))
-    neg_cum = np.cumsum(wn, axis=1)
-    neg_before = np.concatenate([np.zeros((w.shape[0], 1)), neg_cum], 1)
-    total = np.zeros(w.shape[0])
-    for a, b in zip(start, ends, strict=True):
-        p_in = wp[:, a:b].sum(1)
-        n_before = neg_before[:, a]
-        n_in = neg_before[:, b] - neg_before[:, a]
-        total += p_in * (n_before + 0.5 * n_in)
+    # Group tied scores so that a tie contributes one half. Each positive counts the negatives
+    # below its group plus half of those inside it; gathered for all cases at once (a Python loop
+    # over groups took minutes on test sets of thousands of distinct scores).
+    _, group, counts = np.unique(s, return_inverse=True, return_counts=True)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    neg_before = np.concatenate([np.zeros((w.shape[0], 1)), np.cumsum(wn, axis=1)], 1)
+    below = neg_before[:, starts[group]]  # (B, n): negatives strictly below each case's group
+    inside = neg_before[:, starts[group + 1]] - below
+    total = (wp * (below + 0.5 * inside)).sum(1)
     denom = wp.sum(1) * wn.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denom > 0, total / denom, np.nan)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from medcontrast.cli import main
+from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.folder import EvalFolder
 from medcontrast.evaluation.labels_saved import AT_MOST, MATCH, MORE_THAN, crossing
 from medcontrast.evaluation.report import build_headline, write_report
@@ -110,3 +112,20 @@ def test_budgets_where_random_was_not_fine_tuned_are_not_read(tmp_path):
     assert any(
         line.startswith("At 40-shot random initialisation did not run") for line in head.lines
     )
+
+
+def test_the_report_follows_an_edited_threshold_rule_without_rerunning(tmp_path):
+    folder = write_folder(
+        tmp_path / "e",
+        {("ssl", "linear"): {10: 0.8, 20: 0.85}, ("random", "finetune"): {10: 0.7, 20: 0.8}},
+    )
+    write_report(folder)
+    youden = pd.read_csv(folder / "summary.csv")
+    assert youden["threshold_mean"].notna().all()
+    config = folder / "config.yaml"
+    config.write_text(config.read_text().replace("threshold: youden", "threshold: argmax"))
+    write_report(folder)
+    assert pd.read_csv(folder / "summary.csv")["threshold_mean"].isna().all()
+    config.write_text(config.read_text().replace("positive_class: ''", "positive_class: tumour"))
+    with pytest.raises(MedContrastError, match="positive_class 'tumour' is not a label"):
+        write_report(folder)
