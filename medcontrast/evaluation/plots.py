@@ -65,7 +65,7 @@ def label_efficiency(
     axes = list(axes[0])
     ylabel = "AUROC" if metric == "auroc" else metric.replace("_", " ")
     if comparisons:
-        _headline_panel(axes.pop(0), sub, comparisons, saved)
+        _headline_panel(axes.pop(0), comparisons, saved)
     inits = list(dict.fromkeys(sub["init"]))
     for ax, protocol in zip(axes, protocols, strict=True):
         for i, init in enumerate(inits):
@@ -96,35 +96,20 @@ def label_efficiency(
     plt.close(fig)
 
 
-def _headline_panel(ax, sub: pd.DataFrame, comparisons: list, saved: list) -> None:
+def _headline_panel(ax, comparisons: list, saved: list) -> None:
     """Pretrained and random initialisation, each with its protocol chosen on validation."""
-    for side, colour, dashed in (("pretrained", _colour(0), False), ("baseline", _colour(1), True)):
-        by_init: dict[str, list] = {}
-        for c in comparisons:
-            choice = getattr(c, side)
-            by_init.setdefault(
-                c.pretrained.key[0] if side == "pretrained" else "random", []
-            ).append((c, choice))
-        for k, (init, pairs) in enumerate(by_init.items()):
-            pairs.sort(key=lambda p: p[0].labels)
-            x = [p[0].labels for p in pairs]
-            v = [getattr(p[0], f"{side}_value") for p in pairs]
-            label = (
-                f"{init} (best on validation)"
-                if side == "pretrained"
-                else ("random initialisation (best on validation)")
-            )
-            _line(
-                ax,
-                x,
-                [a for a, _, _ in v],
-                [b for _, b, _ in v],
-                [c for _, _, c in v],
-                _colour(2 * k) if side == "pretrained" else colour,
-                label,
-                dashed,
-                [p[0].budget for p in pairs] if side == "pretrained" and k == 0 else None,
-            )
+    baseline = "random initialisation (best on validation)"
+    lines: dict[str, dict[str, tuple]] = {}  # line -> budget -> (labels, (mean, lo, hi))
+    for c in comparisons:
+        pretrained = f"{c.pretrained.key[0]} (best on validation)"
+        lines.setdefault(pretrained, {})[c.budget] = (c.labels, c.pretrained_value)
+        lines.setdefault(baseline, {})[c.budget] = (c.labels, c.baseline_value)
+    for i, (label, points) in enumerate(lines.items()):
+        ordered = sorted(points.items(), key=lambda kv: kv[1][0])
+        x = [labels for _, (labels, _) in ordered]
+        mean, lo, hi = zip(*(value for _, (_, value) in ordered), strict=True)
+        names = [budget for budget, _ in ordered] if i == 0 else None
+        _line(ax, x, mean, lo, hi, _colour(i), label, label == baseline, names)
     for s in saved:
         end = s.needed if s.kind == "match" else max(s.curve_labels)
         if end <= s.pretrained_labels:

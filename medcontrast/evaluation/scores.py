@@ -26,7 +26,9 @@ from medcontrast.evaluation.metrics import (
 RunKey = tuple[str, str, str]  # (init, protocol, budget)
 
 
-def choose_threshold(rule: str, y_val: np.ndarray, val_prob: np.ndarray | None, positive: int):
+def choose_threshold(
+    rule: str, y_val: np.ndarray, val_prob: np.ndarray | None, positive: int
+) -> float | None:
     """The decision threshold for a run (None: most probable class).
 
     ``rule``: "youden" (chosen on validation; None when validation cannot choose one), "argmax",
