@@ -32,11 +32,15 @@ class Choice:
 
     key: RunKey
     on_validation: bool  # False: fixed preference, there was no validation score
+    passed_over: str = ""  # "finetune" when fine-tuning ran but another protocol won validation
 
     @property
     def describe(self) -> str:
         init, protocol, _ = self.key
-        return f"{init}, {PROTOCOL_NAMES.get(protocol, protocol)}"
+        text = f"{init}, {PROTOCOL_NAMES.get(protocol, protocol)}"
+        if self.passed_over:
+            text += f", which beat {PROTOCOL_NAMES[self.passed_over]} on validation"
+        return text
 
 
 def best_on_validation(scores: Scores, inits: list[str], budget: str) -> Choice | None:
@@ -47,7 +51,10 @@ def best_on_validation(scores: Scores, inits: list[str], budget: str) -> Choice 
     vals = {k: val_mean(scores, k) for k in candidates}
     finite = {k: v for k, v in vals.items() if np.isfinite(v)}
     if finite:
-        return Choice(max(finite, key=finite.__getitem__), True)
+        best = max(finite, key=finite.__getitem__)
+        # Say so when a frozen probe beat fine-tuning: the reader expects the fine-tuned baseline.
+        tuned = any(k[1] == "finetune" for k in finite) and best[1] != "finetune"
+        return Choice(best, True, "finetune" if tuned else "")
     rank = {p: i for i, p in enumerate(PREFERENCE)}
     return Choice(min(candidates, key=lambda k: rank.get(k[1], len(rank))), False)
 
@@ -80,6 +87,7 @@ def compare(
     base = best_on_validation(scores, randoms, budget)
     if pre is None or base is None:
         return None
+    pre.passed_over = ""  # only the baseline's choice needs saying: readers expect fine-tuning
     diff = paired_difference(scores, pre.key, base.key, metric)
     if diff is None:
         return None

@@ -8,6 +8,7 @@ import pytest
 from medcontrast.cli import main
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.folder import EvalFolder
+from medcontrast.evaluation.headline import sentence
 from medcontrast.evaluation.labels_saved import AT_MOST, MATCH, MORE_THAN, crossing
 from medcontrast.evaluation.report import build_headline, write_report
 from medcontrast.evaluation.scores import score_folder
@@ -129,3 +130,15 @@ def test_the_report_follows_an_edited_threshold_rule_without_rerunning(tmp_path)
     config.write_text(config.read_text().replace("positive_class: ''", "positive_class: tumour"))
     with pytest.raises(MedContrastError, match="positive_class 'tumour' is not a label"):
         write_report(folder)
+
+
+def test_a_frozen_probe_that_beats_fine_tuning_is_the_baseline_and_is_named_so(tmp_path):
+    curves = {
+        ("ssl", "linear"): {10: 0.80, 20: 0.85},
+        ("random", "finetune"): {10: 0.60, 20: 0.65},
+        ("random", "linear"): {10: 0.70, 20: 0.75},  # stronger on validation: the honest baseline
+    }
+    head = _headline(write_folder(tmp_path / "e", curves))
+    first = head.comparisons[0]
+    assert first.baseline.key == ("random", "linear", "10-shot")
+    assert "random, linear probe, which beat fine-tuning on validation" in sentence(first, "AUROC")
