@@ -24,7 +24,7 @@ import yaml
 from tqdm import tqdm
 
 from medcontrast.augment.params import AugmentParams
-from medcontrast.config import EvaluateConfig, save_config, to_dict
+from medcontrast.config import EvaluateConfig, from_dict, save_config, to_dict
 from medcontrast.data.cache import ImageCache, build_cache
 from medcontrast.data.manifest import read_manifest
 from medcontrast.data.selection import class_names, select_rows
@@ -72,6 +72,7 @@ _SCHEDULE_KEYS = (
     ("protocols",),
     ("budgets", "seeds"),
     ("finetune", "budgets"),
+    ("metrics",),
     ("threshold",),
     ("positive_class",),
     ("bootstrap",),
@@ -89,6 +90,11 @@ def _identity(saved: dict) -> dict:
             node = node.get(part, {})
         node.pop(key, None)
     return out
+
+
+def _plain(cfg: EvaluateConfig) -> dict:
+    """A config as the YAML file holds it (lists, not tuples)."""
+    return yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def _check(cfg: EvaluateConfig) -> None:
@@ -237,8 +243,9 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     folder = _folder(cfg)
     saved = folder / "config.yaml"
     if saved.exists():
-        previous = yaml.safe_load(saved.read_text())
-        current = yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        # Settings a folder predates take their defaults, so an older folder can be continued.
+        previous = _plain(from_dict(EvaluateConfig, yaml.safe_load(saved.read_text()) or {}))
+        current = _plain(cfg)
         if _identity(previous) != _identity(current):
             raise MedContrastError(
                 f"{folder} holds an evaluation with other settings; choose another name="

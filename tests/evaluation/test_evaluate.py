@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import yaml
 
 from medcontrast.cli import main
 from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
@@ -123,6 +124,18 @@ def test_report_and_resume(phantom_manifest, tiny_run):
     narrow = ("protocols=[linear]", "finetune.budgets=[2-shot]")
     evaluate(_eval_cfg(phantom_manifest, root, run, *narrow), progress=False)
     assert len(pd.read_csv(folder / "results.csv")) == len(results)
+    # A folder of the previous version (no threshold settings, four metrics, no validation
+    # predictions, no labels.npz) is continued, and its report says what it lacks.
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    del config["threshold"], config["positive_class"]
+    config["metrics"] = ["auroc", "accuracy", "balanced_accuracy", "macro_f1"]
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    for old in [*folder.glob("predictions/**/*_val.npy"), folder / "labels.npz"]:
+        old.unlink()
+    kept.to_csv(folder / "results.csv", index=False)
+    evaluate(_eval_cfg(phantom_manifest, root, run), progress=False)
+    assert len(pd.read_csv(folder / "results.csv")) == len(results)
+    assert "runs have no validation predictions" in (folder / "report.md").read_text()
 
 
 def test_bad_inputs_are_clear(phantom_manifest, tiny_run, tmp_path):
