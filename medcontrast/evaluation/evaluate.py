@@ -32,12 +32,18 @@ from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.budgets import Budget, Selection, budgets_from, patient_order, select
 from medcontrast.evaluation.feature_figures import feature_figures
 from medcontrast.evaluation.finetune import FinetuneSettings, finetune
-from medcontrast.evaluation.folder import DATASET, LABELS, prediction_path, safe_name
+from medcontrast.evaluation.folder import (
+    DATASET,
+    LABELS,
+    prediction_path,
+    resolve_positive,
+    safe_name,
+)
 from medcontrast.evaluation.inits import Init, resolve_inits
 from medcontrast.evaluation.metrics import METRICS, point_metrics
 from medcontrast.evaluation.probes import extract_features, knn_probe, linear_probe
 from medcontrast.evaluation.report import write_report
-from medcontrast.evaluation.scores import choose_threshold
+from medcontrast.evaluation.scores import choose_threshold, parse_threshold
 from medcontrast.runinfo import resolve_device, resolve_precision, versions
 from medcontrast.train import preprocess_spec
 
@@ -110,7 +116,7 @@ def _check(cfg: EvaluateConfig) -> None:
         raise MedContrastError("budgets.seeds is empty")
     if cfg.budgets.group not in ("patient", "none"):
         raise MedContrastError("budgets.group must be patient or none")
-    choose_threshold(cfg.threshold, np.zeros(0), None, 1)  # a clear error for a bad rule
+    parse_threshold(cfg.threshold)
 
 
 class Evaluation:
@@ -160,14 +166,9 @@ class Evaluation:
             raise MedContrastError(
                 f"class(es) {[self.classes[i] for i in missing]} have no labeled training image"
             )
-        if cfg.positive_class and cfg.positive_class not in self.classes:
-            raise MedContrastError(
-                f"positive_class {cfg.positive_class!r} is not a label here; labels: "
-                f"{', '.join(self.classes)}"
-            )
         # Sensitivity refers to this class; by default the last in sorted order.
-        self.positive = (
-            self.classes.index(cfg.positive_class) if cfg.positive_class else len(self.classes) - 1
+        self.positive = resolve_positive(
+            cfg.positive_class, self.classes, len(self.classes) - 1, ""
         )
         self.train_rows = t.iloc[self.split["train"]].reset_index(drop=True)
         self.budgets: list[Budget] = budgets_from(cfg.budgets.fractions, cfg.budgets.shots)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medcontrast.evaluation.folder import EMBEDDINGS, RETRIEVAL
 from medcontrast.evaluation.inits import Init
 from medcontrast.evaluation.plots import embedding_map, retrieval_panel
 from medcontrast.evaluation.probes import nearest_neighbours
@@ -37,7 +38,7 @@ def feature_figures(
     y_test = y[te]
     if embedding_plot:
         embedding_map(
-            {i.name: features(i)[te] for i in inits}, y_test, classes, folder / "embeddings.png"
+            {i.name: features(i)[te] for i in inits}, y_test, classes, folder / EMBEDDINGS
         )
     if retrieval_queries <= 0:
         return
@@ -59,5 +60,5 @@ def feature_figures(
         images[tr],
         [classes[k] for k in y_test[queries]],
         [classes[k] for k in y[tr]],
-        folder / "retrieval.png",
+        folder / RETRIEVAL,
     )

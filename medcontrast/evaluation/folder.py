@@ -24,6 +24,17 @@ SUMMARY = "summary.csv"
 INITS = "inits.json"
 DATASET = "dataset.json"  # classes, positive class, counts per split and class, failed samples
 LABELS = "labels.npz"  # y_val, y_test and test_groups (patient codes 0..P-1, not identifiers)
+EMBEDDINGS = "embeddings.png"  # drawn by evaluate (it needs features); embedded by the report
+RETRIEVAL = "retrieval.png"
+
+
+def resolve_positive(name: str, classes: list[str], default: int, where: str) -> int:
+    """Index of the class sensitivity refers to: ``name``, or ``default`` when it is empty."""
+    if name and name not in classes:
+        raise MedContrastError(
+            f"{where}positive_class {name!r} is not a label here; labels: {', '.join(classes)}"
+        )
+    return classes.index(name) if name else default
 
 
 def safe_name(name: str) -> str:
@@ -95,13 +106,12 @@ class EvalFolder:
     def positive(self) -> int:
         """The class sensitivity refers to: the saved config's ``positive_class`` (it may be
         edited before ``medcontrast report``), else the one the evaluation resolved."""
-        name = self.cfg.positive_class
-        if name and name not in self.classes:
-            raise MedContrastError(
-                f"{self.path / CONFIG}: positive_class {name!r} is not a label here; labels: "
-                f"{', '.join(self.classes)}"
-            )
-        return self.classes.index(name) if name else int(self.dataset["positive"])
+        return resolve_positive(
+            self.cfg.positive_class,
+            self.classes,
+            int(self.dataset["positive"]),
+            f"{self.path / CONFIG}: ",
+        )
 
     def prediction(
         self, init: str, protocol: str, budget: str, seed: int, split: str = "test"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medcontrast.evaluation.headline import Choice, Comparison, best_on_validation
-from medcontrast.evaluation.scores import Scores, combined
+from medcontrast.evaluation.headline import Comparison, best_on_validation
+from medcontrast.evaluation.scores import Scores
 
 MATCH, MORE_THAN, AT_MOST = "match", "more than", "at most"
 
@@ -47,9 +47,7 @@ class LabelsSaved:
     needed: float
     kind: str
     ci: tuple[tuple[float, str], tuple[float, str]]  # (value, kind) at 2.5% and 97.5%
-    curve_labels: list[float]  # the random curve that was read, for the plot
-    curve_values: list[float]
-    target: float
+    target: float  # the pretrained result that the random curve is read at
 
     @property
     def ratio(self) -> float:
@@ -98,11 +96,9 @@ def labels_saved(
             "so it has no curve to read"
         )
     x = np.array([scores.labels[c.key[2]] for c in chosen])
-    y, y_boot = _curve(scores, chosen, metric)
-    pre = comparison.pretrained.key
-    seeds = scores.seeds(pre)
-    target = float(np.mean([scores.runs[pre][s].point[metric] for s in seeds]))
-    t_boot = combined([scores.runs[pre][s].boot[metric] for s in seeds], seeds, scores.n_boot)
+    curve = [scores.mean_and_replicates(c.key, metric) for c in chosen]
+    y, y_boot = np.array([m for m, _ in curve]), np.stack([b for _, b in curve], 1)  # (K,), (B, K)
+    target, t_boot = scores.mean_and_replicates(comparison.pretrained.key, metric)
     needed, kind = crossing(x, y, target)
     reads = [
         crossing(x, y_boot[b], t_boot[b])
@@ -111,9 +107,9 @@ def labels_saved(
     ]
     if not reads:
         return "no bootstrap replicate had a finite value"
-    # Sort on a scale where "at most x" is below x and "more than x" above it.
+    # "At most x" sorts below a match at x, "more than x" above it.
     order = {AT_MOST: -1, MATCH: 0, MORE_THAN: 1}
-    reads.sort(key=lambda r: (r[0] + order[r[1]] * 1e-6 * r[0], order[r[1]]))
+    reads.sort(key=lambda r: (r[0], order[r[1]]))
     n = len(reads)
     lo, hi = reads[int(np.floor(0.025 * (n - 1)))], reads[int(np.ceil(0.975 * (n - 1)))]
     return LabelsSaved(
@@ -122,8 +118,6 @@ def labels_saved(
         needed,
         kind,
         (lo, hi),
-        x.tolist(),
-        y.tolist(),
         target,
     )
 
@@ -140,14 +134,3 @@ def complete_budgets(scores: Scores, inits: list[str]) -> list[str]:
             ran.setdefault(budget, set()).add(protocol)
     every = set().union(*ran.values()) if ran else set()
     return sorted((b for b, p in ran.items() if p == every), key=scores.labels.__getitem__)
-
-
-def _curve(scores: Scores, chosen: list[Choice], metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over seeds (K,) and bootstrap replicates (B, K) of the chosen random runs."""
-    y, boot = [], []
-    for c in chosen:
-        seeds = scores.seeds(c.key)
-        runs = scores.runs[c.key]
-        y.append(np.mean([runs[s].point[metric] for s in seeds]))
-        boot.append(combined([runs[s].boot[metric] for s in seeds], seeds, scores.n_boot))
-    return np.array(y), np.stack(boot, 1)

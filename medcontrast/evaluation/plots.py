@@ -111,7 +111,7 @@ def _headline_panel(ax, comparisons: list, saved: list) -> None:
         names = [budget for budget, _ in ordered] if i == 0 else None
         _line(ax, x, mean, lo, hi, _colour(i), label, label == baseline, names)
     for s in saved:
-        end = s.needed if s.kind == "match" else max(s.curve_labels)
+        end = s.needed  # for "more than N", N: the largest budget run
         if end <= s.pretrained_labels:
             continue
         ax.annotate(

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from medcontrast import __version__
-from medcontrast.evaluation.folder import SUMMARY, EvalFolder
+from medcontrast.evaluation.folder import EMBEDDINGS, RETRIEVAL, SUMMARY, EvalFolder
 from medcontrast.evaluation.headline import PROTOCOL_NAMES, Comparison, compare, sentence
 from medcontrast.evaluation.labels_saved import LabelsSaved, complete_budgets, labels_saved
 from medcontrast.evaluation.plots import label_efficiency
@@ -35,13 +35,13 @@ METRIC_NAMES = {
 FEW_PATIENTS = 30  # below this many test patients the headline carries a warning
 FEATURE_FIGURES = (
     (
-        "embeddings.png",
+        EMBEDDINGS,
         "Map of test embeddings",
         "Frozen features of the test images, coloured by their label: a good encoder separates "
         "the classes without having seen a label.",
     ),
     (
-        "retrieval.png",
+        RETRIEVAL,
         "Nearest-neighbour retrieval",
         "Test images (left) and their five most similar labelled training images in each "
         "encoder's feature space; each title says whether the label matches the query's.",
@@ -62,7 +62,7 @@ class Headline:
     lines: list[str] = field(default_factory=list)
 
 
-def _picks(folder: EvalFolder, scores: Scores, budgets: list[str]) -> list[str]:
+def _picks(folder: EvalFolder, budgets: list[str]) -> list[str]:
     """Budgets for the labels-saved figure: the smallest and the fraction nearest 10%, never the
     largest (nothing above it to read off)."""
     if len(budgets) < 2:
@@ -115,7 +115,7 @@ def _compare_init(
     metric = folder.cfg.headline_metric
     name = METRIC_NAMES.get(metric, metric)
     comparisons = {b: c for b in budgets if (c := compare(scores, pre, randoms, b, metric))}
-    for b in _picks(folder, scores, budgets):
+    for b in _picks(folder, budgets):
         ls = (
             labels_saved(scores, comparisons[b], randoms, metric)
             if b in comparisons

@@ -34,12 +34,18 @@ def choose_threshold(
     ``rule``: "youden" (chosen on validation; None when validation cannot choose one), "argmax",
     or a number in (0, 1) applied to the positive class's probability.
     """
-    if rule == "argmax":
+    fixed = parse_threshold(rule)
+    if rule != "youden":
+        return fixed
+    if val_prob is None or len(y_val) == 0:
         return None
-    if rule == "youden":
-        if val_prob is None or len(y_val) == 0:
-            return None
-        return youden_threshold(y_val, val_prob, positive)
+    return youden_threshold(y_val, val_prob, positive)
+
+
+def parse_threshold(rule: str) -> float | None:
+    """Check a threshold rule; returns the fixed threshold it names (None for youden, argmax)."""
+    if rule in ("youden", "argmax"):
+        return None
     try:
         value = float(rule)
     except ValueError:
@@ -74,6 +80,13 @@ class Scores:
     def seeds(self, key: RunKey) -> list[int]:
         return sorted(self.runs.get(key, {}))
 
+    def mean_and_replicates(self, key: RunKey, metric: str) -> tuple[float, np.ndarray]:
+        """A run's test metric averaged over its seeds, and the (B,) bootstrap replicates of
+        that mean (test patients and seeds resampled together)."""
+        seeds, runs = self.seeds(key), self.runs[key]
+        mean = float(np.mean([runs[s].point[metric] for s in seeds]))
+        return mean, combined([runs[s].boot[metric] for s in seeds], seeds, self.n_boot)
+
 
 def score_folder(folder: EvalFolder, seed: int = 0) -> Scores:
     """Score every run of an evaluation folder (bootstrap over test patients)."""
@@ -83,6 +96,7 @@ def score_folder(folder: EvalFolder, seed: int = 0) -> Scores:
     res = folder.results
     out = Scores(n_boot=cfg.bootstrap, metrics=metrics)
     out.labels = res.groupby("budget")["labels_used"].mean().to_dict()
+    head, positive = cfg.headline_metric, folder.positive
     runs = res[["init", "protocol", "budget", "seed"]].drop_duplicates()
     for init, protocol, budget, s in runs.itertuples(index=False):
         test = folder.prediction(init, protocol, budget, int(s))
@@ -90,16 +104,15 @@ def score_folder(folder: EvalFolder, seed: int = 0) -> Scores:
             continue  # a row without its prediction file: nothing to score
         val = folder.prediction(init, protocol, budget, int(s), "val")
         out.missing_val += val is None
-        t = choose_threshold(cfg.threshold, folder.y_val, val, folder.positive)
-        head = cfg.headline_metric
+        t = choose_threshold(cfg.threshold, folder.y_val, val, positive)
         val_score = (
-            point_metrics(folder.y_val, val, [head], t, folder.positive)[head]
+            point_metrics(folder.y_val, val, [head], t, positive)[head]
             if val is not None and len(folder.y_val)
             else float("nan")
         )
         out.runs.setdefault((init, protocol, budget), {})[int(s)] = SeedScore(
-            point=point_metrics(folder.y_test, test, metrics, t, folder.positive),
-            boot=weighted_metrics(folder.y_test, test, weights, metrics, t, folder.positive),
+            point=point_metrics(folder.y_test, test, metrics, t, positive),
+            boot=weighted_metrics(folder.y_test, test, weights, metrics, t, positive),
             val=val_score,
             threshold=t,
         )

@@ -59,12 +59,10 @@ def mean_and_interval(
     scores: Scores, key: RunKey, metric: str
 ) -> tuple[float, float, float, float]:
     """Mean and std over seeds of a run's test metric, and its 95% interval."""
-    seeds = scores.seeds(key)
-    runs = scores.runs[key]
-    vals = np.array([runs[s].point[metric] for s in seeds])
-    boot = combined([runs[s].boot[metric] for s in seeds], seeds, scores.n_boot)
+    mean, boot = scores.mean_and_replicates(key, metric)
+    vals = [scores.runs[key][s].point[metric] for s in scores.seeds(key)]
     lo, hi = percentile_interval(boot)
-    return float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0, lo, hi
+    return mean, float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, lo, hi
 
 
 def val_mean(scores: Scores, key: RunKey) -> float:
