@@ -240,6 +240,9 @@ class EvaluateConfig:
     device: str = "auto"
     embedding_plot: bool = True
     retrieval_queries: int = 6
+    # When an initialisation's weights (a continued run) or the manifest changed since a
+    # folder's results were computed: "recompute" what depends on them, or "refuse" to go on.
+    on_change: str = "recompute"
 
 
 # Augmentation presets: a YAML file or the command line says ``views.preset: ct`` and may still

@@ -10,9 +10,9 @@ evaluation continues where it stopped. Then :mod:`medcontrast.evaluation.report`
 from __future__ import annotations
 
 import copy
-import csv
 import hashlib
 import json
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -28,39 +28,31 @@ from medcontrast.config import EvaluateConfig, from_dict, save_config, to_dict
 from medcontrast.data.cache import ImageCache, build_cache
 from medcontrast.data.manifest import read_manifest
 from medcontrast.data.selection import class_names, select_rows
-from medcontrast.errors import MedContrastError
+from medcontrast.errors import MedContrastError, first_line
 from medcontrast.evaluation.budgets import Budget, Selection, budgets_from, patient_order, select
 from medcontrast.evaluation.feature_figures import feature_figures
 from medcontrast.evaluation.finetune import FinetuneSettings, finetune
 from medcontrast.evaluation.folder import (
     DATASET,
+    INITS,
     LABELS,
+    RESULTS,
+    feature_path,
     prediction_path,
     resolve_positive,
     safe_name,
+    save_array,
 )
 from medcontrast.evaluation.inits import Init, resolve_inits
 from medcontrast.evaluation.metrics import METRICS, point_metrics
 from medcontrast.evaluation.probes import extract_features, knn_probe, linear_probe
 from medcontrast.evaluation.report import write_report
+from medcontrast.evaluation.results_file import append_results, read_results, write_results
 from medcontrast.evaluation.scores import choose_threshold, parse_threshold
 from medcontrast.runinfo import resolve_device, resolve_precision, versions
 from medcontrast.train import preprocess_spec
 
 PROTOCOLS = ("linear", "knn", "finetune")
-RESULT_COLUMNS = [
-    "init",
-    "protocol",
-    "budget",
-    "budget_kind",
-    "budget_value",
-    "labels_used",
-    "patients_used",
-    "seed",
-    "metric",
-    "value",
-    "note",
-]
 
 
 def _folder(cfg: EvaluateConfig) -> Path:
@@ -84,6 +76,7 @@ _SCHEDULE_KEYS = (
     ("bootstrap",),
     ("embedding_plot",),
     ("retrieval_queries",),
+    ("on_change",),
 )
 
 
@@ -117,6 +110,8 @@ def _check(cfg: EvaluateConfig) -> None:
     if cfg.budgets.group not in ("patient", "none"):
         raise MedContrastError("budgets.group must be patient or none")
     parse_threshold(cfg.threshold)
+    if cfg.on_change not in ("recompute", "refuse"):
+        raise MedContrastError(f"on_change must be recompute or refuse, not {cfg.on_change!r}")
 
 
 class Evaluation:
@@ -141,6 +136,7 @@ class Evaluation:
             raise MedContrastError(
                 f"only one class ({self.classes[0]}) among the labeled rows; need two or more"
             )
+        self.manifest_sha256 = manifest.digest()
         self.cache: ImageCache = build_cache(
             manifest,
             rows,
@@ -182,21 +178,20 @@ class Evaluation:
         self._features: dict[str, np.ndarray] = {}
 
     def features(self, init: Init) -> np.ndarray:
-        """Frozen features of every labeled image (computed once per init, kept on disk)."""
+        """Frozen features (N, D) of every labeled image (computed once per init, kept on
+        disk; a file that a kill left damaged, or of another length, is recomputed)."""
         if init.name not in self._features:
-            path = self.folder / "features" / f"{safe_name(init.name)}.npy"
-            if path.exists():
-                self._features[init.name] = np.load(path)
-            else:
+            path = feature_path(self.folder, init.name)
+            feats = _load_features(path, len(self.cache))
+            if feats is None:
                 encoder = init.make(0)
                 feats = extract_features(
                     encoder, self.cache.array, self.device, self.cfg.batch_size
                 )
                 if not np.isfinite(feats).all():
                     raise MedContrastError(f"initialisation {init.name} gives NaN features")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path, feats)
-                self._features[init.name] = feats
+                save_array(path, feats)
+            self._features[init.name] = feats
         return self._features[init.name]
 
     def write_labels(self) -> None:
@@ -225,17 +220,76 @@ class Evaluation:
             "classes": self.classes,
             "positive": self.positive,
             "manifest": Path(self.cfg.data.manifest).name,
+            "manifest_sha256": self.manifest_sha256,
             "failed": len(self.cache.failed),
             "table": table,
         }
         (self.folder / DATASET).write_text(json.dumps(dataset, indent=2))
 
 
-def _done(path: Path) -> set[tuple]:
+def _load_features(path: Path, n: int) -> np.ndarray | None:
+    """Saved features (n, D), or None (with a note) when absent, unreadable or of another shape."""
     if not path.exists():
-        return set()
-    t = pd.read_csv(path, dtype={"seed": int})
+        return None
+    try:
+        feats = np.load(path)
+    except (ValueError, OSError, EOFError) as exc:
+        reason = first_line(exc)
+    else:
+        if feats.ndim == 2 and len(feats) == n and np.isfinite(feats).all():
+            return feats
+        reason = f"shape {feats.shape}, expected ({n}, D) finite values"
+    print(f"note: {path} is damaged ({reason}); recomputing it", file=sys.stderr)
+    return None
+
+
+def _done(path: Path) -> set[tuple]:
+    """The (init, protocol, budget, seed) runs already complete in ``results.csv``."""
+    t = read_results(path, repair=True)
     return set(zip(t["init"], t["protocol"], t["budget"], t["seed"], strict=True))
+
+
+def _recorded_digests(folder: Path) -> tuple[str, dict[str, str]]:
+    """The manifest's and each initialisation's digests a folder's results were computed with
+    ("" where an older folder did not record one)."""
+    manifest, inits = "", {}
+    if (folder / DATASET).exists():
+        manifest = json.loads((folder / DATASET).read_text()).get("manifest_sha256", "")
+    if (folder / INITS).exists():
+        inits = {i["name"]: i.get("sha256", "") for i in json.loads((folder / INITS).read_text())}
+    return manifest, inits
+
+
+def _forget_changed(
+    folder: Path,
+    before: tuple[str, dict[str, str]],
+    inits: list[Init],
+    manifest_sha256: str,
+    on_change: str,
+) -> None:
+    """Drop the rows, features and predictions of initialisations whose weights changed (of
+    all, when the manifest changed) since they were computed, or refuse when asked to."""
+    manifest, digests = before
+    results = folder / RESULTS
+    done = read_results(results, repair=True)
+    if manifest and manifest != manifest_sha256:
+        changed = sorted(set(done["init"]) | set(digests))
+        why = "the manifest changed"
+    else:
+        changed = [i.name for i in inits if digests.get(i.name) not in ("", None, i.digest)]
+        why = "their weights changed"
+    if not changed:
+        return
+    if on_change == "refuse":
+        raise MedContrastError(
+            f"{folder}: {why} since results were computed for {', '.join(changed)}; "
+            "set on_change=recompute to redo them, or choose another name="
+        )
+    print(f"note: {why} since {folder} was computed: redoing {', '.join(changed)}", file=sys.stderr)
+    write_results(results, done[~done["init"].isin(changed)])
+    for name in changed:
+        feature_path(folder, name).unlink(missing_ok=True)
+        shutil.rmtree(folder / "predictions" / safe_name(name), ignore_errors=True)
 
 
 def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
@@ -251,13 +305,15 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
             raise MedContrastError(
                 f"{folder} holds an evaluation with other settings; choose another name="
             )
+    before = _recorded_digests(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_config(cfg, saved)
     (folder / "versions.json").write_text(json.dumps(versions(), indent=2))
     ev = Evaluation(cfg, folder, progress)
-    ev.write_labels()
     inits = resolve_inits(cfg.inits, cfg.data.ndim, cfg.data.size)
-    (folder / "inits.json").write_text(
+    _forget_changed(folder, before, inits, ev.manifest_sha256, cfg.on_change)
+    ev.write_labels()
+    (folder / INITS).write_text(
         json.dumps(
             [
                 {
@@ -266,13 +322,14 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
                     "source": i.source,
                     "encoder": asdict(i.spec),
                     "notes": i.notes,
+                    "sha256": i.digest,
                 }
                 for i in inits
             ],
             indent=2,
         )
     )
-    results = folder / "results.csv"
+    results = folder / RESULTS
     done = _done(results)
     ft_only = set(cfg.finetune.budgets)  # fine-tuning is the costly protocol: maybe fewer budgets
     # Smallest budgets first, every init and protocol side by side: an evaluation stopped part
@@ -322,8 +379,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
             notes += extra
         for split, p in (("test", prob), ("val", val_prob)):
             path = prediction_path(folder, init.name, protocol, budget.name, seed, split)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, p.astype(np.float32))
+            save_array(path, p.astype(np.float32))
         # Hard decisions use a threshold chosen on this run's validation predictions.
         y_val = ev.y[ev.split["val"]]
         threshold = choose_threshold(cfg.threshold, y_val, val_prob, ev.positive)
@@ -342,7 +398,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
             "seed": seed,
             "note": "; ".join(notes),
         }
-        _append(results, [{**base, "metric": m, "value": v} for m, v in values.items()])
+        append_results(results, [{**base, "metric": m, "value": v} for m, v in values.items()])
     bar.close()
     feature_figures(
         ev.features,
@@ -413,14 +469,3 @@ def _finetune(
         amp,
     )
     return info["val_prob"], prob, [f"best epoch {info['best_epoch']}"]
-
-
-def _append(path: Path, rows: list[dict]) -> None:
-    """Append rows and flush, so an interruption loses at most the run in progress."""
-    new = not path.exists()
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-        fh.flush()

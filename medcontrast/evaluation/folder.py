@@ -8,6 +8,7 @@ evaluation loop. Nothing here names a patient: test images are grouped by intege
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import yaml
 
 from medcontrast.config import EvaluateConfig, from_dict
 from medcontrast.errors import MedContrastError
+from medcontrast.evaluation.results_file import read_results
 
 CONFIG = "config.yaml"
 RESULTS = "results.csv"
@@ -42,6 +44,11 @@ def safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
+def feature_path(folder: Path, init: str) -> Path:
+    """Frozen features (N, D) of one initialisation, for every labeled image."""
+    return folder / "features" / f"{safe_name(init)}.npy"
+
+
 def prediction_path(
     folder: Path, init: str, protocol: str, budget: str, seed: int, split: str = "test"
 ) -> Path:
@@ -54,6 +61,15 @@ def prediction_path(
         / protocol
         / f"{safe_name(budget)}_seed{seed}{suffix}.npy"
     )
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    """``np.save`` through a temporary file and a rename: a kill leaves the old file or none,
+    never a half-written one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
 
 
 @dataclass
@@ -83,7 +99,7 @@ class EvalFolder:
                     )
                 )
         cfg = from_dict(EvaluateConfig, yaml.safe_load((path / CONFIG).read_text()) or {})
-        results = pd.read_csv(path / RESULTS)
+        results = read_results(path / RESULTS)
         if results.empty:
             raise MedContrastError(f"{path / RESULTS} holds no finished run")
         labels = np.load(path / LABELS)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -25,6 +26,22 @@ class Init:
     source: str
     make: Callable[[int], Encoder]  # seed -> a new encoder (the seed only matters for random)
     notes: list[str]
+    digest: str = ""  # SHA-256 of the weights it starts from (of the spec for random weights)
+
+
+def file_digest(*paths: Path) -> str:
+    """SHA-256 over the bytes of ``paths``: an evaluation folder records it per initialisation,
+    so that weights changed under the same name (a continued run) are never taken for the old."""
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _spec_digest(spec: EncoderSpec) -> str:
+    return hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()
 
 
 def _load_file_into(encoder: Encoder, path: Path) -> list[str]:
@@ -95,7 +112,15 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
                 raise MedContrastError("a random init needs encoder: (e.g. timm:resnet18)")
             spec = _spec_like(item, ndim, size, pretrained)
             out.append(
-                Init(item.name or "random", "random", spec, "random", _random_factory(spec), [])
+                Init(
+                    item.name or "random",
+                    "random",
+                    spec,
+                    "random",
+                    _random_factory(spec),
+                    [],
+                    _spec_digest(spec),
+                )
             )
             continue
         path = Path(source)
@@ -106,8 +131,17 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
             _check_fits(spec, ndim, size, source)
             load_encoder(path)  # fail now, with the file named, if the weights do not fit
             name = item.name or (path.name if path.is_dir() else path.parent.name)
+            weights = path / WEIGHTS if path.is_dir() else path
             out.append(
-                Init(name, "pretrained", spec, str(path), lambda _seed, p=path: load_encoder(p), [])
+                Init(
+                    name,
+                    "pretrained",
+                    spec,
+                    str(path),
+                    lambda _seed, p=path: load_encoder(p),
+                    [],
+                    file_digest(weights, weights.with_name(SPEC)),
+                )
             )
         elif path.is_file():
             if not item.encoder:
@@ -123,7 +157,7 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
                 _load_file_into(enc, path)
                 return enc
 
-            out.append(Init(name, "weights", spec, str(path), make, notes))
+            out.append(Init(name, "weights", spec, str(path), make, notes, file_digest(path)))
         else:
             raise MedContrastError(
                 f"init source {source!r} is neither 'random', a run folder nor a file"
@@ -140,6 +174,7 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
                 "random",
                 _random_factory(spec),
                 ["added automatically: every initialisation is compared with it"],
+                _spec_digest(spec),
             )
         )
     names = [i.name for i in out]

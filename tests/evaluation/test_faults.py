@@ -1,0 +1,117 @@
+"""An evaluation folder survives faults: a torn results.csv, a half-written feature file and
+weights that changed under the same name are redone, never reused or fatal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
+from medcontrast.errors import MedContrastError
+from medcontrast.evaluation.evaluate import evaluate
+from medcontrast.export import WEIGHTS
+from medcontrast.train import pretrain
+
+
+@pytest.fixture(scope="module")
+def run(phantom_manifest, tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    cfg = load_config(
+        PretrainConfig,
+        None,
+        [
+            f"data.manifest={phantom_manifest}",
+            "data.modalities=[CR,DX]",
+            "data.size=[32,32]",
+            f"data.cache_dir={root / 'cache'}",
+            f"out_dir={root / 'runs'}",
+            "name=tiny",
+            "model.encoder=timm:resnet10t",
+            "train.batch_size=8",
+            "train.max_steps=2",
+            "views.path=batched",
+        ],
+    )
+    return pretrain(cfg, progress=False)
+
+
+def _cfg(manifest, run, out, *extra) -> EvaluateConfig:
+    return load_config(
+        EvaluateConfig,
+        None,
+        [
+            f"data.manifest={manifest}",
+            "data.modalities=[CR,DX]",
+            "data.size=[32,32]",
+            f"data.cache_dir={run.parent.parent / 'cache'}",
+            f"out_dir={out}",
+            "name=f",
+            f"inits=[{{name: ssl, source: '{run}'}}]",
+            "protocols=[linear,knn]",
+            "budgets.shots=[2]",
+            "budgets.fractions=[]",
+            "budgets.seeds=[0,1]",
+            "bootstrap=20",
+            "embedding_plot=false",
+            "retrieval_queries=0",
+            *extra,
+        ],
+    )
+
+
+def _auroc(folder, init: str) -> pd.Series:
+    t = pd.read_csv(folder / "results.csv")
+    t = t[(t["init"] == init) & (t["metric"] == "auroc")]
+    return t.set_index(["protocol", "seed"])["value"].sort_index()
+
+
+def test_torn_results_and_damaged_features_are_redone(phantom_manifest, run, tmp_path, capsys):
+    folder = evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
+    full = pd.read_csv(folder / "results.csv")
+    # A kill inside the last run's rows: the rerun drops that run and redoes it.
+    text = (folder / "results.csv").read_text()
+    (folder / "results.csv").write_text(text[: len(text) - 25])
+    evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
+    assert "cut short" in capsys.readouterr().err
+    again = pd.read_csv(folder / "results.csv")
+    assert len(again) == len(full) and again["value"].notna().all()
+    order = ["init", "protocol", "seed", "metric"]
+    same = [again, full]
+    for i, t in enumerate(same):  # timings differ; everything else is the same
+        same[i] = t[t["metric"] != "seconds"].drop(columns="note").sort_values(order)
+    pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in same))
+    # A feature file cut in half by a kill is recomputed, not loaded.
+    feats = folder / "features" / "ssl.npy"
+    good = np.load(feats)
+    feats.write_bytes(feats.read_bytes()[: feats.stat().st_size // 2])
+    full[full["init"] != "ssl"].to_csv(folder / "results.csv", index=False)
+    evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
+    assert "ssl.npy is damaged" in capsys.readouterr().err
+    np.testing.assert_allclose(np.load(feats), good, rtol=1e-5)
+    assert len(pd.read_csv(folder / "results.csv")) == len(full)
+    assert not list(folder.rglob("*.tmp*"))
+
+
+def test_changed_weights_are_recomputed_or_refused(phantom_manifest, run, tmp_path, capsys):
+    folder = evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
+    before_ssl, before_random = _auroc(folder, "ssl"), _auroc(folder, "random")
+    before_feats = np.load(folder / "features" / "ssl.npy")
+    # The pretrained run was continued: its encoder.pth now holds other weights.
+    state = torch.load(run / WEIGHTS, weights_only=True)
+    torch.manual_seed(1)
+    for v in state.values():
+        if v.dim() > 1:  # convolution weights (batch-norm statistics stay valid)
+            v.add_(0.1 * torch.randn_like(v))
+    torch.save(state, run / WEIGHTS)
+    with pytest.raises(MedContrastError, match=r"weights changed.*ssl"):
+        evaluate(_cfg(phantom_manifest, run, tmp_path, "on_change=refuse"), progress=False)
+    evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
+    assert "redoing ssl" in capsys.readouterr().err
+    assert not np.allclose(np.load(folder / "features" / "ssl.npy"), before_feats)
+    pd.testing.assert_series_equal(_auroc(folder, "random"), before_random)
+    assert len(_auroc(folder, "ssl")) == len(before_ssl)
+    # Nothing changed since: a rerun reuses every row.
+    evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
+    assert "redoing" not in capsys.readouterr().err
