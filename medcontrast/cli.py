@@ -1,18 +1,22 @@
 """The ``medcontrast`` command line: phantoms, index, pretrain, evaluate, report, demo.
 
 Each subcommand parses its arguments and hands plain values to one library function; problems
-with the user's input end with a one-line message and exit status 2, never a traceback.
+with the user's input end with a one-line message and exit status 2, problems of the machine
+(a folder that cannot be created or written, a full disk) with one naming the path and exit
+status 1; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from medcontrast import __version__
 from medcontrast.errors import MedContrastError
+from medcontrast.outputs import writable_folder
 
 
 def _cmd_phantoms(args: argparse.Namespace) -> int:
@@ -35,11 +39,13 @@ def _cmd_phantoms(args: argparse.Namespace) -> int:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from medcontrast.data.index import build_index, write_index
+    from medcontrast.data.index import build_index, outside_archive, write_index
 
     fractions = tuple(float(x) for x in args.split.split(","))
     if len(fractions) != 3:
         raise MedContrastError("--split takes three fractions: train,val,test (e.g. 0.7,0.15,0.15)")
+    # Checked before a walk of hours, not after it.
+    writable_folder(outside_archive(args.out, args.root).parent)
     result = build_index(
         args.root,
         labels=args.labels,
@@ -102,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Self-supervised contrastive learning for medical images.",
     )
     parser.add_argument("--version", action="version", version=f"medcontrast {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error, not one line"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("phantoms", help="write the embedded default archive (synthetic patients)")
@@ -168,14 +177,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Causes whose system wording misleads where a folder is being made.
+_CAUSES = {
+    errno.EEXIST: "a file stands where a folder is needed",
+    errno.ENOTDIR: "part of the path is a file, not a folder",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line naming the path and the cause of an operating-system error."""
+    cause = _CAUSES.get(exc.errno) or exc.strerror or type(exc).__name__
+    where = "" if exc.filename is None else f"{exc.filename}: "
+    if exc.filename2 is not None:
+        where = f"{exc.filename} -> {exc.filename2}: "
+    return f"{where}{cause}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except MedContrastError as exc:
+        if args.debug:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -62,6 +62,7 @@ class Pseudonymizer:
         "series": "ser",
         "sample": "smp",
         "path": "pth",
+        "folder": "dir",
     }
 
     def __init__(self, salt: bytes, length: int = 16) -> None:

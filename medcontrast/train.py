@@ -175,6 +175,7 @@ def _build_data(
     group_of, groups = (None, None)
     if cfg.method.patient_positives:
         group_of, groups = _group_codes(cache.rows[cfg.method.positive_group])
+        _check_partners(groups, n, cfg.method.positive_group, info.is_main)
     labels = None
     if needs_labels:
         names = class_names(cache.rows["label"])
@@ -233,6 +234,24 @@ def _load_cache(
     if info.enabled and info.is_main:
         torch.distributed.barrier()
     return cache, manifest.digest()
+
+
+def _check_partners(groups: list[np.ndarray], n: int, group: str, say: bool) -> None:
+    """Patient-aware positives need images that share a patient (or study): stop when none do,
+    rather than silently training plain two-views-of-one-image SimCLR; else say how many."""
+    paired = sum(len(g) for g in groups if len(g) > 1)
+    if paired == 0:
+        raise MedContrastError(
+            f"method.patient_positives=true, but no {group} has two usable training images "
+            f"({n} images of {len(groups)} {group}s): there is no other image to pair with; "
+            "set method.patient_positives=false"
+        )
+    if say:
+        print(
+            f"note: method.patient_positives: {paired} of {n} images have another image of the "
+            f"same {group} to pair with; the other {n - paired} pair with themselves",
+            file=sys.stderr,
+        )
 
 
 def _group_codes(values: pd.Series) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -1,7 +1,12 @@
+import errno
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-from medcontrast.cli import main
+import pytest
+
+from medcontrast.cli import main, os_error_line
 
 
 def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
@@ -21,3 +26,56 @@ def test_console_script_help():
     assert out.returncode == 0
     for command in ("phantoms", "index", "pretrain", "evaluate", "demo"):
         assert command in out.stdout
+
+
+def _unwritable_commands(blocked: Path, manifest: Path, archive: Path) -> dict[str, list[str]]:
+    """Each command with its output under ``blocked`` (a path that cannot become a folder)."""
+    return {
+        "pretrain": ["pretrain", f"data.manifest={manifest}", f"out_dir={blocked}"],
+        "evaluate": [
+            "evaluate",
+            f"data.manifest={manifest}",
+            f"out_dir={blocked}",
+            "inits=[{source: random, encoder: 'timm:resnet10t'}]",
+        ],
+        "index": ["index", str(archive), "--out", str(blocked / "manifest.csv"), "--quiet"],
+        "phantoms": ["phantoms", str(blocked), "--patients", "4", "--quiet"],
+        "demo": ["demo", "--out", str(blocked), "--fast"],
+    }
+
+
+@pytest.mark.parametrize("command", ["pretrain", "evaluate", "index", "phantoms", "demo"])
+@pytest.mark.parametrize("through", ["file", "file/sub"])
+def test_an_unwritable_output_is_one_line_naming_it(
+    command, through, phantom_manifest, phantom_archive, tmp_path, capsys
+):
+    (tmp_path / "file").write_text("not a folder")
+    blocked = tmp_path / through
+    argv = _unwritable_commands(blocked, phantom_manifest, phantom_archive)[command]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert str(tmp_path / "file") in err.splitlines()[-1]
+    assert "is a file" in err or "a file stands" in err
+    with pytest.raises(OSError):
+        main(["--debug", *argv])
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_is_one_line(phantom_manifest, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        assert main(["pretrain", f"data.manifest={phantom_manifest}", f"out_dir={locked}"]) == 1
+    finally:
+        locked.chmod(0o700)
+    assert "Permission denied" in capsys.readouterr().err
+
+
+def test_os_error_causes_are_worded():
+    assert os_error_line(OSError(errno.ENOSPC, "No space left on device", "/out/last.pt")) == (
+        "/out/last.pt: the disk is full"
+    )
+    assert os_error_line(OSError(errno.EACCES, "Permission denied", "/out")) == (
+        "/out: Permission denied"
+    )

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pydicom
 
 from medcontrast.privacy import Pseudonymizer, load_salt, unit_interval
@@ -94,3 +95,67 @@ def test_identifier_in_a_path_is_kept_private(tmp_path):
     manifest = read_manifest(tmp_path / "m.csv")
     row = manifest.table[manifest.table["source"].str.startswith("private:")].iloc[0]
     assert manifest.source_paths(row)[0] == named / first.name
+
+
+PLANTED = "Smith^Johnathan"  # archives exported by patient name are common
+
+
+def _named_archive(root: Path) -> None:
+    """PNG radiographs under patient-named folders, labelled by their parent folder, and a
+    broken file whose reader message quotes its path."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32]
+    for p, patient in enumerate([PLANTED, "Doe^Jane", "Roe^Richard", "Poe^Edgar"]):
+        for label in ("normal", "opacity"):
+            folder = root / patient / label
+            folder.mkdir(parents=True)
+            for k in range(6):
+                blob = np.exp(-((xx - 16) ** 2 + (yy - 16) ** 2) / 40.0) * (label == "opacity")
+                img = 0.4 * rng.random((32, 32)) + 0.6 * blob + 0.1 * (xx / 32)
+                Image.fromarray((255 * img / img.max()).astype(np.uint8)).save(
+                    folder / f"img{p}{k}.png"
+                )
+    (root / PLANTED / "normal" / "broken.png").write_bytes(b"\x89PNG not really" * 20)
+    (root / PLANTED / "scan.nii.gz").write_bytes(b"not a volume" * 20)
+
+
+def test_a_patient_name_as_a_folder_reaches_no_output(tmp_path, capsys):
+    from medcontrast.cli import main
+    from medcontrast.data.manifest import read_manifest
+
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    _named_archive(archive)
+    manifest = out / "manifest.csv"
+    assert main(["index", str(archive), "--out", str(manifest), "--labels-from-folders"]) == 0
+    common = [
+        f"data.manifest={manifest}",
+        "data.size=[32,32]",
+        f"data.cache_dir={out / 'cache'}",
+        "data.modalities=[]",
+    ]
+    run = [*common, f"out_dir={out / 'runs'}", "name=r", "model.encoder=timm:resnet10t"]
+    run += ["train.batch_size=8", "train.max_steps=2", "views.path=batched"]
+    assert main(["pretrain", *run]) == 0
+    evaluation = [*common, f"out_dir={out / 'eval'}", "name=e", "bootstrap=20"]
+    evaluation += [f"inits=[{{name: ssl, source: '{out / 'runs' / 'r'}'}}]"]
+    evaluation += ["protocols=[linear,knn]", "budgets.shots=[2]", "budgets.seeds=[0]"]
+    evaluation += ["budgets.fractions=[]", "retrieval_queries=2"]
+    assert main(["evaluate", *evaluation]) == 0
+    logs = capsys.readouterr()
+    assert "50 files -> 48 usable samples, 2 skipped" in logs.out
+    table = read_manifest(manifest).table
+    broken = table[table["reason"].str.contains("not a readable")]
+    assert len(broken) == 2, table["reason"].tolist()  # the reader messages are kept, scrubbed
+    assert str(archive) not in "".join(table["reason"])
+    # Every file written, and everything printed, is free of the planted name and its parts.
+    words = [PLANTED, *PLANTED.split("^")]
+    for path in [p for p in out.rglob("*") if p.is_file()]:
+        data = path.read_bytes()
+        assert not [w for w in words if w.encode() in data], path
+    assert not [w for w in words if w in logs.out + logs.err]
+    # The manifest still finds every file: the real names come back through the private map.
+    m = read_manifest(manifest)
+    found = {p for _, row in m.table.iterrows() for p in m.source_paths(row)}
+    assert found == {p for p in archive.rglob("*") if p.is_file()}

@@ -220,3 +220,17 @@ def test_exported_weights_load_into_timm_and_monai(phantom_manifest, tmp_path):
     net = resnet10(spatial_dims=3, n_input_channels=1, feed_forward=False, conv1_t_stride=2)
     net.load_state_dict(torch.load(run3 / "encoder.pth"))  # strict: no renaming needed
     torch.testing.assert_close(net.eval()(torch.rand(1, 1, 16, 16, 16)).shape, torch.Size([1, 512]))
+
+
+def test_patient_positives_need_partners(phantom_manifest, tmp_path, capsys):
+    # Every image its own patient: nothing to pair with, an error naming the setting.
+    alone = tmp_path / "alone.csv"
+    t = pd.read_csv(phantom_manifest, dtype=str, keep_default_na=False)
+    t["patient"] = t["sample_id"]
+    t.to_csv(alone, index=False)
+    alone.with_suffix(".json").write_text(phantom_manifest.with_suffix(".json").read_text())
+    with pytest.raises(MedContrastError, match=r"method\.patient_positives.*no patient has two"):
+        pretrain(_cfg(alone, tmp_path, "a", "method.patient_positives=true"), progress=False)
+    # The phantoms' patients have several radiographs: trained, and the share is said.
+    pretrain(_cfg(phantom_manifest, tmp_path, "p", "method.patient_positives=true"), progress=False)
+    assert "images have another image of the same patient" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from medcontrast import __version__
 from medcontrast.data.loading import SampleLoadError, check_pixels, load_sample
 from medcontrast.data.manifest import Manifest
 from medcontrast.data.preprocessing import PreprocessSpec, preprocess
+from medcontrast.privacy_paths import scrub
 
 
 @dataclass
@@ -65,6 +66,16 @@ def _work(
             None,
             f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
         )
+
+
+def _hide_paths(manifest: Manifest, row: pd.Series, paths: list[Path] | None, err: str) -> str:
+    """A loader's message as the manifest would store it: no archive path, no folder name
+    (the run folder's data.json and the evaluation's report carry these messages)."""
+    paths = paths if paths is not None else manifest.source_paths(row)
+    sources = str(row["source"]).split("|")
+    if len(sources) != len(paths):  # a private path: only the file names may show
+        sources = [p.name for p in paths]
+    return scrub(err, zip(paths, sources, strict=True), manifest.root)
 
 
 def _npz_batch(manifest: Manifest, rows: pd.DataFrame, spec: PreprocessSpec):
@@ -128,10 +139,11 @@ def build_cache(
                 out[i] = res[0]
             bar.update()
     idx = np.flatnonzero(~npz_mask)
+    paths = {i: manifest.source_paths(rows.iloc[i]) for i in idx}
     jobs = [
         (
             rows.at[i, "format"],
-            manifest.source_paths(rows.iloc[i]),
+            paths[i],
             rows.at[i, "member"],
             spec,
             Path(str(rows.at[i, "source"]).split("|")[0]).name,
@@ -156,7 +168,11 @@ def build_cache(
             bar.update()
     bar.close()
     good = np.array([not err for _, err in results], dtype=bool)
-    failed = [(rows.at[i, "sample_id"], err) for i, (_, err) in enumerate(results) if err]
+    failed = [
+        (rows.at[i, "sample_id"], _hide_paths(manifest, rows.iloc[i], paths.get(i), err))
+        for i, (_, err) in enumerate(results)
+        if err
+    ]
     if not good.all():
         # Compact the array so that its rows match the kept manifest rows.
         compact_tmp = tmp.with_name(tmp.name + "c")

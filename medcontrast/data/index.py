@@ -30,11 +30,21 @@ from medcontrast.data.loading import (
     check_pixels,
     load_sample,
 )
-from medcontrast.data.manifest import COLUMNS, PRIVATE_PREFIX, write_manifest
+from medcontrast.data.manifest import (
+    COLUMNS,
+    FOLDERS_PSEUDONYMISED,
+    PRIVATE_PREFIX,
+    write_manifest,
+)
 from medcontrast.data.scan import FileRecord, normalise, scan_file
 from medcontrast.errors import MedContrastError
 from medcontrast.privacy import Pseudonymizer, default_salt_path, load_salt, unit_interval
-from medcontrast.privacy_paths import private_map_path, store_private
+from medcontrast.privacy_paths import (
+    private_map_path,
+    pseudonymous_path,
+    scrub,
+    store_private,
+)
 
 
 @dataclass
@@ -218,7 +228,8 @@ def build_index(
             files.append(path)
     records = list(_map(_scan_one, [(p, root) for p in files], workers, "scan", progress, 64))
     for path, err in folder_errors:
-        rel = path.relative_to(root).as_posix() if path and path.is_relative_to(root) else "?"
+        # A trailing "/" marks a folder: every part of its path is a folder name to hide.
+        rel = path.relative_to(root).as_posix() + "/" if path and path.is_relative_to(root) else "?"
         records.append(FileRecord(rel, "other", err))
     drafts = group_records(records)
 
@@ -248,16 +259,23 @@ def build_index(
                 draft.spacing = spacing or draft.spacing
         _verify_npz(root, [d for d in drafts if not d.error and d.format == "npz"])
 
+    folders: dict[str, str] = {}
+    hidden = _PathHider(pseudo, folders)
+    for draft in drafts:  # reader messages quote paths: of the archive root, of patient folders
+        if draft.error:
+            quoted = [(root / f, hidden(f)) for f in draft.files]
+            draft.error = scrub(draft.error, quoted, root)
     phi = PhiMatcher(set().union(*(r.phi for r in records)) if records else set())
-    table, private = _rows(drafts, pseudo, split_fractions, phi)
+    table, private = _rows(drafts, pseudo, split_fractions, phi, hidden)
     map_path = private_map_path(Path(salt_file).expanduser() if salt_file else default_salt_path())
-    store_private(map_path, private)
+    store_private(map_path, {**private, **{k: [v] for k, v in folders.items()}})
     table.attrs["meta"] = {
         "root": str(root),
         "medcontrast": __version__,
         "salt_fingerprint": pseudo.fingerprint(),
         "split_fractions": list(split_fractions),
-        "private_map": str(map_path) if private else "",
+        "private_map": str(map_path) if private or folders else "",
+        "folders": FOLDERS_PSEUDONYMISED,
         "labels": Path(labels).name if labels else ("folders" if labels_from_folders else ""),
         "files": len(files),
     }
@@ -282,17 +300,31 @@ class PhiMatcher:
         return False
 
 
+class _PathHider:
+    """Relative path -> the same path with every folder name pseudonymised (memoised: a large
+    archive repeats its folders in every path)."""
+
+    def __init__(self, pseudo: Pseudonymizer, folders: dict[str, str]) -> None:
+        self.pseudo, self.folders, self.memo = pseudo, folders, {}
+
+    def __call__(self, rel: str) -> str:
+        if rel not in self.memo:
+            self.memo[rel] = pseudonymous_path(rel, self.pseudo, self.folders)
+        return self.memo[rel]
+
+
 def _rows(
     drafts: list[Draft],
     pseudo: Pseudonymizer,
     fractions: tuple[float, float, float],
     phi: PhiMatcher,
+    hidden: _PathHider,
 ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     rows, private = [], {}
     for d in drafts:
         patient = pseudo("patient", d.keys.get("patient_id", d.files[0]))
         sample_id = pseudo("sample", "|".join(d.files) + "#" + d.member)
-        source = "|".join(d.files)
+        source = "|".join(hidden(f) for f in d.files)
         if phi(d.files):
             key = pseudo("path", source)
             private[key] = d.files
@@ -325,8 +357,8 @@ def _rows(
     return table, private
 
 
-def write_index(result: IndexResult, out: str | Path, root: str | Path) -> Path:
-    """Write the manifest (refusing any place inside the archive, which stays untouched)."""
+def outside_archive(out: str | Path, root: str | Path) -> Path:
+    """``out`` resolved, or an error when it lies inside the archive (which stays untouched)."""
     out = Path(out).resolve()
     root = Path(root).resolve()
     root = root.parent if root.is_file() else root
@@ -335,6 +367,12 @@ def write_index(result: IndexResult, out: str | Path, root: str | Path) -> Path:
             f"refusing to write {out} inside the archive {root}: medcontrast never modifies the "
             "archive; choose an output outside it"
         )
+    return out
+
+
+def write_index(result: IndexResult, out: str | Path, root: str | Path) -> Path:
+    """Write the manifest (refusing any place inside the archive, which stays untouched)."""
+    out = outside_archive(out, root)
     meta = dict(result.table.attrs.get("meta", {}))
     write_manifest(result.table, out, meta)
     return out

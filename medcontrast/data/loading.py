@@ -203,14 +203,16 @@ def load_dicom_series(paths: list[Path]) -> Loaded:
     shapes = {s.shape for s in slices}
     if len(shapes) != 1:
         raise SampleLoadError(
-            f"{paths[0].parent.name}: slices of the series differ in size {sorted(shapes)}"
+            f"{paths[0].name} (series of {len(paths)} files): slices differ in size "
+            f"{sorted(shapes)}"
         )
     # The manifest lists slices ascending along the normal; a different order means the archive
     # changed since it was indexed.
     order, dist = order_by_position(positions, orientation)
     if not np.array_equal(order, np.arange(len(order))):
         raise SampleLoadError(
-            f"{paths[0].parent.name}: series files are not in slice order (re-index the archive)"
+            f"{paths[0].name} (series of {len(paths)} files): files are not in slice order "
+            "(re-index the archive)"
         )
     step = float(np.median(np.diff(dist))) if len(dist) > 1 else 1.0
     ps = spacing or (1.0, 1.0)

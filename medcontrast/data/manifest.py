@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from medcontrast.errors import MedContrastError
-from medcontrast.privacy_paths import resolve_private
+from medcontrast.privacy_paths import real_path, resolve_private
 
 COLUMNS = [
     "sample_id",  # pseudonym of the sample (stable for a salt)
@@ -32,12 +32,15 @@ COLUMNS = [
     "series",  # series pseudonym
     "label",  # class name, empty when unknown
     "split",  # train | val | test
-    "source",  # path(s) relative to the root, '|' between the slices of a series
+    "source",  # path(s) relative to the root, folder names as pseudonyms, '|' between slices
     "member",  # item inside a container file (npz: "<split>:<index>")
     "notes",  # adjustments made while indexing, in words
 ]
 SPLITS = ("train", "val", "test")
 PRIVATE_PREFIX = "private:"
+# The sidecar's "folders" value when every folder name in ``source`` is a pseudonym (manifests
+# of earlier versions hold the real names and are read as they are).
+FOLDERS_PSEUDONYMISED = "pseudonymised"
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Manifest:
     root: Path
     path: Path | None = None
     private_map: Path | None = None
+    hidden_folders: bool = False
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -60,6 +64,10 @@ class Manifest:
             if self.private_map is None:
                 raise FileNotFoundError("manifest row has a private path but no private map")
             parts = resolve_private(self.private_map, parts[0][len(PRIVATE_PREFIX) :])
+        elif self.hidden_folders and any("/" in p for p in parts):
+            if self.private_map is None:
+                raise FileNotFoundError("manifest names its folders by pseudonym but has no map")
+            parts = [real_path(self.private_map, p) for p in parts]
         return [self.root / p for p in parts]
 
     def digest(self) -> str:
@@ -104,7 +112,7 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
         raise MedContrastError(f"manifest {path} lacks the columns {', '.join(missing)}")
     table["ndim"] = pd.to_numeric(table["ndim"], errors="coerce").fillna(0).astype(int)
     side = sidecar_path(path)
-    root, private_map = path.parent, None
+    root, private_map, hidden = path.parent, None, False
     if side.is_file():
         meta = json.loads(side.read_text())
         root = Path(meta.get("root", root))
@@ -112,4 +120,5 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
             root = (path.parent / root).resolve()
         if meta.get("private_map"):
             private_map = Path(meta["private_map"])
-    return Manifest(table=table, root=root, path=path, private_map=private_map)
+        hidden = meta.get("folders") == FOLDERS_PSEUDONYMISED
+    return Manifest(table, root, path, private_map, hidden)
