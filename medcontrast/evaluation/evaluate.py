@@ -278,6 +278,13 @@ def _forget_changed(
     else:
         changed = [i.name for i in inits if digests.get(i.name) not in ("", None, i.digest)]
         why = "their weights changed"
+        unknown = sorted(set(done["init"]) & {n for n, d in digests.items() if not d})
+        if unknown:
+            print(
+                f"note: {folder} predates weight digests; the results of {', '.join(unknown)} "
+                "are taken to be of the weights listed now",
+                file=sys.stderr,
+            )
     if not changed:
         return
     if on_change == "refuse":

@@ -3,6 +3,8 @@ weights that changed under the same name are redone, never reused or fatal."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -115,3 +117,8 @@ def test_changed_weights_are_recomputed_or_refused(phantom_manifest, run, tmp_pa
     # Nothing changed since: a rerun reuses every row.
     evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
     assert "redoing" not in capsys.readouterr().err
+    # A folder of an earlier version recorded no digests: its rows are kept, and it says so.
+    inits = json.loads((folder / "inits.json").read_text())
+    (folder / "inits.json").write_text(json.dumps([{**i, "sha256": ""} for i in inits]))
+    evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
+    assert "predates weight digests" in capsys.readouterr().err
