@@ -9,10 +9,7 @@ evaluation continues where it stopped. Then :mod:`medcontrast.evaluation.report`
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
-import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -20,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from tqdm import tqdm
 
 from medcontrast.augment.params import AugmentParams
-from medcontrast.config import EvaluateConfig, from_dict, save_config, to_dict
+from medcontrast.config import EvaluateConfig, save_config
 from medcontrast.data.cache import ImageCache, build_cache
 from medcontrast.data.manifest import read_manifest
 from medcontrast.data.selection import class_names, select_rows
@@ -33,6 +29,7 @@ from medcontrast.evaluation.budgets import Budget, Selection, budgets_from, pati
 from medcontrast.evaluation.feature_figures import feature_figures
 from medcontrast.evaluation.finetune import FinetuneSettings, finetune
 from medcontrast.evaluation.folder import (
+    CONFIG,
     DATASET,
     INITS,
     LABELS,
@@ -40,60 +37,24 @@ from medcontrast.evaluation.folder import (
     feature_path,
     prediction_path,
     resolve_positive,
-    safe_name,
     save_array,
+)
+from medcontrast.evaluation.identity import (
+    check_same_settings,
+    folder_for,
+    forget_changed,
+    recorded_digests,
 )
 from medcontrast.evaluation.inits import Init, resolve_inits
 from medcontrast.evaluation.metrics import METRICS, point_metrics
 from medcontrast.evaluation.probes import extract_features, knn_probe, linear_probe
 from medcontrast.evaluation.report import write_report
-from medcontrast.evaluation.results_file import append_results, read_results, write_results
+from medcontrast.evaluation.results_file import append_results, read_results
 from medcontrast.evaluation.scores import choose_threshold, parse_threshold
 from medcontrast.runinfo import resolve_device, resolve_precision, versions
 from medcontrast.train import preprocess_spec
 
 PROTOCOLS = ("linear", "knn", "finetune")
-
-
-def _folder(cfg: EvaluateConfig) -> Path:
-    """Default name: a hash of the settings, so the same command finds its unfinished folder."""
-    if not cfg.name:
-        text = yaml.safe_dump(to_dict(cfg), sort_keys=True)
-        cfg.name = "eval-" + hashlib.sha256(text.encode()).hexdigest()[:10]
-    return Path(cfg.out_dir) / cfg.name
-
-
-# Keys that only choose which runs to do (changing them adds or skips rows), or that only the
-# report reads (it recomputes every figure from the saved predictions): the rows already computed
-# keep their meaning, so a folder may be continued with other values.
-_SCHEDULE_KEYS = (
-    ("protocols",),
-    ("budgets", "seeds"),
-    ("finetune", "budgets"),
-    ("metrics",),
-    ("threshold",),
-    ("positive_class",),
-    ("bootstrap",),
-    ("embedding_plot",),
-    ("retrieval_queries",),
-    ("on_change",),
-)
-
-
-def _identity(saved: dict) -> dict:
-    """The settings that give results.csv rows their meaning (all but the schedule keys)."""
-    out = copy.deepcopy(saved)
-    for *parents, key in _SCHEDULE_KEYS:
-        node = out
-        for part in parents:
-            node = node.get(part, {})
-        node.pop(key, None)
-    return out
-
-
-def _plain(cfg: EvaluateConfig) -> dict:
-    """A config as the YAML file holds it (lists, not tuples)."""
-    return yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def _check(cfg: EvaluateConfig) -> None:
@@ -249,76 +210,18 @@ def _done(path: Path) -> set[tuple]:
     return set(zip(t["init"], t["protocol"], t["budget"], t["seed"], strict=True))
 
 
-def _recorded_digests(folder: Path) -> tuple[str, dict[str, str]]:
-    """The manifest's and each initialisation's digests a folder's results were computed with
-    ("" where an older folder did not record one)."""
-    manifest, inits = "", {}
-    if (folder / DATASET).exists():
-        manifest = json.loads((folder / DATASET).read_text()).get("manifest_sha256", "")
-    if (folder / INITS).exists():
-        inits = {i["name"]: i.get("sha256", "") for i in json.loads((folder / INITS).read_text())}
-    return manifest, inits
-
-
-def _forget_changed(
-    folder: Path,
-    before: tuple[str, dict[str, str]],
-    inits: list[Init],
-    manifest_sha256: str,
-    on_change: str,
-) -> None:
-    """Drop the rows, features and predictions of initialisations whose weights changed (of
-    all, when the manifest changed) since they were computed, or refuse when asked to."""
-    manifest, digests = before
-    results = folder / RESULTS
-    done = read_results(results, repair=True)
-    if manifest and manifest != manifest_sha256:
-        changed = sorted(set(done["init"]) | set(digests))
-        why = "the manifest changed"
-    else:
-        changed = [i.name for i in inits if digests.get(i.name) not in ("", None, i.digest)]
-        why = "their weights changed"
-        unknown = sorted(set(done["init"]) & {n for n, d in digests.items() if not d})
-        if unknown:
-            print(
-                f"note: {folder} predates weight digests; the results of {', '.join(unknown)} "
-                "are taken to be of the weights listed now",
-                file=sys.stderr,
-            )
-    if not changed:
-        return
-    if on_change == "refuse":
-        raise MedContrastError(
-            f"{folder}: {why} since results were computed for {', '.join(changed)}; "
-            "set on_change=recompute to redo them, or choose another name="
-        )
-    print(f"note: {why} since {folder} was computed: redoing {', '.join(changed)}", file=sys.stderr)
-    write_results(results, done[~done["init"].isin(changed)])
-    for name in changed:
-        feature_path(folder, name).unlink(missing_ok=True)
-        shutil.rmtree(folder / "predictions" / safe_name(name), ignore_errors=True)
-
-
 def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     """Run (or continue) an evaluation and write its report; returns the evaluation folder."""
     _check(cfg)
-    folder = _folder(cfg)
-    saved = folder / "config.yaml"
-    if saved.exists():
-        # Settings a folder predates take their defaults, so an older folder can be continued.
-        previous = _plain(from_dict(EvaluateConfig, yaml.safe_load(saved.read_text()) or {}))
-        current = _plain(cfg)
-        if _identity(previous) != _identity(current):
-            raise MedContrastError(
-                f"{folder} holds an evaluation with other settings; choose another name="
-            )
-    before = _recorded_digests(folder)
+    folder = folder_for(cfg)
+    check_same_settings(folder, cfg)
+    before = recorded_digests(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, saved)
+    save_config(cfg, folder / CONFIG)
     (folder / "versions.json").write_text(json.dumps(versions(), indent=2))
     ev = Evaluation(cfg, folder, progress)
     inits = resolve_inits(cfg.inits, cfg.data.ndim, cfg.data.size)
-    _forget_changed(folder, before, inits, ev.manifest_sha256, cfg.on_change)
+    forget_changed(folder, before, inits, ev.manifest_sha256, cfg.on_change)
     ev.write_labels()
     (folder / INITS).write_text(
         json.dumps(
