@@ -36,6 +36,14 @@ def _model(weight):
 
 
 def _worker(rank: int, world: int, port: int, out: str, mask: bool) -> None:
+    _run(rank, world, port, out, mask)
+    # Skip the interpreter's teardown: Gloo's threads can still abort a finished child there
+    # ("terminate called without an active exception", seen under load in CI). An exception
+    # above still reaches mp.spawn with its traceback.
+    os._exit(0)
+
+
+def _run(rank: int, world: int, port: int, out: str, mask: bool) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
@@ -50,6 +58,7 @@ def _worker(rank: int, world: int, port: int, out: str, mask: bool) -> None:
         dist.all_gather(losses, loss.detach())
         if rank == 0:
             torch.save({"loss": torch.stack(losses).mean(), "grad": model.module.weight.grad}, out)
+        del model  # DDP's reducer holds the process group: release it before the group goes
         # Both ranks leave together: a rank that tears Gloo down while the other still works
         # can abort it ("terminate called without an active exception", seen under load).
         dist.barrier()
