@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from medcontrast.errors import MedContrastError
+from medcontrast.evaluation.metric_names import METRICS
 
 C = TypeVar("C")
 
@@ -220,16 +221,7 @@ class EvaluateConfig:
     linear: LinearConfig = field(default_factory=LinearConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    metrics: list[str] = field(
-        default_factory=lambda: [
-            "auroc",
-            "accuracy",
-            "balanced_accuracy",
-            "macro_f1",
-            "sensitivity",
-            "specificity",
-        ]
-    )
+    metrics: list[str] = field(default_factory=lambda: list(METRICS))
     headline_metric: str = "auroc"
     # Decision threshold of the hard-decision metrics, chosen per run on the validation split:
     # "youden" (max sensitivity + specificity - 1), "argmax" (0.5 for two classes) or a number.

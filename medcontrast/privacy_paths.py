@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 _CACHE: dict[tuple[str, str], list[str]] = {}
+_LOADED: set[str] = set()  # maps read into _CACHE
 FOLDER_KIND = "folder"  # the Pseudonymizer kind of a folder name ("dir-..." pseudonyms)
 
 
@@ -27,6 +28,7 @@ def private_map_path(salt_path: Path) -> Path:
 
 
 def _load(map_path: Path) -> None:
+    _LOADED.add(str(map_path))
     if not map_path.exists():
         return
     with open(map_path, newline="") as fh:
@@ -37,7 +39,7 @@ def _load(map_path: Path) -> None:
 def store_private(map_path: Path, entries: dict[str, list[str]]) -> None:
     """Append pseudonym -> relative paths (or a folder name) to the private map (mode 0600);
     entries it already holds are not written again."""
-    if entries and not any(k[0] == str(map_path) for k in _CACHE):
+    if entries and str(map_path) not in _LOADED:
         _load(map_path)
     new = {k: v for k, v in entries.items() if _CACHE.get((str(map_path), k)) != v}
     if not new:

@@ -46,10 +46,11 @@ from medcontrast.evaluation.identity import (
     recorded_digests,
 )
 from medcontrast.evaluation.inits import Init, resolve_inits
-from medcontrast.evaluation.metrics import METRICS, point_metrics
+from medcontrast.evaluation.metric_names import METRICS
+from medcontrast.evaluation.metrics import point_metrics
 from medcontrast.evaluation.probes import extract_features, knn_probe, linear_probe
 from medcontrast.evaluation.report import write_report
-from medcontrast.evaluation.results_file import append_results, read_results
+from medcontrast.evaluation.results_file import RUN_KEY, append_results
 from medcontrast.evaluation.scores import choose_threshold, parse_threshold
 from medcontrast.runinfo import resolve_device, resolve_precision, versions
 from medcontrast.train import preprocess_spec
@@ -204,12 +205,6 @@ def _load_features(path: Path, n: int) -> np.ndarray | None:
     return None
 
 
-def _done(path: Path) -> set[tuple]:
-    """The (init, protocol, budget, seed) runs already complete in ``results.csv``."""
-    t = read_results(path, repair=True)
-    return set(zip(t["init"], t["protocol"], t["budget"], t["seed"], strict=True))
-
-
 def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     """Run (or continue) an evaluation and write its report; returns the evaluation folder."""
     _check(cfg)
@@ -221,7 +216,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     (folder / "versions.json").write_text(json.dumps(versions(), indent=2))
     ev = Evaluation(cfg, folder, progress)
     inits = resolve_inits(cfg.inits, cfg.data.ndim, cfg.data.size)
-    forget_changed(folder, before, inits, ev.manifest_sha256, cfg.on_change)
+    valid = forget_changed(folder, before, inits, ev.manifest_sha256, cfg.on_change)
     ev.write_labels()
     (folder / INITS).write_text(
         json.dumps(
@@ -240,7 +235,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
         )
     )
     results = folder / RESULTS
-    done = _done(results)
+    done = set(zip(*(valid[k] for k in RUN_KEY), strict=True))
     ft_only = set(cfg.finetune.budgets)  # fine-tuning is the costly protocol: maybe fewer budgets
     # Smallest budgets first, every init and protocol side by side: an evaluation stopped part
     # way still holds complete, paired comparisons for the budgets it reached.

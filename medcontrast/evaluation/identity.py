@@ -16,6 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from medcontrast.config import EvaluateConfig, from_dict, to_dict
@@ -96,9 +97,12 @@ def forget_changed(
     inits: list[Init],
     manifest_sha256: str,
     on_change: str,
-) -> None:
+) -> pd.DataFrame:
     """Drop the rows, features and predictions of initialisations whose weights changed (of
-    all, when the manifest changed) since they were computed, or refuse when asked to."""
+    all, when the manifest changed) since they were computed, or refuse when asked to.
+
+    Returns the complete runs' rows of ``results.csv`` that stay valid.
+    """
     manifest, digests = before
     results = folder / RESULTS
     done = read_results(results, repair=True)
@@ -116,14 +120,16 @@ def forget_changed(
                 file=sys.stderr,
             )
     if not changed:
-        return
+        return done
     if on_change == "refuse":
         raise MedContrastError(
             f"{folder}: {why} since results were computed for {', '.join(changed)}; "
             "set on_change=recompute to redo them, or choose another name="
         )
     print(f"note: {why} since {folder} was computed: redoing {', '.join(changed)}", file=sys.stderr)
-    write_results(results, done[~done["init"].isin(changed)])
+    done = done[~done["init"].isin(changed)]
+    write_results(results, done)
     for name in changed:
         feature_path(folder, name).unlink(missing_ok=True)
         shutil.rmtree(folder / "predictions" / safe_name(name), ignore_errors=True)
+    return done

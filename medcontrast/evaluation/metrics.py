@@ -20,16 +20,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-METRICS = (
-    "auroc",
-    "accuracy",
-    "balanced_accuracy",
-    "macro_f1",
-    "sensitivity",
-    "specificity",
-)
-# Metrics of hard decisions: they depend on the decision threshold (AUROC does not).
-THRESHOLDED = ("accuracy", "balanced_accuracy", "macro_f1", "sensitivity", "specificity")
+from medcontrast.evaluation.metric_names import METRICS
 
 
 def decide(prob: np.ndarray, threshold: float | None = None, positive: int = 1) -> np.ndarray:

@@ -53,11 +53,8 @@ def _parse(path: Path, text: str) -> pd.DataFrame:
 
 def _complete(table: pd.DataFrame) -> pd.Series:
     """True for the rows of runs that have every row (their ``seconds`` row is present)."""
-    if table.empty:
-        return pd.Series(dtype=bool)
-    finished = table.loc[table["metric"] == LAST_METRIC, RUN_KEY].astype(str)
-    keys = table[RUN_KEY].astype(str).apply(tuple, axis=1)
-    return keys.isin(set(finished.apply(tuple, axis=1)))
+    last = table["metric"] == LAST_METRIC
+    return last.groupby([table[k] for k in RUN_KEY], dropna=False).transform("any")
 
 
 def read_results(path: str | os.PathLike[str], repair: bool = False) -> pd.DataFrame:

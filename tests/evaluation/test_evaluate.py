@@ -7,32 +7,9 @@ import pytest
 import yaml
 
 from medcontrast.cli import main
-from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
+from medcontrast.config import EvaluateConfig, load_config
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.evaluate import evaluate
-from medcontrast.train import pretrain
-
-
-@pytest.fixture(scope="module")
-def tiny_run(phantom_manifest, tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval")
-    cfg = load_config(
-        PretrainConfig,
-        None,
-        [
-            f"data.manifest={phantom_manifest}",
-            "data.modalities=[CR,DX]",
-            "data.size=[32,32]",
-            f"data.cache_dir={root / 'cache'}",
-            f"out_dir={root / 'runs'}",
-            "name=tiny",
-            "model.encoder=timm:resnet10t",
-            "train.batch_size=8",
-            "train.max_steps=2",
-            "views.path=batched",
-        ],
-    )
-    return pretrain(cfg, progress=False), root
 
 
 def _eval_cfg(manifest, root, run, *extra) -> EvaluateConfig:

@@ -10,33 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
-from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
+from medcontrast.config import EvaluateConfig, load_config
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.evaluate import evaluate
 from medcontrast.export import WEIGHTS
-from medcontrast.train import pretrain
 
 
 @pytest.fixture(scope="module")
-def run(phantom_manifest, tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults")
-    cfg = load_config(
-        PretrainConfig,
-        None,
-        [
-            f"data.manifest={phantom_manifest}",
-            "data.modalities=[CR,DX]",
-            "data.size=[32,32]",
-            f"data.cache_dir={root / 'cache'}",
-            f"out_dir={root / 'runs'}",
-            "name=tiny",
-            "model.encoder=timm:resnet10t",
-            "train.batch_size=8",
-            "train.max_steps=2",
-            "views.path=batched",
-        ],
-    )
-    return pretrain(cfg, progress=False)
+def run(tiny_run):
+    return tiny_run[0]
 
 
 def _cfg(manifest, run, out, *extra) -> EvaluateConfig:
