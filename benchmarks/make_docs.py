@@ -9,7 +9,15 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["loss", "views", "throughput", "lightly_throughput", "resume", "label_efficiency"]
+ORDER = [
+    "loss",
+    "views",
+    "throughput",
+    "lightly_throughput",
+    "resume",
+    "label_efficiency",
+    "proxy",
+]
 TITLES = {
     "loss": "NT-Xent forward + backward (ms)",
     "views": "Augmented views per second",
@@ -17,6 +25,7 @@ TITLES = {
     "lightly_throughput": "lightly's SimCLR on the same workload",
     "resume": "Exact resume after kill -9 under torchrun",
     "label_efficiency": "Label efficiency on real data",
+    "proxy": "Recipe proxy (CPU, 28 px, minutes of pretraining): a proxy, not the configs' result",
 }
 
 
@@ -64,6 +73,15 @@ def main() -> None:
             if entry.get("headline"):
                 parts += ["> " + line if line else ">" for line in entry["headline"].splitlines()]
                 parts += [""]
+            if entry.get("recipes"):
+                recipes = "; ".join(
+                    f"`{k}`: {' '.join(v) or '-'}" for k, v in entry["recipes"].items()
+                )
+                parts += [
+                    f"Recipes (evaluate overrides on top of the proxy's): {recipes}. Wall time "
+                    f"per stage in this call (s; 0 where reused): {entry.get('seconds')}.",
+                    "",
+                ]
             if entry.get("pretrain"):
                 p = entry["pretrain"]
                 parts += [

@@ -191,6 +191,9 @@ class KNNConfig:
 
 @dataclass
 class FinetuneConfig:
+    # plain: encoder and a new head trained together from the start. lpft: a linear probe on the
+    # frozen features first, then everything with a lower encoder learning rate (Kumar et al.).
+    mode: str = "plain"
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
@@ -199,6 +202,8 @@ class FinetuneConfig:
     patience: int = 8  # epochs without validation improvement before stopping
     min_steps_per_epoch: int = 10
     class_weighting: bool = True
+    layer_decay: float = 1.0  # encoder learning rate x this per layer below the last; 1: off
+    frozen_norm: bool = False  # batch norm keeps its running statistics while fine-tuning
     augment: bool = True
     device: str = "auto"
     precision: str = "auto"

@@ -94,3 +94,28 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float):
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
+
+
+def layer_decay_groups(encoder: nn.Module, lr: float, decay: float) -> list[dict]:
+    """Parameter groups of an encoder whose learning rate shrinks by ``decay`` per layer from
+    the last stage down to the stem (layer-wise decay, Clark et al., ELECTRA, ICLR 2020; Bao et
+    al., BEiT, ICLR 2022): early layers hold the general features worth keeping.
+
+    timm backbones are split by their own ``group_matcher`` (blocks of a ViT, stages of a CNN);
+    other backbones (the MONAI networks) by their top-level children in order, since MONAI
+    offers no such grouping. ``decay=1`` gives one group at ``lr``.
+    """
+    backbone = getattr(encoder, "backbone", encoder)
+    if decay == 1.0:
+        return [{"params": [p for p in encoder.parameters() if p.requires_grad], "lr": lr}]
+    if hasattr(backbone, "group_matcher"):
+        from timm.optim import param_groups_layer_decay
+
+        groups = param_groups_layer_decay(backbone, weight_decay=0.0, layer_decay=decay)
+        return [{"params": g["params"], "lr": lr * g["lr_scale"]} for g in groups]
+    layers = [list(m.parameters()) for m in backbone.children()]
+    layers = [params for params in layers if params]
+    return [
+        {"params": params, "lr": lr * decay ** (len(layers) - 1 - i)}
+        for i, params in enumerate(layers)
+    ]

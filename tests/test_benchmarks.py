@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import shared_data
@@ -134,3 +135,60 @@ def test_resume_after_kill_under_torchrun_two_processes(tmp_path, phantom_manife
     (row,) = entry["rows"]
     assert row["killed_at_checkpoint"] < steps  # killed mid-run, not after it ended
     assert row["passed"] and row["loss_diff_resumed"] == 0 and row["weights_diff_resumed"] == 0
+
+
+@pytest.mark.slow  # about 90 s on two cores: two calls, three evaluations of 1,584 volumes
+def test_proxy_reuses_pretraining_and_finished_recipes(tmp_path):
+    data = shared_data("medmnist", "adrenalmnist3d.npz").parents[1]
+    work = tmp_path / "work"
+    small = ["data.size=[16,16,16]", "budgets.fractions=[0.1]", "budgets.seeds=[0,1]"]
+    plain = ["--recipe", "plain", "finetune.mode=plain", "finetune.epochs=1", *small]
+    args = [
+        *("--data", str(data), "--work", str(work), "--datasets", "adrenalmnist3d"),
+        *("--pretrain", "train.max_steps=2", "train.batch_size=8", "data.size=[16,16,16]"),
+    ]
+    _run(tmp_path, "bench_proxy.py", *args, *plain)
+    results = work / "eval" / "adrenalmnist3d-plain" / "results.csv"
+    first = results.read_bytes()
+    lpft = ["--recipe", "lpft", "finetune.mode=lpft", "finetune.epochs=1", *small]
+    entry = _run(tmp_path, "bench_proxy.py", *args, *plain, *lpft)
+    assert len(list((work / "runs").iterdir())) == 1  # one pretraining for both calls
+    assert results.read_bytes() == first  # the finished recipe was not run again
+    rows = {(r["recipe"], r["protocol"]): r for r in entry["rows"]}
+    assert set(rows) == {(r, p) for r in ("plain", "lpft") for p in ("linear", "finetune")}
+    # Recipes differ only in fine-tuning: the same linear probe, paired difference exactly 0.
+    assert rows[("lpft", "linear")]["minus_first_recipe"] == 0
+    assert rows[("lpft", "finetune")]["seeds"] == 2
+
+
+def test_proxy_summary_pairs_seeds_against_the_strongest_random_init(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    from bench_proxy import summarise
+
+    from medcontrast.evaluation.results_file import append_results
+
+    values = {  # (init, protocol): AUROC at seeds 0, 1, 2
+        ("pretrained", "linear"): [0.80, 0.82, 0.84],
+        ("pretrained", "finetune"): [0.90, 0.91, 0.95],
+        ("random", "linear"): [0.60, 0.60, 0.60],
+        ("random", "finetune"): [0.85, 0.86, 0.87],
+    }
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    for (init, protocol), per_seed in values.items():
+        for seed, v in enumerate(per_seed):
+            base = {"init": init, "protocol": protocol, "budget": "1%", "seed": seed}
+            append_results(
+                folder / "results.csv",
+                [
+                    {**base, "metric": "auroc", "value": v},
+                    {**base, "metric": "seconds", "value": 1},
+                ],
+            )
+    rows = {r["protocol"]: r for r in summarise("d", {"a": folder})}
+    ft = rows["finetune"]
+    assert ft["strongest_random"].startswith("finetune")  # not the weak frozen random probe
+    assert ft["minus_strongest_random"] == pytest.approx(0.06)
+    assert ft["paired_sd"] == pytest.approx(np.std([0.05, 0.05, 0.08], ddof=1))
+    assert ft["over_2sd"]
+    assert rows["linear"]["minus_strongest_random"] == pytest.approx(-0.04)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,11 @@ from medcontrast.runinfo import resolve_device, resolve_precision, versions
 from medcontrast.train import preprocess_spec
 
 PROTOCOLS = ("linear", "knn", "finetune")
+FINETUNE_MODES = ("plain", "lpft")
+# The settings of a fine-tuning run, as named in the config's finetune section.
+_FINETUNE_KEYS = [
+    f.name for f in fields(FinetuneSettings) if f.name not in ("select_metric", "probe_c_grid")
+]
 
 
 def _check(cfg: EvaluateConfig) -> None:
@@ -72,6 +77,10 @@ def _check(cfg: EvaluateConfig) -> None:
     if cfg.budgets.group not in ("patient", "none"):
         raise MedContrastError("budgets.group must be patient or none")
     parse_threshold(cfg.threshold)
+    if cfg.finetune.mode not in FINETUNE_MODES:
+        raise MedContrastError(
+            f"finetune.mode must be one of {', '.join(FINETUNE_MODES)}, not {cfg.finetune.mode!r}"
+        )
     if cfg.on_change not in ("recompute", "refuse"):
         raise MedContrastError(f"on_change must be recompute or refuse, not {cfg.on_change!r}")
 
@@ -251,15 +260,9 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     views = AugmentParams.from_config(cfg.views, cfg.data.ndim, tuple(cfg.data.size))
     amp = resolve_precision(cfg.finetune.precision, ev.device)
     settings = FinetuneSettings(
-        epochs=cfg.finetune.epochs,
-        batch_size=cfg.finetune.batch_size,
-        lr=cfg.finetune.lr,
-        head_lr_mult=cfg.finetune.head_lr_mult,
-        weight_decay=cfg.finetune.weight_decay,
-        patience=cfg.finetune.patience,
-        min_steps_per_epoch=cfg.finetune.min_steps_per_epoch,
-        class_weighting=cfg.finetune.class_weighting,
+        **{k: getattr(cfg.finetune, k) for k in _FINETUNE_KEYS},
         select_metric=cfg.headline_metric,
+        probe_c_grid=tuple(cfg.linear.c_grid),
     )
     bar = tqdm(jobs, desc="evaluate", unit="run", disable=not progress, file=sys.stderr)
     # Frozen-feature probes are deterministic given the labeled subset; a budget that draws the
@@ -373,4 +376,7 @@ def _finetune(
         seed,
         amp,
     )
-    return info["val_prob"], prob, [f"best epoch {info['best_epoch']}"]
+    notes = [f"best epoch {info['best_epoch']}"]
+    if "C" in info:
+        notes.append(f"probe C={info['C']:g}")
+    return info["val_prob"], prob, notes

@@ -1,8 +1,16 @@
 """Full fine-tuning of an encoder with a linear head, on a label budget.
 
 Augmentation (the batched views on the device), class-weighted cross-entropy for imbalance,
-AdamW with a cosine schedule and a larger learning rate for the new head, and early stopping on
-the validation split's metric, restoring the best epoch before predicting the test split.
+AdamW with a cosine schedule and a larger learning rate for the head, and early stopping on the
+validation split's metric, restoring the best epoch before predicting the test split.
+
+Two modes. ``plain``: a new head and the encoder trained together from the first step.
+``lpft``: LP-FT (Kumar et al., "Fine-Tuning can Distort Pretrained Features and Underperform
+Out-of-Distribution", ICLR 2022): a linear probe on the frozen encoder's features first, its
+weights copied into the head, then everything fine-tuned. With a random head, the first steps'
+large gradients rewrite the pretrained features to fit the head; starting from a fitted head,
+fine-tuning only refines them. The probe itself is epoch 0 of early stopping, so fine-tuning is
+kept only where it beats the probe on the validation split.
 """
 
 from __future__ import annotations
@@ -22,11 +30,14 @@ from medcontrast.augment.batched import BatchedViews
 from medcontrast.augment.monai_views import draw_seed
 from medcontrast.augment.params import AugmentParams
 from medcontrast.evaluation.metrics import point_metrics
+from medcontrast.evaluation.probes import extract_features, linear_probe
 from medcontrast.models.encoders import Encoder
+from medcontrast.optim import layer_decay_groups
 
 
 @dataclass
 class FinetuneSettings:
+    mode: str = "plain"  # plain | lpft
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
@@ -36,6 +47,9 @@ class FinetuneSettings:
     min_steps_per_epoch: int = 10
     class_weighting: bool = True
     select_metric: str = "auroc"
+    layer_decay: float = 1.0  # encoder learning rate x decay per layer below the last
+    frozen_norm: bool = False  # batch norm keeps its running statistics while fine-tuning
+    probe_c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)  # lpft's linear probe
 
 
 class _Classifier(nn.Module):
@@ -75,21 +89,19 @@ def finetune(
     seed: int,
     amp: torch.dtype | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Fine-tune a fresh encoder (``make_encoder(seed)``: random weights differ by seed); returns
-    test probabilities (n_test, C) and run info (best epoch, its validation score and validation
-    probabilities ``val_prob`` (n_val, C))."""
+    """Fine-tune a fresh encoder (``make_encoder(seed)``: random weights differ by seed) on
+    images (n, C, *size); returns test probabilities (n_test, C) and run info: ``best_epoch``
+    (0: the lpft probe, before any fine-tuning step), its validation score ``val_score`` and
+    validation probabilities ``val_prob`` (n_val, C), and in lpft mode the probe's ``C``."""
     torch.manual_seed(seed)
     model = _Classifier(make_encoder(seed), n_classes).to(device)
+    info: dict = {}
+    if settings.mode == "lpft":
+        info["C"] = _probe_head(model, train_x, train_y, val_x, val_y, settings, device, amp)
     n = len(train_x)
     steps_per_epoch = max(math.ceil(n / settings.batch_size), settings.min_steps_per_epoch)
     total = steps_per_epoch * settings.epochs
-    opt = torch.optim.AdamW(
-        [
-            {"params": model.encoder.parameters(), "lr": settings.lr},
-            {"params": model.head.parameters(), "lr": settings.lr * settings.head_lr_mult},
-        ],
-        weight_decay=settings.weight_decay,
-    )
+    opt = _optimizer(model, settings)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
     )
@@ -102,12 +114,14 @@ def finetune(
     rng = np.random.default_rng(draw_seed(seed, 5))
     g = torch.Generator(device=device)
     g.manual_seed(draw_seed(seed, 6))
-    best_score, best_state, best_epoch, bad = -np.inf, None, 0, 0
     images = torch.from_numpy(np.asarray(train_x, dtype=np.float32))
     labels = torch.from_numpy(train_y.astype(np.int64))
     bs = min(settings.batch_size, max(n, 2))
-    for epoch in range(settings.epochs):
-        model.train()
+    stop = _EarlyStop(settings.patience)
+    if settings.mode == "lpft":  # the probe competes as epoch 0
+        stop.update(_val_score(model, val_x, val_y, settings, device, amp, 0), 0, model)
+    for epoch in range(1, settings.epochs + 1):
+        _train_mode(model, settings.frozen_norm)
         for _ in range(steps_per_epoch):
             idx = (
                 rng.integers(0, n, bs)
@@ -125,26 +139,110 @@ def finetune(
             loss.backward()
             opt.step()
             sched.step()
-        if len(val_y):
-            score = point_metrics(
-                val_y, _predict(model, val_x, device, amp), [settings.select_metric]
-            )
-            value = score[settings.select_metric]
-            value = -np.inf if np.isnan(value) else value
-        else:
-            value = float(epoch)  # no validation split: keep the last epoch
-        if value > best_score:
-            best_score, best_epoch, bad = value, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad += 1
-            if bad >= settings.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if stop.update(_val_score(model, val_x, val_y, settings, device, amp, epoch), epoch, model):
+            break
+    stop.restore(model)
     val_prob = _predict(model, val_x, device, amp) if len(val_y) else np.zeros((0, n_classes))
-    return _predict(model, test_x, device, amp), {
-        "best_epoch": best_epoch + 1,
-        "val_score": float(best_score),
-        "val_prob": val_prob,
-    }
+    info.update(best_epoch=stop.best_epoch, val_score=float(stop.best_score), val_prob=val_prob)
+    return _predict(model, test_x, device, amp), info
+
+
+def _optimizer(model: _Classifier, settings: FinetuneSettings) -> torch.optim.Optimizer:
+    """AdamW with the head at ``lr x head_lr_mult`` and the encoder at ``lr`` (its lower
+    layers lower still with ``layer_decay`` < 1)."""
+    return torch.optim.AdamW(
+        [
+            *layer_decay_groups(model.encoder, settings.lr, settings.layer_decay),
+            {"params": model.head.parameters(), "lr": settings.lr * settings.head_lr_mult},
+        ],
+        weight_decay=settings.weight_decay,
+    )
+
+
+class _EarlyStop:
+    """Keeps the best epoch's weights; says stop after ``patience`` epochs without a gain."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience, self.bad = patience, 0
+        self.best_score, self.best_epoch, self.best_state = -np.inf, 0, None
+
+    def update(self, score: float, epoch: int, model: nn.Module) -> bool:
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self.bad = score, epoch, 0
+            self.best_state = copy.deepcopy(model.state_dict())
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
+def _val_score(
+    model: nn.Module,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    settings: FinetuneSettings,
+    device: torch.device,
+    amp,
+    epoch: int,
+) -> float:
+    """The validation metric (NaN counts as -inf); without a validation split the epoch number,
+    so that the last epoch is kept."""
+    if not len(val_y):
+        return float(epoch)
+    metric = settings.select_metric
+    value = point_metrics(val_y, _predict(model, val_x, device, amp), [metric])[metric]
+    return -np.inf if np.isnan(value) else value
+
+
+def _train_mode(model: nn.Module, frozen_norm: bool) -> None:
+    """Training mode; with ``frozen_norm`` batch norm layers stay in eval mode, normalising with
+    their pretrained running statistics (small, augmented batches give noisy ones)."""
+    model.train()
+    if frozen_norm:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+@torch.no_grad()
+def _probe_head(
+    model: _Classifier,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    settings: FinetuneSettings,
+    device: torch.device,
+    amp,
+) -> float:
+    """LP-FT's first stage: the linear probe of :func:`linear_probe` (standardised features,
+    C chosen on the validation split) on the frozen encoder, folded into ``model.head``
+    (w' = w / sd, b' = b - w' . mean); returns the chosen C."""
+    n_classes = model.head.out_features
+    train_f = extract_features(model.encoder, train_x, device)
+    val_f = extract_features(model.encoder, val_x, device)
+    _, info = linear_probe(
+        train_f,
+        train_y,
+        val_f,
+        val_y,
+        val_f,
+        n_classes,
+        list(settings.probe_c_grid),
+        select_metric=settings.select_metric,
+    )
+    probe, scaler = info["model"], info["scaler"]
+    coef, bias = probe.coef_, probe.intercept_
+    if len(probe.classes_) == 2 and coef.shape[0] == 1:  # sigmoid = softmax over (0, z)
+        coef, bias = np.concatenate([0 * coef, coef]), np.concatenate([0 * bias, bias])
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    w = np.zeros((n_classes, coef.shape[1]))
+    b = np.full(n_classes, bias.min() - 10.0)  # a class the budget lacks: never predicted
+    w[probe.classes_] = coef / scale
+    b[probe.classes_] = bias - (coef / scale) @ scaler.mean_
+    model.head.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+    model.head.bias.copy_(torch.as_tensor(b, dtype=torch.float32))
+    return float(info["C"])

@@ -44,7 +44,8 @@ def linear_probe(
     e.g. Chen et al. 2020), class-balanced; C chosen on the validation split.
 
     Returns test probabilities (n_test, n_classes) and {"C": chosen value, "val_prob": the chosen
-    model's validation probabilities (n_val, n_classes)}.
+    model's validation probabilities (n_val, n_classes), "model" and "scaler": the fitted
+    LogisticRegression and StandardScaler}.
     """
     scaler = StandardScaler().fit(train_x)
     tx, vx, sx = scaler.transform(train_x), scaler.transform(val_x), scaler.transform(test_x)
@@ -60,7 +61,8 @@ def linear_probe(
         if score > best or best_model is None:
             best, best_c, best_model = score, c, model
     val_prob = _proba(best_model, vx, n_classes) if len(val_x) else np.zeros((0, n_classes))
-    return _proba(best_model, sx, n_classes), {"C": best_c, "val_prob": val_prob}
+    info = {"C": best_c, "val_prob": val_prob, "model": best_model, "scaler": scaler}
+    return _proba(best_model, sx, n_classes), info
 
 
 def _fit_logreg(x: np.ndarray, y: np.ndarray, c: float, max_iter: int) -> LogisticRegression:

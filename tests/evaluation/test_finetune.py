@@ -1,0 +1,118 @@
+"""Fine-tuning in both modes: the LP-FT probe stage, learning rates, early stopping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medcontrast.evaluation.finetune import (
+    FinetuneSettings,
+    _Classifier,
+    _EarlyStop,
+    _optimizer,
+    _predict,
+    _probe_head,
+    finetune,
+)
+from medcontrast.evaluation.probes import extract_features, linear_probe
+from medcontrast.models.encoders import build_encoder
+
+SIZE = 16
+
+
+def _data(n: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, 1, 16, 16) whose brightness pattern depends on the class."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    x = rng.normal(0, 1, (n, 1, SIZE, SIZE)).astype(np.float32)
+    for c in range(n_classes):
+        x[y == c, :, c * 4 : c * 4 + 4] += 2.0
+    return x, y
+
+
+def _make(seed: int):
+    torch.manual_seed(seed)
+    return build_encoder("timm:resnet18", 2, 1, [SIZE, SIZE])
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_probe_stage_leaves_the_encoder_untouched_and_equals_the_linear_probe(n_classes):
+    tx, ty = _data(24, n_classes, 0)
+    vx, vy = _data(18, n_classes, 1)
+    model = _Classifier(_make(0), n_classes)
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    settings = FinetuneSettings(mode="lpft")
+    c = _probe_head(model, tx, ty, vx, vy, settings, torch.device("cpu"), None)
+    after = model.encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BN statistics included
+    # The head now gives the linear probe's probabilities on the same frozen features.
+    f_train, f_val = (extract_features(model.encoder, a, torch.device("cpu")) for a in (tx, vx))
+    expected, info = linear_probe(
+        f_train, ty, f_val, vy, f_val, n_classes, list(settings.probe_c_grid)
+    )
+    assert info["C"] == c
+    got = _predict(model, vx, torch.device("cpu"), None)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("layer_decay", [1.0, 0.5])
+@pytest.mark.parametrize("encoder", ["timm:resnet18", "monai:resnet10"])
+def test_the_encoder_learns_slower_than_the_head(encoder, layer_decay):
+    ndim = 2 if encoder.startswith("timm") else 3
+    model = _Classifier(build_encoder(encoder, ndim, 1, [SIZE] * ndim), 2)
+    settings = FinetuneSettings(lr=1e-4, head_lr_mult=10.0, layer_decay=layer_decay)
+    opt = _optimizer(model, settings)
+    head = {id(p) for p in model.head.parameters()}
+    lrs = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert len(lrs) == len(list(model.parameters()))  # every parameter once
+    assert all(lrs[h] == pytest.approx(1e-3) for h in head)
+    encoder_lrs = [lr for k, lr in lrs.items() if k not in head]
+    assert max(encoder_lrs) == pytest.approx(1e-4)
+    if layer_decay < 1:  # the stem learns slowest
+        stem = next(model.encoder.backbone.parameters())
+        assert lrs[id(stem)] == pytest.approx(min(encoder_lrs)) and min(encoder_lrs) < 1e-4 / 4
+
+
+def test_early_stopping_restores_the_best_epoch():
+    model = torch.nn.Linear(2, 1)
+    stop = _EarlyStop(patience=2)
+    states = {}
+    for epoch, score in enumerate([0.5, 0.9, 0.6, 0.7, 0.95]):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        states[epoch] = model.weight.clone()
+        if stop.update(score, epoch, model):
+            break
+    assert epoch == 3 and stop.best_epoch == 1  # two epochs without a gain after the best
+    stop.restore(model)
+    assert torch.equal(model.weight, states[1])
+
+
+def test_lpft_keeps_the_probe_when_fine_tuning_only_harms():
+    """A learning rate that wrecks the network: early stopping must return the probe (epoch 0),
+    whose test predictions are the linear probe's."""
+    tx, ty = _data(24, 2, 0)
+    vx, vy = _data(30, 2, 1)
+    sx, _ = _data(20, 2, 2)
+    settings = FinetuneSettings(
+        mode="lpft", epochs=2, patience=2, lr=50.0, batch_size=8, min_steps_per_epoch=2
+    )
+    prob, info = finetune(_make, tx, ty, vx, vy, sx, 2, settings, None, torch.device("cpu"), 0)
+    assert info["best_epoch"] == 0
+    enc = _make(0)
+    f = [extract_features(enc, a, torch.device("cpu")) for a in (tx, vx, sx)]
+    expected, _ = linear_probe(f[0], ty, f[1], vy, f[2], 2, list(settings.probe_c_grid))
+    np.testing.assert_allclose(prob, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["plain", "lpft"])
+def test_both_modes_learn_a_separable_task(mode):
+    tx, ty = _data(32, 2, 0)
+    vx, vy = _data(32, 2, 1)
+    sx, sy = _data(32, 2, 2)
+    settings = FinetuneSettings(mode=mode, epochs=3, batch_size=16, min_steps_per_epoch=2)
+    prob, info = finetune(_make, tx, ty, vx, vy, sx, 2, settings, None, torch.device("cpu"), 0)
+    assert prob.shape == (32, 2) and np.allclose(prob.sum(1), 1, atol=1e-5)
+    assert ((prob.argmax(1) == sy).mean()) > 0.8
+    assert ("C" in info) == (mode == "lpft")
