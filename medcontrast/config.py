@@ -193,7 +193,7 @@ class KNNConfig:
 class FinetuneConfig:
     # plain: encoder and a new head trained together from the start. lpft: a linear probe on the
     # frozen features first, then everything with a lower encoder learning rate (Kumar et al.).
-    mode: str = "plain"
+    mode: str = "lpft"
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3

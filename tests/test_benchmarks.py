@@ -187,7 +187,7 @@ def test_proxy_summary_pairs_seeds_against_the_strongest_random_init(tmp_path):
             )
     rows = {r["protocol"]: r for r in summarise("d", {"a": folder})}
     ft = rows["finetune"]
-    assert ft["strongest_random"].startswith("finetune")  # not the weak frozen random probe
+    assert ft["strongest_random"].startswith("a finetune")  # not the weak frozen random probe
     assert ft["minus_strongest_random"] == pytest.approx(0.06)
     assert ft["paired_sd"] == pytest.approx(np.std([0.05, 0.05, 0.08], ddof=1))
     assert ft["over_2sd"]

@@ -117,9 +117,12 @@ def finetune(
     images = torch.from_numpy(np.asarray(train_x, dtype=np.float32))
     labels = torch.from_numpy(train_y.astype(np.int64))
     bs = min(settings.batch_size, max(n, 2))
+    # The probe competes as epoch 0 but starts no patience count: fine-tuning first dips below
+    # the probe (the encoder moves under a fitted head) and needs a few epochs to pass it.
+    probe = _EarlyStop(0)
+    if settings.mode == "lpft":
+        probe.update(_val_score(model, val_x, val_y, settings, device, amp, 0), 0, model)
     stop = _EarlyStop(settings.patience)
-    if settings.mode == "lpft":  # the probe competes as epoch 0
-        stop.update(_val_score(model, val_x, val_y, settings, device, amp, 0), 0, model)
     for epoch in range(1, settings.epochs + 1):
         _train_mode(model, settings.frozen_norm)
         for _ in range(steps_per_epoch):
@@ -141,6 +144,8 @@ def finetune(
             sched.step()
         if stop.update(_val_score(model, val_x, val_y, settings, device, amp, epoch), epoch, model):
             break
+    if probe.best_score >= stop.best_score:
+        stop = probe
     stop.restore(model)
     val_prob = _predict(model, val_x, device, amp) if len(val_y) else np.zeros((0, n_classes))
     info.update(best_epoch=stop.best_epoch, val_score=float(stop.best_score), val_prob=val_prob)

@@ -263,6 +263,25 @@ def _curve_figure(
     )
 
 
+FINETUNE_MODES = {
+    "lpft": " Fine-tuning is LP-FT (Kumar et al., ICLR 2022): a linear probe on the frozen "
+    "encoder, then the whole network from that head; the probe is kept where fine-tuning did not "
+    "beat it on validation.",
+    "plain": " Fine-tuning trains a new head and the encoder together from the first step.",
+}
+
+
+def _compute_line(results: pd.DataFrame) -> str:
+    """The evaluation's own time: the runs' seconds, summed per kind of protocol."""
+    t = results[results["metric"] == "seconds"]
+    tuned = t.loc[t["protocol"] == "finetune", "value"].sum()
+    return (
+        f"- Compute: {t['value'].sum():.0f} s in {len(t)} runs (fine-tuning {tuned:.0f} s, "
+        f"frozen-feature probes {t['value'].sum() - tuned:.0f} s with the features, extracted "
+        "once per initialisation)."
+    )
+
+
 def _header(folder: EvalFolder, head: Headline) -> list[str]:
     cfg = folder.cfg
     rule = {
@@ -286,13 +305,15 @@ def _header(folder: EvalFolder, head: Headline) -> list[str]:
         "",
         "## What was run",
         "",
-        f"- Protocols: {', '.join(PROTOCOL_NAMES.get(p, p) for p in cfg.protocols)}.",
+        f"- Protocols: {', '.join(PROTOCOL_NAMES.get(p, p) for p in cfg.protocols)}."
+        + (FINETUNE_MODES.get(cfg.finetune.mode, "") if "finetune" in cfg.protocols else ""),
         "- Label budgets (labelled train split only; stratified by class, whole patients, nested): "
         + ", ".join(folder.results.sort_values("labels_used")["budget"].unique())
         + ".",
         f"- Seeds: {seeds}; every initialisation uses the same budget draws, so differences are paired.",
         f"- Metrics on the fixed test split: {', '.join(METRIC_NAMES.get(m, m) for m in cfg.metrics)}. "
         f"Decisions for accuracy-type metrics: {rule}; positive class `{folder.classes[folder.positive]}`.",
+        _compute_line(folder.results),
         f"- 95% intervals: {cfg.bootstrap} bootstrap replicates, each redrawing the test split's "
         "patients (all images of a patient together) and the seeds.",
         "",

@@ -81,6 +81,10 @@ def test_report_and_resume(phantom_manifest, tiny_run):
     assert ssl["diff_vs_random"].notna().all() and (ssl["ci_low"] <= ssl["ci_high"]).all()
     report = (folder / "report.md").read_text()
     assert "## Headline" in report and "random initialisation" in report
+    assert "- Compute: " in report and "in 24 runs (fine-tuning" in report
+    assert "LP-FT" in report  # the default fine-tuning mode is named
+    tuned = results[(results["protocol"] == "finetune") & (results["metric"] == "auroc")]
+    assert tuned["note"].str.contains("probe C=").all()
     assert "pat-" not in report and "pat-" not in (folder / "report.html").read_text()
     html = (folder / "report.html").read_text()
     assert "data:image/png;base64," in html
