@@ -72,8 +72,11 @@ def check_same_settings(folder: Path, cfg: EvaluateConfig) -> None:
     saved = folder / CONFIG
     if not saved.exists():
         return
-    # Settings a folder predates take their defaults, so an older folder can be continued.
-    previous = _plain(from_dict(EvaluateConfig, yaml.safe_load(saved.read_text()) or {}))
+    # Settings a folder predates take their defaults, so an older folder can be continued;
+    # except where the default changed since: such a folder was fine-tuned the plain way.
+    raw = yaml.safe_load(saved.read_text()) or {}
+    raw.setdefault("finetune", {}).setdefault("mode", "plain")
+    previous = _plain(from_dict(EvaluateConfig, raw))
     if _identity(previous) != _identity(_plain(cfg)):
         raise MedContrastError(
             f"{folder} holds an evaluation with other settings; choose another name="

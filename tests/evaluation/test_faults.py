@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from medcontrast.config import EvaluateConfig, load_config
 from medcontrast.errors import MedContrastError
@@ -104,3 +105,15 @@ def test_changed_weights_are_recomputed_or_refused(phantom_manifest, run, tmp_pa
     (folder / "inits.json").write_text(json.dumps([{**i, "sha256": ""} for i in inits]))
     evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
     assert "predates weight digests" in capsys.readouterr().err
+
+
+def test_a_folder_from_before_lpft_is_not_continued_as_lpft(phantom_manifest, run, tmp_path):
+    """A folder saved before finetune.mode existed was fine-tuned the plain way: continuing it
+    with the new default (lpft) would mix two protocols under one name."""
+    folder = evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
+    saved = yaml.safe_load((folder / "config.yaml").read_text())
+    del saved["finetune"]["mode"]
+    (folder / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(MedContrastError, match="other settings"):
+        evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
+    evaluate(_cfg(phantom_manifest, run, tmp_path, "finetune.mode=plain"), progress=False)
