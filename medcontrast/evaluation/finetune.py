@@ -37,7 +37,7 @@ from medcontrast.optim import layer_decay_groups
 
 @dataclass
 class FinetuneSettings:
-    mode: str = "plain"  # plain | lpft
+    mode: str = "lpft"  # lpft | plain
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
@@ -96,8 +96,12 @@ def finetune(
     torch.manual_seed(seed)
     model = _Classifier(make_encoder(seed), n_classes).to(device)
     info: dict = {}
+    # The probe competes as epoch 0 but starts no patience count: fine-tuning first dips below
+    # the probe (the encoder moves under a fitted head) and needs a few epochs to pass it.
+    probe = _EarlyStop(0)
     if settings.mode == "lpft":
-        info["C"] = _probe_head(model, train_x, train_y, val_x, val_y, settings, device, amp)
+        info["C"], probe_val = _probe_head(model, train_x, train_y, val_x, val_y, settings, device)
+        probe.update(_score(val_y, probe_val, settings.select_metric, 0), 0, model)
     n = len(train_x)
     steps_per_epoch = max(math.ceil(n / settings.batch_size), settings.min_steps_per_epoch)
     total = steps_per_epoch * settings.epochs
@@ -117,11 +121,6 @@ def finetune(
     images = torch.from_numpy(np.asarray(train_x, dtype=np.float32))
     labels = torch.from_numpy(train_y.astype(np.int64))
     bs = min(settings.batch_size, max(n, 2))
-    # The probe competes as epoch 0 but starts no patience count: fine-tuning first dips below
-    # the probe (the encoder moves under a fitted head) and needs a few epochs to pass it.
-    probe = _EarlyStop(0)
-    if settings.mode == "lpft":
-        probe.update(_val_score(model, val_x, val_y, settings, device, amp, 0), 0, model)
     stop = _EarlyStop(settings.patience)
     for epoch in range(1, settings.epochs + 1):
         _train_mode(model, settings.frozen_norm)
@@ -193,12 +192,17 @@ def _val_score(
     amp,
     epoch: int,
 ) -> float:
-    """The validation metric (NaN counts as -inf); without a validation split the epoch number,
-    so that the last epoch is kept."""
+    """The model's validation score (see :func:`_score`)."""
+    prob = _predict(model, val_x, device, amp) if len(val_y) else None
+    return _score(val_y, prob, settings.select_metric, epoch)
+
+
+def _score(val_y: np.ndarray, val_prob: np.ndarray | None, metric: str, epoch: int) -> float:
+    """``metric`` of validation probabilities (n_val, C) (NaN counts as -inf); without a
+    validation split the epoch number, so that the last epoch is kept."""
     if not len(val_y):
         return float(epoch)
-    metric = settings.select_metric
-    value = point_metrics(val_y, _predict(model, val_x, device, amp), [metric])[metric]
+    value = point_metrics(val_y, val_prob, [metric])[metric]
     return -np.inf if np.isnan(value) else value
 
 
@@ -221,11 +225,11 @@ def _probe_head(
     val_y: np.ndarray,
     settings: FinetuneSettings,
     device: torch.device,
-    amp,
-) -> float:
+) -> tuple[float, np.ndarray]:
     """LP-FT's first stage: the linear probe of :func:`linear_probe` (standardised features,
     C chosen on the validation split) on the frozen encoder, folded into ``model.head``
-    (w' = w / sd, b' = b - w' . mean); returns the chosen C."""
+    (w' = w / sd, b' = b - w' . mean); returns the chosen C and the probe's validation
+    probabilities (n_val, C), which the folded head reproduces."""
     n_classes = model.head.out_features
     train_f = extract_features(model.encoder, train_x, device)
     val_f = extract_features(model.encoder, val_x, device)
@@ -250,4 +254,4 @@ def _probe_head(
     b[probe.classes_] = bias - (coef / scale) @ scaler.mean_
     model.head.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
     model.head.bias.copy_(torch.as_tensor(b, dtype=torch.float32))
-    return float(info["C"])
+    return float(info["C"]), info["val_prob"]

@@ -51,6 +51,10 @@ _SCHEDULE_KEYS = (
 )
 
 
+# Settings added with a default other than the behaviour before them: what that behaviour was.
+_BEFORE_THEY_EXISTED = {("finetune", "mode"): "plain"}
+
+
 def _identity(saved: dict) -> dict:
     """The settings that give results.csv rows their meaning (all but the schedule keys)."""
     out = copy.deepcopy(saved)
@@ -73,9 +77,10 @@ def check_same_settings(folder: Path, cfg: EvaluateConfig) -> None:
     if not saved.exists():
         return
     # Settings a folder predates take their defaults, so an older folder can be continued;
-    # except where the default changed since: such a folder was fine-tuned the plain way.
+    # those whose default changed since take the value that was in force before they existed.
     raw = yaml.safe_load(saved.read_text()) or {}
-    raw.setdefault("finetune", {}).setdefault("mode", "plain")
+    for (section, key), value in _BEFORE_THEY_EXISTED.items():
+        raw.setdefault(section, {}).setdefault(key, value)
     previous = _plain(from_dict(EvaluateConfig, raw))
     if _identity(previous) != _identity(_plain(cfg)):
         raise MedContrastError(

@@ -43,7 +43,7 @@ def test_probe_stage_leaves_the_encoder_untouched_and_equals_the_linear_probe(n_
     model = _Classifier(_make(0), n_classes)
     before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     settings = FinetuneSettings(mode="lpft")
-    c = _probe_head(model, tx, ty, vx, vy, settings, torch.device("cpu"), None)
+    c, probe_val = _probe_head(model, tx, ty, vx, vy, settings, torch.device("cpu"))
     after = model.encoder.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # BN statistics included
     # The head now gives the linear probe's probabilities on the same frozen features.
@@ -54,6 +54,7 @@ def test_probe_stage_leaves_the_encoder_untouched_and_equals_the_linear_probe(n_
     assert info["C"] == c
     got = _predict(model, vx, torch.device("cpu"), None)
     np.testing.assert_allclose(got, expected, atol=1e-4)
+    np.testing.assert_allclose(probe_val, expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("layer_decay", [1.0, 0.5])
