@@ -208,6 +208,9 @@ class FinetuneConfig:
     device: str = "auto"
     precision: str = "auto"
     budgets: list[str] = field(default_factory=list)  # budget names to fine-tune on; empty: all
+    # Fine-tuning runs at once, each in its own process on the device: a small network leaves a
+    # GPU mostly idle. Results do not depend on it.
+    parallel: int = 1
 
 
 @dataclass

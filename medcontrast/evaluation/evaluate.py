@@ -13,6 +13,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, fields
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,13 @@ from medcontrast.data.selection import class_names, select_rows
 from medcontrast.errors import MedContrastError, first_line
 from medcontrast.evaluation.budgets import Budget, Selection, budgets_from, patient_order, select
 from medcontrast.evaluation.feature_figures import feature_figures
-from medcontrast.evaluation.finetune import FinetuneSettings, finetune
+from medcontrast.evaluation.finetune import FinetuneSettings
+from medcontrast.evaluation.finetune_pool import (
+    FinetuneData,
+    FinetuneJob,
+    FinetuneOutcome,
+    FinetunePool,
+)
 from medcontrast.evaluation.folder import (
     CONFIG,
     DATASET,
@@ -36,6 +43,7 @@ from medcontrast.evaluation.folder import (
     RESULTS,
     feature_path,
     prediction_path,
+    record_timing,
     resolve_positive,
     save_array,
 )
@@ -81,6 +89,8 @@ def _check(cfg: EvaluateConfig) -> None:
         raise MedContrastError(
             f"finetune.mode must be one of {', '.join(FINETUNE_MODES)}, not {cfg.finetune.mode!r}"
         )
+    if cfg.finetune.parallel < 1:
+        raise MedContrastError(f"finetune.parallel must be 1 or more, not {cfg.finetune.parallel}")
     if cfg.on_change not in ("recompute", "refuse"):
         raise MedContrastError(f"on_change must be recompute or refuse, not {cfg.on_change!r}")
 
@@ -243,7 +253,6 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
             indent=2,
         )
     )
-    results = folder / RESULTS
     done = set(zip(*(valid[k] for k in RUN_KEY), strict=True))
     ft_only = set(cfg.finetune.budgets)  # fine-tuning is the costly protocol: maybe fewer budgets
     # Smallest budgets first, every init and protocol side by side: an evaluation stopped part
@@ -258,56 +267,48 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
         and not (p == "finetune" and ft_only and b.name not in ft_only)
     ]
     views = AugmentParams.from_config(cfg.views, cfg.data.ndim, tuple(cfg.data.size))
-    amp = resolve_precision(cfg.finetune.precision, ev.device)
     settings = FinetuneSettings(
         **{k: getattr(cfg.finetune, k) for k in _FINETUNE_KEYS},
         select_metric=cfg.headline_metric,
         probe_c_grid=tuple(cfg.linear.c_grid),
     )
-    bar = tqdm(jobs, desc="evaluate", unit="run", disable=not progress, file=sys.stderr)
+    data = FinetuneData(
+        ev.cache.array,
+        ev.y,
+        ev.split["val"],
+        ev.split["test"],
+        len(ev.classes),
+        settings,
+        views if cfg.finetune.augment else None,
+        str(ev.device),
+        resolve_precision(cfg.finetune.precision, ev.device),
+    )
+    started, wall = datetime.now(UTC), time.time()
+    bar = tqdm(total=len(jobs), desc="evaluate", unit="run", disable=not progress, file=sys.stderr)
     # Frozen-feature probes are deterministic given the labeled subset; a budget that draws the
     # same subset for every seed (100%, or a class smaller than k) is computed once.
     frozen: dict[tuple, tuple[np.ndarray, np.ndarray, list[str], int]] = {}
-    for init, protocol, budget, seed in bar:
-        bar.set_postfix_str(f"{init.name} {protocol} {budget.name} seed {seed}")
-        sel = ev.selections[(budget.name, seed)]
-        idx = ev.split["train"][sel.indices]
-        notes = list(sel.notes)
-        start = time.time()
-        key = (init.name, protocol, tuple(np.sort(idx)))
-        if protocol in ("linear", "knn") and key in frozen:
-            val_prob, prob, extra, first = frozen[key]
-            notes += [*extra, f"same labeled subset as seed {first}: probe reused"]
-        elif protocol in ("linear", "knn"):
-            val_prob, prob, extra = _probe(ev, init, protocol, idx)
-            notes += extra
-            frozen[key] = (val_prob, prob, extra, seed)
-        else:
-            val_prob, prob, extra = _finetune(ev, init, idx, settings, views, seed, amp)
-            notes += extra
-        for split, p in (("test", prob), ("val", val_prob)):
-            path = prediction_path(folder, init.name, protocol, budget.name, seed, split)
-            save_array(path, p.astype(np.float32))
-        # Hard decisions use a threshold chosen on this run's validation predictions.
-        y_val = ev.y[ev.split["val"]]
-        threshold = choose_threshold(cfg.threshold, y_val, val_prob, ev.positive)
-        values = point_metrics(ev.y[ev.split["test"]], prob, cfg.metrics, threshold, ev.positive)
-        if threshold is not None:
-            values["threshold"] = threshold
-        values["seconds"] = time.time() - start
-        base = {
-            "init": init.name,
-            "protocol": protocol,
-            "budget": budget.name,
-            "budget_kind": budget.kind,
-            "budget_value": budget.value,
-            "labels_used": len(idx),
-            "patients_used": ev.train_rows.iloc[sel.indices]["patient"].nunique(),
-            "seed": seed,
-            "note": "; ".join(notes),
-        }
-        append_results(results, [{**base, "metric": m, "value": v} for m, v in values.items()])
+    with FinetunePool(data, cfg.finetune.parallel) as pool:
+        for run in jobs:
+            init, protocol, budget, seed = run
+            idx = ev.split["train"][ev.selections[(budget.name, seed)].indices]
+            if protocol == "finetune":
+                for done in pool.submit(run, _finetune_job(ev, init, idx, settings, seed)):
+                    _record(ev, *done, bar)
+                continue
+            start = time.time()
+            key = (init.name, protocol, tuple(np.sort(idx)))
+            if key in frozen:
+                val_prob, prob, extra, first = frozen[key]
+                notes = [*extra, f"same labeled subset as seed {first}: probe reused"]
+            else:
+                val_prob, prob, notes = _probe(ev, init, protocol, idx)
+                frozen[key] = (val_prob, prob, notes, seed)
+            _record(ev, run, FinetuneOutcome(val_prob, prob, notes, time.time() - start), bar)
+        for done in pool.finish():
+            _record(ev, *done, bar)
     bar.close()
+    record_timing(folder, started, time.time() - wall, len(jobs), cfg.finetune.parallel, ev.device)
     feature_figures(
         ev.features,
         ev.cache.array,
@@ -349,34 +350,52 @@ def _probe(
     return both[: len(va)], both[len(va) :], []
 
 
-def _finetune(
-    ev: Evaluation,
-    init: Init,
-    idx: np.ndarray,
-    settings: FinetuneSettings,
-    views: AugmentParams,
-    seed: int,
-    amp,
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Full fine-tuning: validation and test probabilities (best epoch), and notes."""
-    arr, y = ev.cache.array, ev.y
-    va, te = ev.split["val"], ev.split["test"]
+def _finetune_job(
+    ev: Evaluation, init: Init, idx: np.ndarray, settings: FinetuneSettings, seed: int
+) -> FinetuneJob:
+    """A fine-tuning run on the training rows ``idx``. LP-FT's probe of an encoder that is the
+    same for every seed (pretrained weights) takes the features extracted once for the probes."""
     order = np.sort(idx)
-    prob, info = finetune(
-        init.make,
-        arr[order],
-        y[order],
-        arr[va],
-        y[va],
-        arr[te],
-        len(ev.classes),
-        settings,
-        views if ev.cfg.finetune.augment else None,
-        ev.device,
-        seed,
-        amp,
+    features = None
+    if settings.mode == "lpft" and not init.seeded:
+        f = ev.features(init)
+        features = (f[order], f[ev.split["val"]])
+    return FinetuneJob(init, order, seed, features)
+
+
+def _record(
+    ev: Evaluation,
+    run: tuple[Init, str, Budget, int],
+    outcome: FinetuneOutcome,
+    bar: tqdm,
+) -> None:
+    """Save a finished run's predictions and append its rows to ``results.csv``."""
+    init, protocol, budget, seed = run
+    bar.set_postfix_str(f"{init.name} {protocol} {budget.name} seed {seed}")
+    bar.update(1)
+    cfg, folder = ev.cfg, ev.folder
+    sel = ev.selections[(budget.name, seed)]
+    for split, p in (("test", outcome.prob), ("val", outcome.val_prob)):
+        path = prediction_path(folder, init.name, protocol, budget.name, seed, split)
+        save_array(path, p.astype(np.float32))
+    # Hard decisions use a threshold chosen on this run's validation predictions.
+    y_val = ev.y[ev.split["val"]]
+    threshold = choose_threshold(cfg.threshold, y_val, outcome.val_prob, ev.positive)
+    values = point_metrics(
+        ev.y[ev.split["test"]], outcome.prob, cfg.metrics, threshold, ev.positive
     )
-    notes = [f"best epoch {info['best_epoch']}"]
-    if "C" in info:
-        notes.append(f"probe C={info['C']:g}")
-    return info["val_prob"], prob, notes
+    if threshold is not None:
+        values["threshold"] = threshold
+    values["seconds"] = outcome.seconds
+    base = {
+        "init": init.name,
+        "protocol": protocol,
+        "budget": budget.name,
+        "budget_kind": budget.kind,
+        "budget_value": budget.value,
+        "labels_used": len(sel.indices),
+        "patients_used": ev.train_rows.iloc[sel.indices]["patient"].nunique(),
+        "seed": seed,
+        "note": "; ".join([*sel.notes, *outcome.notes]),
+    }
+    append_results(folder / RESULTS, [{**base, "metric": m, "value": v} for m, v in values.items()])

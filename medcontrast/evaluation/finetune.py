@@ -88,11 +88,16 @@ def finetune(
     device: torch.device,
     seed: int,
     amp: torch.dtype | None = None,
+    features: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Fine-tune a fresh encoder (``make_encoder(seed)``: random weights differ by seed) on
     images (n, C, *size); returns test probabilities (n_test, C) and run info: ``best_epoch``
     (0: the lpft probe, before any fine-tuning step), its validation score ``val_score`` and
-    validation probabilities ``val_prob`` (n_val, C), and in lpft mode the probe's ``C``."""
+    validation probabilities ``val_prob`` (n_val, C), and in lpft mode the probe's ``C``.
+
+    ``features``: frozen features (n, D) and (n_val, D) of ``make_encoder(seed)`` for the
+    training and validation images, when the caller has them (an evaluation extracts them once
+    per pretrained encoder); the lpft probe then needs no forward pass of its own."""
     torch.manual_seed(seed)
     model = _Classifier(make_encoder(seed), n_classes).to(device)
     info: dict = {}
@@ -100,7 +105,9 @@ def finetune(
     # the probe (the encoder moves under a fitted head) and needs a few epochs to pass it.
     probe = _EarlyStop(0)
     if settings.mode == "lpft":
-        info["C"], probe_val = _probe_head(model, train_x, train_y, val_x, val_y, settings, device)
+        if features is None:
+            features = tuple(extract_features(model.encoder, a, device) for a in (train_x, val_x))
+        info["C"], probe_val = _probe_head(model.head, *features, train_y, val_y, settings)
         probe.update(_score(val_y, probe_val, settings.select_metric, 0), 0, model)
     n = len(train_x)
     steps_per_epoch = max(math.ceil(n / settings.batch_size), settings.min_steps_per_epoch)
@@ -218,21 +225,18 @@ def _train_mode(model: nn.Module, frozen_norm: bool) -> None:
 
 @torch.no_grad()
 def _probe_head(
-    model: _Classifier,
-    train_x: np.ndarray,
+    head: nn.Linear,
+    train_f: np.ndarray,
+    val_f: np.ndarray,
     train_y: np.ndarray,
-    val_x: np.ndarray,
     val_y: np.ndarray,
     settings: FinetuneSettings,
-    device: torch.device,
 ) -> tuple[float, np.ndarray]:
     """LP-FT's first stage: the linear probe of :func:`linear_probe` (standardised features,
-    C chosen on the validation split) on the frozen encoder, folded into ``model.head``
-    (w' = w / sd, b' = b - w' . mean); returns the chosen C and the probe's validation
-    probabilities (n_val, C), which the folded head reproduces."""
-    n_classes = model.head.out_features
-    train_f = extract_features(model.encoder, train_x, device)
-    val_f = extract_features(model.encoder, val_x, device)
+    C chosen on the validation split) on the frozen encoder's features (n, D) and (n_val, D),
+    folded into ``head`` (w' = w / sd, b' = b - w' . mean); returns the chosen C and the
+    probe's validation probabilities (n_val, C), which the folded head reproduces."""
+    n_classes = head.out_features
     _, info = linear_probe(
         train_f,
         train_y,
@@ -252,6 +256,6 @@ def _probe_head(
     b = np.full(n_classes, bias.min() - 10.0)  # a class the budget lacks: never predicted
     w[probe.classes_] = coef / scale
     b[probe.classes_] = bias - (coef / scale) @ scaler.mean_
-    model.head.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
-    model.head.bias.copy_(torch.as_tensor(b, dtype=torch.float32))
+    head.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+    head.bias.copy_(torch.as_tensor(b, dtype=torch.float32))
     return float(info["C"]), info["val_prob"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ DATASET = "dataset.json"  # classes, positive class, counts per split and class,
 LABELS = "labels.npz"  # y_val, y_test and test_groups (patient codes 0..P-1, not identifiers)
 EMBEDDINGS = "embeddings.png"  # drawn by evaluate (it needs features); embedded by the report
 RETRIEVAL = "retrieval.png"
+TIMING = "timing.jsonl"  # one line per call of evaluate: its wall-clock time and settings
 
 
 def resolve_positive(name: str, classes: list[str], default: int, where: str) -> int:
@@ -72,6 +74,36 @@ def save_array(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def record_timing(
+    folder: Path, started: datetime, seconds: float, runs: int, parallel: int, device: object
+) -> None:
+    """Append one call of evaluate's wall-clock time (feature extraction, probes and
+    fine-tuning together) to the folder's timing file."""
+    line = {
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": round(seconds, 3),
+        "runs": runs,
+        "finetune_parallel": parallel,
+        "device": str(device),
+    }
+    with open(folder / TIMING, "a") as fh:
+        fh.write(json.dumps(line) + "\n")
+
+
+def read_timing(folder: Path) -> list[dict]:
+    """The calls of evaluate recorded in a folder (none in folders from before it was kept; a
+    line a kill cut short is left out)."""
+    path = folder / TIMING
+    lines = path.read_text().splitlines() if path.exists() else []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
 @dataclass
 class EvalFolder:
     """Everything the report needs, read from an evaluation folder."""
@@ -84,6 +116,7 @@ class EvalFolder:
     y_val: np.ndarray
     y_test: np.ndarray
     test_groups: np.ndarray
+    timing: list[dict] = field(default_factory=list)
 
     @classmethod
     def read(cls, path: str | Path) -> EvalFolder:
@@ -112,6 +145,7 @@ class EvalFolder:
             y_val=labels["y_val"],
             y_test=labels["y_test"],
             test_groups=labels["test_groups"],
+            timing=read_timing(path),
         )
 
     @property

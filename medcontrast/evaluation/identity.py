@@ -29,7 +29,11 @@ from medcontrast.evaluation.results_file import read_results, write_results
 def folder_for(cfg: EvaluateConfig) -> Path:
     """Default name: a hash of the settings, so the same command finds its unfinished folder."""
     if not cfg.name:
-        text = yaml.safe_dump(to_dict(cfg), sort_keys=True)
+        settings = to_dict(cfg)
+        # How many runs go at once changes no result: the same command with another value
+        # finds the same folder (and names stay those of before the setting existed).
+        settings["finetune"].pop("parallel")
+        text = yaml.safe_dump(settings, sort_keys=True)
         cfg.name = "eval-" + hashlib.sha256(text.encode()).hexdigest()[:10]
     return Path(cfg.out_dir) / cfg.name
 
@@ -41,6 +45,7 @@ _SCHEDULE_KEYS = (
     ("protocols",),
     ("budgets", "seeds"),
     ("finetune", "budgets"),
+    ("finetune", "parallel"),
     ("metrics",),
     ("threshold",),
     ("positive_class",),

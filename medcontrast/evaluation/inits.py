@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -18,7 +19,11 @@ from medcontrast.models.encoders import Encoder, EncoderSpec, build_from_spec
 
 @dataclass
 class Init:
-    """One initialisation: a name, what it is, and a factory of fresh encoders."""
+    """One initialisation: a name, what it is, and a factory of fresh encoders.
+
+    ``make`` is a module-level function (bound with :func:`functools.partial`), so that an
+    Init can be sent to a fine-tuning worker process.
+    """
 
     name: str
     kind: str  # pretrained | weights | random
@@ -27,6 +32,12 @@ class Init:
     make: Callable[[int], Encoder]  # seed -> a new encoder (the seed only matters for random)
     notes: list[str]
     digest: str = ""  # SHA-256 of the weights it starts from (of the spec for random weights)
+
+    @property
+    def seeded(self) -> bool:
+        """Whether ``make`` gives other weights for another seed (random weights), so that
+        features of ``make(0)`` stand for no other seed's encoder."""
+        return self.kind == "random"
 
 
 def file_digest(*paths: Path) -> str:
@@ -117,7 +128,7 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
                     "random",
                     spec,
                     "random",
-                    _random_factory(spec),
+                    partial(_make_random, spec),
                     [],
                     _spec_digest(spec),
                 )
@@ -138,7 +149,7 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
                     "pretrained",
                     spec,
                     str(path),
-                    lambda _seed, p=path: load_encoder(p),
+                    partial(_load_run, path),
                     [],
                     file_digest(weights, weights.with_name(SPEC)),
                 )
@@ -151,12 +162,7 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
             spec = _spec_like(item, ndim, size, pretrained)
             notes = _load_file_into(build_from_spec(spec), path)
             name = item.name or path.stem
-
-            def make(_seed: int, spec=spec, path=path) -> Encoder:
-                enc = build_from_spec(spec)
-                _load_file_into(enc, path)
-                return enc
-
+            make = partial(_make_from_file, spec, path)
             out.append(Init(name, "weights", spec, str(path), make, notes, file_digest(path)))
         else:
             raise MedContrastError(
@@ -172,7 +178,7 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
                 "random",
                 spec,
                 "random",
-                _random_factory(spec),
+                partial(_make_random, spec),
                 ["added automatically: every initialisation is compared with it"],
                 _spec_digest(spec),
             )
@@ -214,12 +220,22 @@ def _spec_like(
     return EncoderSpec(item.encoder, ndim, 1, list(size), stem, kwargs)
 
 
-def _random_factory(spec: EncoderSpec) -> Callable[[int], Encoder]:
-    def make(seed: int) -> Encoder:
-        torch.manual_seed(seed)
-        return build_from_spec(spec)
+def _make_random(spec: EncoderSpec, seed: int) -> Encoder:
+    """Random weights, drawn from ``seed``."""
+    torch.manual_seed(seed)
+    return build_from_spec(spec)
 
-    return make
+
+def _load_run(path: Path, _seed: int) -> Encoder:
+    """The weights of a run folder or exported encoder (the same for every seed)."""
+    return load_encoder(path)
+
+
+def _make_from_file(spec: EncoderSpec, path: Path, _seed: int) -> Encoder:
+    """The architecture ``spec`` with a user's weight file loaded (the same for every seed)."""
+    encoder = build_from_spec(spec)
+    _load_file_into(encoder, path)
+    return encoder
 
 
 def _check_fits(spec: EncoderSpec, ndim: int, size: list[int], source: str) -> None:

@@ -271,15 +271,26 @@ FINETUNE_MODES = {
 }
 
 
-def _compute_line(results: pd.DataFrame) -> str:
-    """The evaluation's own time: the runs' seconds, summed per kind of protocol."""
+def _compute_line(results: pd.DataFrame, timing: list[dict]) -> str:
+    """The evaluation's own time: the runs' seconds, summed per kind of protocol, and the
+    wall-clock time of the calls of evaluate (less than the sum when fine-tuning runs went
+    side by side)."""
     t = results[results["metric"] == "seconds"]
     tuned = t.loc[t["protocol"] == "finetune", "value"].sum()
-    return (
+    line = (
         f"- Compute: {t['value'].sum():.0f} s in {len(t)} runs (fine-tuning {tuned:.0f} s, "
         f"frozen-feature probes {t['value'].sum() - tuned:.0f} s with the features, extracted "
-        "once per initialisation)."
+        "once per initialisation)"
     )
+    if timing:
+        wall = sum(c["seconds"] for c in timing)
+        most = max(c.get("finetune_parallel", 1) for c in timing)
+        devices = ", ".join(sorted({c.get("device", "?") for c in timing}))
+        line += (
+            f"; wall-clock {wall:.0f} s in {len(timing)} call(s) of evaluate on {devices}, "
+            f"up to {most} fine-tuning run(s) at once"
+        )
+    return line + "."
 
 
 def _header(folder: EvalFolder, head: Headline) -> list[str]:
@@ -313,7 +324,7 @@ def _header(folder: EvalFolder, head: Headline) -> list[str]:
         f"- Seeds: {seeds}; every initialisation uses the same budget draws, so differences are paired.",
         f"- Metrics on the fixed test split: {', '.join(METRIC_NAMES.get(m, m) for m in cfg.metrics)}. "
         f"Decisions for accuracy-type metrics: {rule}; positive class `{folder.classes[folder.positive]}`.",
-        _compute_line(folder.results),
+        _compute_line(folder.results, folder.timing),
         f"- 95% intervals: {cfg.bootstrap} bootstrap replicates, each redrawing the test split's "
         "patients (all images of a patient together) and the seeds.",
         "",

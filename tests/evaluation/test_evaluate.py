@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from medcontrast.cli import main
 from medcontrast.config import EvaluateConfig, load_config
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.evaluate import evaluate
+from medcontrast.evaluation.identity import folder_for
 
 
 def _eval_cfg(manifest, root, run, *extra) -> EvaluateConfig:
@@ -143,3 +148,41 @@ def test_bad_inputs_are_clear(phantom_manifest, tiny_run, tmp_path):
             ),
             progress=False,
         )
+
+
+def test_fine_tuning_side_by_side_gives_the_same_results(phantom_manifest, tiny_run):
+    """finetune.parallel=2 runs in two worker processes (one CPU thread each); with one thread
+    here too, every run is the same computation, so rows and predictions must agree."""
+    run, root = tiny_run
+    base = ("protocols=[finetune]", "budgets.fractions=[]", "bootstrap=20")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = evaluate(_eval_cfg(phantom_manifest, root, run, *base, "name=s"), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    side = evaluate(
+        _eval_cfg(phantom_manifest, root, run, *base, "name=p", "finetune.parallel=2"),
+        progress=False,
+    )
+    key = ["init", "budget", "seed", "metric"]
+    a, b = (
+        pd.read_csv(f / "results.csv").query("metric != 'seconds'").sort_values(key)
+        for f in (serial, side)
+    )
+    assert len(a) == 2 * 2 * 7  # 2 inits x 2 seeds, 6 metrics + threshold
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+    for p in serial.glob("predictions/**/*.npy"):
+        np.testing.assert_array_equal(np.load(p), np.load(side / p.relative_to(serial)))
+    timing = [json.loads(line) for line in (side / "timing.jsonl").read_text().splitlines()]
+    assert timing[0]["runs"] == 4 and timing[0]["finetune_parallel"] == 2
+    assert "up to 2 fine-tuning run(s) at once" in (side / "report.md").read_text()
+    # The same command with another parallel count continues the same folder.
+    evaluate(_eval_cfg(phantom_manifest, root, run, *base, "name=p"), progress=False)
+    assert len((side / "timing.jsonl").read_text().splitlines()) == 2
+
+
+def test_the_parallel_count_does_not_name_the_folder():
+    one, three = EvaluateConfig(), EvaluateConfig()
+    three.finetune.parallel = 3
+    assert folder_for(one) == folder_for(three)

@@ -43,11 +43,12 @@ def test_probe_stage_leaves_the_encoder_untouched_and_equals_the_linear_probe(n_
     model = _Classifier(_make(0), n_classes)
     before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     settings = FinetuneSettings(mode="lpft")
-    c, probe_val = _probe_head(model, tx, ty, vx, vy, settings, torch.device("cpu"))
+    # The probe stage as finetune() runs it: frozen features, then the head fitted to them.
+    f_train, f_val = (extract_features(model.encoder, a, torch.device("cpu")) for a in (tx, vx))
+    c, probe_val = _probe_head(model.head, f_train, f_val, ty, vy, settings)
     after = model.encoder.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # BN statistics included
     # The head now gives the linear probe's probabilities on the same frozen features.
-    f_train, f_val = (extract_features(model.encoder, a, torch.device("cpu")) for a in (tx, vx))
     expected, info = linear_probe(
         f_train, ty, f_val, vy, f_val, n_classes, list(settings.probe_c_grid)
     )
@@ -55,6 +56,22 @@ def test_probe_stage_leaves_the_encoder_untouched_and_equals_the_linear_probe(n_
     got = _predict(model, vx, torch.device("cpu"), None)
     np.testing.assert_allclose(got, expected, atol=1e-4)
     np.testing.assert_allclose(probe_val, expected, atol=1e-6)
+
+
+def test_features_given_by_the_caller_give_the_same_run():
+    """An evaluation hands LP-FT the pretrained encoder's features it extracted once; the run
+    must be the one that extracts them itself."""
+    tx, ty = _data(24, 2, 0)
+    vx, vy = _data(18, 2, 1)
+    sx, _ = _data(10, 2, 2)
+    settings = FinetuneSettings(mode="lpft", epochs=2, batch_size=8, min_steps_per_epoch=2)
+    cpu = torch.device("cpu")
+    enc = _make(0)
+    feats = (extract_features(enc, tx, cpu), extract_features(enc, vx, cpu))
+    own, info = finetune(_make, tx, ty, vx, vy, sx, 2, settings, None, cpu, 0)
+    given, info_given = finetune(_make, tx, ty, vx, vy, sx, 2, settings, None, cpu, 0, None, feats)
+    np.testing.assert_allclose(given, own, atol=1e-6)
+    assert (info["C"], info["best_epoch"]) == (info_given["C"], info_given["best_epoch"])
 
 
 @pytest.mark.parametrize("layer_decay", [1.0, 0.5])
