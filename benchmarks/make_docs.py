@@ -17,6 +17,7 @@ ORDER = [
     "resume",
     "label_efficiency",
     "proxy",
+    "finetune_parallel",
 ]
 TITLES = {
     "loss": "NT-Xent forward + backward (ms)",
@@ -26,6 +27,7 @@ TITLES = {
     "resume": "Exact resume after kill -9 under torchrun",
     "label_efficiency": "Label efficiency on real data",
     "proxy": "Recipe proxy (CPU, 28 px, minutes of pretraining): a proxy, not the configs' result",
+    "finetune_parallel": "Fine-tuning runs side by side (finetune.parallel)",
 }
 
 

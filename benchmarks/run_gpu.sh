@@ -24,7 +24,12 @@ for what in "$@"; do
       E=/tmp/le/eval/pneumoniamnist
       run 60 python -m medcontrast.cli report "$E"
       cp "$E/report.md" "$E/label_efficiency_auroc.png" "$E/summary.csv" "$E/results.csv" "$OUT/" ;;
+    finetune-parallel)  # issue 15: fine-tunes of one budget side by side on one GPU
+      run "${LIMIT:-240}" python bench_finetune_parallel.py pneumoniamnist --data "$DATA" \
+        --parallel 1 4 8 --seeds 8 ;;
     pneumoniamnist|adrenalmnist3d|mednist)
-      run "${LIMIT:-500}" python bench_label_efficiency.py "$what" --data "$DATA" --work /tmp/le ;;
+      # The full configs; FT_PARALLEL fine-tunes at once (results do not depend on it).
+      run "${LIMIT:-500}" python bench_label_efficiency.py "$what" --data "$DATA" --work /tmp/le \
+        --evaluate "finetune.parallel=${FT_PARALLEL:-6}" ;;
   esac
 done
