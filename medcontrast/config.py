@@ -204,6 +204,9 @@ class FinetuneConfig:
     class_weighting: bool = True
     layer_decay: float = 1.0  # encoder learning rate x this per layer below the last; 1: off
     frozen_norm: bool = False  # batch norm keeps its running statistics while fine-tuning
+    # lpft: mixtures (1 - a) x probe + a x fine-tuned weights tried on validation (WiSE-FT,
+    # Wortsman et al. 2022), e.g. [0.25, 0.5, 0.75]; empty: off.
+    wise_alphas: list[float] = field(default_factory=list)
     augment: bool = True
     device: str = "auto"
     precision: str = "auto"

@@ -89,6 +89,10 @@ def _check(cfg: EvaluateConfig) -> None:
         raise MedContrastError(
             f"finetune.mode must be one of {', '.join(FINETUNE_MODES)}, not {cfg.finetune.mode!r}"
         )
+    if not all(0 <= a <= 1 for a in cfg.finetune.wise_alphas):
+        raise MedContrastError(
+            f"finetune.wise_alphas must lie in [0, 1], not {cfg.finetune.wise_alphas}"
+        )
     if cfg.finetune.parallel < 1:
         raise MedContrastError(f"finetune.parallel must be 1 or more, not {cfg.finetune.parallel}")
     if cfg.on_change not in ("recompute", "refuse"):

@@ -10,7 +10,9 @@ Out-of-Distribution", ICLR 2022): a linear probe on the frozen encoder's feature
 weights copied into the head, then everything fine-tuned. With a random head, the first steps'
 large gradients rewrite the pretrained features to fit the head; starting from a fitted head,
 fine-tuning only refines them. The probe itself is epoch 0 of early stopping, so fine-tuning is
-kept only where it beats the probe on the validation split.
+kept only where it beats the probe on the validation split. With ``wise_alphas`` the weights
+between the two are tried too (WiSE-FT: Wortsman et al., "Robust fine-tuning of zero-shot
+models", CVPR 2022): (1 - a) x probe + a x fine-tuned, a chosen on the validation split.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class FinetuneSettings:
     layer_decay: float = 1.0  # encoder learning rate x decay per layer below the last
     frozen_norm: bool = False  # batch norm keeps its running statistics while fine-tuning
     probe_c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)  # lpft's linear probe
+    # lpft: mixing weights tried between the probe's network (0) and the fine-tuned one (1),
+    # the best on validation kept (WiSE-FT); empty: off.
+    wise_alphas: tuple[float, ...] = ()
 
 
 class _Classifier(nn.Module):
@@ -150,12 +155,53 @@ def finetune(
             sched.step()
         if stop.update(_val_score(model, val_x, val_y, settings, device, amp, epoch), epoch, model):
             break
-    if probe.best_score >= stop.best_score:
-        stop = probe
-    stop.restore(model)
+    best = probe if probe.best_score >= stop.best_score else stop
+    best.restore(model)
+    score = float(best.best_score)
+    # A mixture needs both ends and a validation split to choose on.
+    if settings.wise_alphas and len(val_y) and stop.best_state is not None and probe.best_state:
+        info["alpha"], score = _weight_ensemble(
+            model,
+            probe,
+            stop,
+            settings,
+            lambda: _val_score(model, val_x, val_y, settings, device, amp, 0),
+        )
     val_prob = _predict(model, val_x, device, amp) if len(val_y) else np.zeros((0, n_classes))
-    info.update(best_epoch=stop.best_epoch, val_score=float(stop.best_score), val_prob=val_prob)
+    info.update(best_epoch=best.best_epoch, val_score=score, val_prob=val_prob)
     return _predict(model, test_x, device, amp), info
+
+
+@torch.no_grad()
+def _weight_ensemble(
+    model: nn.Module,
+    probe: _EarlyStop,
+    tuned: _EarlyStop,
+    settings: FinetuneSettings,
+    val_score: Callable[[], float],
+) -> tuple[float, float]:
+    """WiSE-FT: load (1 - a) x the probe's weights + a x the best fine-tuned weights for each a
+    of ``settings.wise_alphas``, and keep the best on validation (the two ends, a = 0 and 1,
+    count with their own scores; a mixture must beat both). Batch norm's running statistics
+    are mixed too; integer buffers (batch counts) are the fine-tuned network's. Returns the
+    chosen a and its validation score."""
+    best = (
+        (0.0, probe.best_score) if probe.best_score >= tuned.best_score else (1.0, tuned.best_score)
+    )
+    for alpha in sorted(set(settings.wise_alphas) - {0.0, 1.0}):
+        model.load_state_dict(_mix(probe.best_state, tuned.best_state, alpha))
+        score = val_score()
+        if score > best[1]:
+            best = (alpha, score)
+    model.load_state_dict(_mix(probe.best_state, tuned.best_state, best[0]))
+    return best[0], float(best[1])
+
+
+def _mix(start: dict, end: dict, alpha: float) -> dict:
+    """(1 - alpha) x start + alpha x end for floating-point tensors; end's for the others."""
+    return {
+        k: torch.lerp(start[k], v, alpha) if v.is_floating_point() else v for k, v in end.items()
+    }
 
 
 def _optimizer(model: _Classifier, settings: FinetuneSettings) -> torch.optim.Optimizer:

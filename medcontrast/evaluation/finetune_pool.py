@@ -99,6 +99,8 @@ def run_job(data: FinetuneData, job: FinetuneJob) -> FinetuneOutcome:
     notes = [f"best epoch {info['best_epoch']}"]
     if "C" in info:
         notes.append(f"probe C={info['C']:g}")
+    if "alpha" in info:
+        notes.append(f"WiSE-FT a={info['alpha']:g}")
     return FinetuneOutcome(info["val_prob"], prob, notes, time.time() - start)
 
 

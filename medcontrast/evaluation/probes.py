@@ -48,7 +48,8 @@ def linear_probe(
     LogisticRegression and StandardScaler}.
     """
     scaler = StandardScaler().fit(train_x)
-    tx, vx, sx = scaler.transform(train_x), scaler.transform(val_x), scaler.transform(test_x)
+    # scikit-learn refuses empty arrays; a manifest may have no validation split.
+    tx, vx, sx = (scaler.transform(a) if len(a) else a for a in (train_x, val_x, test_x))
     best, best_c, best_model = -np.inf, c_grid[0], None
     for c in c_grid:
         model = _fit_logreg(tx, train_y, c, max_iter)
@@ -60,7 +61,7 @@ def linear_probe(
         score = -np.inf if np.isnan(score) else score
         if score > best or best_model is None:
             best, best_c, best_model = score, c, model
-    val_prob = _proba(best_model, vx, n_classes) if len(val_x) else np.zeros((0, n_classes))
+    val_prob = _proba(best_model, vx, n_classes)
     info = {"C": best_c, "val_prob": val_prob, "model": best_model, "scaler": scaler}
     return _proba(best_model, sx, n_classes), info
 
@@ -76,7 +77,8 @@ def _fit_logreg(x: np.ndarray, y: np.ndarray, c: float, max_iter: int) -> Logist
 def _proba(model: LogisticRegression, x: np.ndarray, n_classes: int) -> np.ndarray:
     """Probabilities over all classes, also when the budget lacked some class."""
     out = np.zeros((len(x), n_classes))
-    out[:, model.classes_] = model.predict_proba(x)
+    if len(x):  # scikit-learn refuses an empty array
+        out[:, model.classes_] = model.predict_proba(x)
     return out
 
 

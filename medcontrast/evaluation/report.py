@@ -271,6 +271,17 @@ FINETUNE_MODES = {
 }
 
 
+_WISE = (
+    " Then weights between the probe's and the fine-tuned network's, (1 - a) x probe + a x "
+    "fine-tuned, were tried and the best on the validation split kept (WiSE-FT, Wortsman et "
+    "al., CVPR 2022; `note` gives a)."
+)
+
+
+def _wise_on(cfg) -> bool:
+    return cfg.finetune.mode == "lpft" and bool(cfg.finetune.wise_alphas)
+
+
 def _compute_line(results: pd.DataFrame, timing: list[dict]) -> str:
     """The evaluation's own time: the runs' seconds, summed per kind of protocol, and the
     wall-clock time of the calls of evaluate (less than the sum when fine-tuning runs went
@@ -317,7 +328,8 @@ def _header(folder: EvalFolder, head: Headline) -> list[str]:
         "## What was run",
         "",
         f"- Protocols: {', '.join(PROTOCOL_NAMES.get(p, p) for p in cfg.protocols)}."
-        + (FINETUNE_MODES.get(cfg.finetune.mode, "") if "finetune" in cfg.protocols else ""),
+        + (FINETUNE_MODES.get(cfg.finetune.mode, "") if "finetune" in cfg.protocols else "")
+        + (_WISE if "finetune" in cfg.protocols and _wise_on(cfg) else ""),
         "- Label budgets (labelled train split only; stratified by class, whole patients, nested): "
         + ", ".join(folder.results.sort_values("labels_used")["budget"].unique())
         + ".",

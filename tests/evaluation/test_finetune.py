@@ -10,9 +10,11 @@ from medcontrast.evaluation.finetune import (
     FinetuneSettings,
     _Classifier,
     _EarlyStop,
+    _mix,
     _optimizer,
     _predict,
     _probe_head,
+    _weight_ensemble,
     finetune,
 )
 from medcontrast.evaluation.probes import extract_features, linear_probe
@@ -134,3 +136,65 @@ def test_both_modes_learn_a_separable_task(mode):
     assert prob.shape == (32, 2) and np.allclose(prob.sum(1), 1, atol=1e-5)
     assert ((prob.argmax(1) == sy).mean()) > 0.8
     assert ("C" in info) == (mode == "lpft")
+
+
+def _net() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+
+
+def _stop_at(net: torch.nn.Module, value: float, score: float) -> _EarlyStop:
+    """An early stop whose best state has every float tensor at ``value``."""
+    with torch.no_grad():
+        for t in net.state_dict().values():
+            t.fill_(value) if t.is_floating_point() else t.fill_(int(value * 10))
+    stop = _EarlyStop(1)
+    stop.update(score, 0, net)
+    return stop
+
+
+def test_mix_is_the_straight_line_between_the_weights():
+    net = _net()
+    start, end = _stop_at(net, 0.0, 0).best_state, _stop_at(net, 2.0, 0).best_state
+    for alpha, expected in ((0.0, 0.0), (0.25, 0.5), (1.0, 2.0)):
+        mixed = _mix(start, end, alpha)
+        assert all(
+            torch.allclose(v, torch.full_like(v, expected))
+            for v in mixed.values()
+            if v.is_floating_point()
+        )
+        assert mixed["1.num_batches_tracked"] == end["1.num_batches_tracked"]  # end's count
+
+
+@pytest.mark.parametrize(
+    ("probe_score", "tuned_score", "expected"),
+    [(0.5, 0.6, 0.25), (0.5, 0.95, 1.0), (0.95, 0.6, 0.0)],
+)
+def test_wise_ft_keeps_the_mixture_best_on_validation(probe_score, tuned_score, expected):
+    """Validation score peaks at weights 0.5 (a = 0.25 between 0 and 2, 0.9): a mixture is kept
+    only where it beats both ends, and the model holds the chosen weights."""
+    net = _net()
+    probe, tuned = _stop_at(net, 0.0, probe_score), _stop_at(net, 2.0, tuned_score)
+
+    def score() -> float:
+        return 0.9 - abs(float(net[0].weight.detach()[0, 0]) - 0.5)
+
+    settings = FinetuneSettings(wise_alphas=(0.0, 0.25, 0.5, 0.75, 1.0))
+    alpha, got = _weight_ensemble(net, probe, tuned, settings, score)
+    assert alpha == expected
+    assert got == pytest.approx(max(probe_score, tuned_score, 0.9))
+    assert float(net[0].weight.detach()[0, 0]) == pytest.approx(2.0 * expected)
+
+
+def test_finetune_with_wise_ft_says_which_mixture_it_kept():
+    tx, ty = _data(24, 2, 0)
+    vx, vy = _data(18, 2, 1)
+    settings = FinetuneSettings(
+        mode="lpft", epochs=2, batch_size=8, min_steps_per_epoch=2, wise_alphas=(0.5,)
+    )
+    cpu = torch.device("cpu")
+    _, info = finetune(_make, tx, ty, vx, vy, tx, 2, settings, None, cpu, 0)
+    assert info["alpha"] in (0.0, 0.5, 1.0)
+    # Without a validation split there is nothing to choose on: no mixture.
+    empty = np.zeros((0, 1, SIZE, SIZE), np.float32)
+    _, info = finetune(_make, tx, ty, empty, ty[:0], tx, 2, settings, None, cpu, 0)
+    assert "alpha" not in info
