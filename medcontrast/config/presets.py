@@ -1,0 +1,102 @@
+"""Augmentation presets per kind of image (radiograph, CT, MRI, mask, none)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from medcontrast.errors import MedContrastError
+
+# Augmentation presets: a YAML file or the command line says ``views.preset: ct`` and may still
+# set any single view key, which then wins over the preset.
+VIEW_PRESETS: dict[str, dict[str, object]] = {
+    # Chest and skeletal radiographs: left-right flips are plausible, 90-degree turns are not.
+    "radiograph": dict(
+        crop_scale=[0.5, 1.0],
+        flip_axes=[1],
+        rot90_prob=0.0,
+        rotate_deg=10.0,
+        contrast_prob=0.5,
+        hist_shift_prob=0.2,
+        bias_field_prob=0.2,
+        noise_prob=0.3,
+        blur_prob=0.2,
+        dropout_prob=0.2,
+    ),
+    # CT in Hounsfield units windowed to [0, 1]: mild intensity changes, no bias field.
+    "ct": dict(
+        crop_scale=[0.6, 1.0],
+        flip_axes=[0],
+        rotate_deg=10.0,
+        contrast_prob=0.3,
+        gamma=[0.8, 1.25],
+        hist_shift_prob=0.1,
+        bias_field_prob=0.0,
+        noise_prob=0.3,
+        noise_std=0.03,
+        blur_prob=0.2,
+        dropout_prob=0.2,
+    ),
+    # MRI: arbitrary intensity scale and coil bias fields.
+    "mri": dict(
+        crop_scale=[0.6, 1.0],
+        flip_axes=[0],
+        rotate_deg=10.0,
+        contrast_prob=0.5,
+        hist_shift_prob=0.3,
+        bias_field_prob=0.5,
+        bias_field_coeff=0.4,
+        noise_prob=0.3,
+        blur_prob=0.2,
+        dropout_prob=0.2,
+    ),
+    # Binary shape masks (e.g. AdrenalMNIST3D): geometry only.
+    "mask": dict(
+        crop_scale=[0.7, 1.0],
+        flip_axes=[0, 1, 2],
+        flip_prob=0.5,
+        rot90_prob=0.5,
+        affine_prob=0.7,
+        rotate_deg=15.0,
+        scale=0.15,
+        elastic_prob=0.3,
+        contrast_prob=0.0,
+        hist_shift_prob=0.0,
+        scale_intensity_prob=0.0,
+        shift_intensity_prob=0.0,
+        bias_field_prob=0.0,
+        noise_prob=0.0,
+        blur_prob=0.3,
+        dropout_prob=0.2,
+    ),
+    "none": dict(
+        crop_prob=0.0,
+        flip_prob=0.0,
+        rot90_prob=0.0,
+        affine_prob=0.0,
+        elastic_prob=0.0,
+        contrast_prob=0.0,
+        hist_shift_prob=0.0,
+        scale_intensity_prob=0.0,
+        shift_intensity_prob=0.0,
+        bias_field_prob=0.0,
+        noise_prob=0.0,
+        blur_prob=0.0,
+        sharpen_prob=0.0,
+        dropout_prob=0.0,
+    ),
+}
+
+
+def with_preset(views: dict[str, Any], prefix: str = "views.") -> dict[str, Any]:
+    """Preset values under the explicitly given ones."""
+    name = views.get("preset") or ""
+    if not name:
+        return views
+    if name not in VIEW_PRESETS:
+        close = difflib.get_close_matches(str(name), list(VIEW_PRESETS), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise MedContrastError(
+            f"unknown {prefix}preset {name!r}{hint}; known: {', '.join(VIEW_PRESETS)}"
+        )
+    return {**VIEW_PRESETS[name], **views}

@@ -1,0 +1,234 @@
+"""The settings of each command, as typed dataclasses: defaults live here and nowhere else.
+
+A YAML file and ``key=value`` overrides are laid over them by :mod:`medcontrast.config.loading`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from medcontrast.evaluation.metric_names import METRICS
+
+
+@dataclass
+class DataConfig:
+    """Which rows of the manifest, and how they are turned into model-ready tensors."""
+
+    manifest: str = ""
+    ndim: int = 2  # 2 for images (C, H, W), 3 for volumes (C, D, H, W)
+    modalities: list[str] = field(default_factory=list)  # e.g. [CR, DX]; empty keeps all
+    splits: list[str] = field(
+        default_factory=lambda: ["train", "val"]
+    )  # pretraining never sees test
+    size: list[int] = field(default_factory=lambda: [64, 64])
+    spacing: list[float] | None = None  # resample to this voxel size (mm) before resizing (3D)
+    intensity: str = (
+        "auto"  # auto (window for CT, percentile otherwise) | percentile | window | minmax | none
+    )
+    window: list[float] = field(default_factory=lambda: [-1000.0, 1000.0])  # for "window"
+    percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])  # for "percentile"
+    resize: str = "pad"  # pad: keep aspect ratio and pad; stretch: resize each axis
+    cache: str = "disk"  # disk (memory-mapped .npy) | memory
+    cache_dir: str = ""  # default: ~/.cache/medcontrast
+    max_samples: int = 0  # 0 keeps all; otherwise a seeded subset (quick runs)
+    workers: int = 0  # processes for the one-off preprocessing into the cache
+
+
+@dataclass
+class ViewsConfig:
+    """Augmentation for the two views. Both execution paths read these same parameters.
+
+    Probabilities are per sample; ranges are sampled uniformly per sample and per view.
+    """
+
+    path: str = "auto"  # auto | monai | batched ; auto = batched on a GPU, monai on a CPU
+    preset: str = ""  # radiograph | ct | mri | mask ; empty keeps the values below
+    crop_prob: float = 1.0
+    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # side fraction per axis
+    flip_prob: float = 0.5
+    flip_axes: list[int] = field(default_factory=lambda: [1])  # spatial axes that may flip
+    rot90_prob: float = 0.0
+    rot90_axes: list[int] = field(default_factory=lambda: [0, 1])  # the plane of rotation
+    affine_prob: float = 0.5
+    rotate_deg: float = 10.0
+    scale: float = 0.1  # zoom factor drawn in 1 +/- scale
+    translate: float = 0.05  # shift as a fraction of the size
+    elastic_prob: float = 0.0
+    elastic_sigma: float = 0.1  # smoothness of the displacement, fraction of the size
+    elastic_magnitude: float = 0.03  # displacement amplitude, fraction of the size
+    contrast_prob: float = 0.5
+    gamma: list[float] = field(default_factory=lambda: [0.7, 1.5])
+    hist_shift_prob: float = 0.2
+    hist_points: list[int] = field(default_factory=lambda: [5, 10])
+    scale_intensity_prob: float = 0.5
+    scale_intensity: float = 0.2
+    shift_intensity_prob: float = 0.5
+    shift_intensity: float = 0.1
+    bias_field_prob: float = 0.2
+    bias_field_coeff: float = 0.3
+    noise_prob: float = 0.3
+    noise_std: float = 0.05
+    blur_prob: float = 0.2
+    blur_sigma: list[float] = field(default_factory=lambda: [0.25, 1.0])
+    sharpen_prob: float = 0.0
+    dropout_prob: float = 0.2
+    dropout_holes: int = 3
+    dropout_size: list[float] = field(default_factory=lambda: [0.05, 0.2])  # side fraction
+
+
+@dataclass
+class ModelConfig:
+    """Encoder and heads. ``encoder`` is ``timm:<model>`` or ``monai:<name>`` (see docs)."""
+
+    encoder: str = "timm:resnet18"
+    in_channels: int = 1
+    stem_stride: int = 2  # MONAI 3D ResNets: 2 halves the first convolution's output (faster)
+    proj_hidden: int = 512
+    proj_dim: int = 128
+    proj_layers: int = 2
+    pred_hidden: int = 512  # BYOL / MoCo v3 predictor
+
+
+@dataclass
+class MethodConfig:
+    """Objective. See docs/methods.md for the papers behind each name."""
+
+    name: str = "simclr"  # simclr | moco | byol | supcon
+    temperature: float = 0.1
+    patient_positives: bool = False  # MICLe: view 2 comes from another image of the same patient
+    positive_group: str = "patient"  # patient | study: the group positives may be drawn from
+    mask_same_patient: bool = False  # drop same-patient negatives (false negatives)
+    queue_size: int = 4096  # MoCo
+    momentum: float = 0.99  # MoCo and BYOL target network (cosine schedule to 1.0)
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop."""
+
+    epochs: int = 10
+    max_steps: int = 0  # 0: epochs decide; otherwise stop after this many optimizer steps
+    batch_size: int = 128  # per process
+    optimizer: str = "adamw"  # adamw | lars | sgd
+    lr: float = 1e-3  # for the global batch of 256; scaled linearly with the global batch
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    clip_grad: float = 3.0  # 0 disables
+    precision: str = "auto"  # auto (bf16 on GPU) | bf16 | fp32
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_workers: int = 0
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 200  # optimizer steps; one is always written at the end
+    tensorboard: bool = False
+    channels_last: bool = False
+    compile: bool = False
+
+
+@dataclass
+class PretrainConfig:
+    """``medcontrast pretrain``: everything a run needs, saved as config.yaml in its folder."""
+
+    out_dir: str = "runs"
+    name: str = ""  # run folder name; default: <method>-<encoder>-<timestamp>
+    data: DataConfig = field(default_factory=DataConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class InitConfig:
+    """One initialisation to compare: a run folder, an exported encoder, or random weights."""
+
+    name: str = ""
+    source: str = (
+        "random"  # "random", a run folder, or an encoder weight file (.pt/.pth/.safetensors)
+    )
+    encoder: str = ""  # needed for random and weight files; read from the run folder otherwise
+    # Architecture options of a random or weight-file init. None: the same as a listed run folder
+    # of the same encoder (so "random" is the same network, not a cheaper stem), else the default.
+    stem_stride: int | None = None
+
+
+@dataclass
+class BudgetConfig:
+    """Label budgets, sampled from the labeled training split only."""
+
+    fractions: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
+    shots: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    group: str = "patient"  # patient | none : keep all images of a patient together
+
+
+@dataclass
+class LinearConfig:
+    c_grid: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])
+    max_iter: int = 2000
+
+
+@dataclass
+class KNNConfig:
+    k: int = 20
+    temperature: float = 0.07
+
+
+@dataclass
+class FinetuneConfig:
+    # plain: encoder and a new head trained together from the start. lpft: a linear probe on the
+    # frozen features first, then everything with a lower encoder learning rate (Kumar et al.).
+    mode: str = "lpft"
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    head_lr_mult: float = 10.0
+    weight_decay: float = 1e-4
+    patience: int = 8  # epochs without validation improvement before stopping
+    min_steps_per_epoch: int = 10
+    class_weighting: bool = True
+    layer_decay: float = 1.0  # encoder learning rate x this per layer below the last; 1: off
+    frozen_norm: bool = False  # batch norm keeps its running statistics while fine-tuning
+    # lpft: mixtures (1 - a) x probe + a x fine-tuned weights tried on validation (WiSE-FT,
+    # Wortsman et al. 2022), e.g. [0.25, 0.5, 0.75]; empty: off.
+    wise_alphas: list[float] = field(default_factory=list)
+    augment: bool = True
+    device: str = "auto"
+    precision: str = "auto"
+    budgets: list[str] = field(default_factory=list)  # budget names to fine-tune on; empty: all
+    # Fine-tuning runs at once, each in its own process on the device: a small network leaves a
+    # GPU mostly idle. Results do not depend on it.
+    parallel: int = 1
+
+
+@dataclass
+class EvaluateConfig:
+    """``medcontrast evaluate``: label-efficiency comparison of several initialisations."""
+
+    out_dir: str = "runs/eval"
+    name: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)  # fine-tuning augmentation
+    inits: list[InitConfig] = field(default_factory=list)
+    # Fine-tuning is in the default protocols: a fine-tuned random initialisation is the
+    # strongest baseline, and the report's headline needs it.
+    protocols: list[str] = field(default_factory=lambda: ["linear", "knn", "finetune"])
+    budgets: BudgetConfig = field(default_factory=BudgetConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)
+    knn: KNNConfig = field(default_factory=KNNConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    metrics: list[str] = field(default_factory=lambda: list(METRICS))
+    headline_metric: str = "auroc"
+    # Decision threshold of the hard-decision metrics, chosen per run on the validation split:
+    # "youden" (max sensitivity + specificity - 1), "argmax" (0.5 for two classes) or a number.
+    threshold: str = "youden"
+    positive_class: str = ""  # the class sensitivity refers to; empty: the last in sorted order
+    bootstrap: int = 1000
+    batch_size: int = 256  # feature extraction
+    device: str = "auto"
+    embedding_plot: bool = True
+    retrieval_queries: int = 6
+    # When an initialisation's weights (a continued run) or the manifest changed since a
+    # folder's results were computed: "recompute" what depends on them, or "refuse" to go on.
+    on_change: str = "recompute"
