@@ -1,6 +1,14 @@
+import re
+
 import pytest
 
-from medcontrast.config import PretrainConfig, load_config, save_config, views_preset
+from medcontrast.config import (
+    EvaluateConfig,
+    PretrainConfig,
+    load_config,
+    save_config,
+    views_preset,
+)
 from medcontrast.errors import MedContrastError
 
 
@@ -39,3 +47,22 @@ def test_resolved_config_round_trips(tmp_path):
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(PretrainConfig, tmp_path / "config.yaml")
     assert again == cfg
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("finetune.mode=lpf", "finetune.mode: 'lpf' is not one of lpft, plain"),
+        ("finetune.precision=fp16", "finetune.precision: 'fp16' is not one of auto, bf16, fp32"),
+        ("finetune.epochs=0", "finetune.epochs must be 1 or more, not 0"),
+        ("finetune.parallel=0", "finetune.parallel must be 1 or more, not 0"),
+        ("finetune.lr=-1", "finetune.lr must be above 0, not -1.0"),
+        ("finetune.layer_decay=0", "finetune.layer_decay must lie in"),
+        ("finetune.wise_alphas=[0.5,1.5]", "finetune.wise_alphas must lie in"),
+    ],
+)
+def test_fine_tune_settings_are_checked_at_load(override, message):
+    """The fine-tune section (owned by evaluation/finetune.py) refuses a bad value when the
+    config is loaded, naming the key, the value and what is allowed."""
+    with pytest.raises(MedContrastError, match=re.escape(message)):
+        load_config(EvaluateConfig, None, [override])

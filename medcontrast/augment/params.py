@@ -17,10 +17,52 @@ Gaussian blur (sigma ~ U(blur_sigma) per axis) -> sharpen -> coarse dropout (hol
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from medcontrast.config import ViewsConfig
 from medcontrast.errors import MedContrastError
+
+
+@dataclass
+class ViewsConfig:
+    """The ``views:`` section of a config: augmentation for the two views, as a user writes it
+    (validated and turned into distributions by :class:`AugmentParams`).
+
+    Probabilities are per sample; ranges are sampled uniformly per sample and per view.
+    """
+
+    path: str = "auto"  # auto | monai | batched ; auto = batched on a GPU, monai on a CPU
+    preset: str = ""  # radiograph | ct | mri | mask ; empty keeps the values below
+    crop_prob: float = 1.0
+    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # side fraction per axis
+    flip_prob: float = 0.5
+    flip_axes: list[int] = field(default_factory=lambda: [1])  # spatial axes that may flip
+    rot90_prob: float = 0.0
+    rot90_axes: list[int] = field(default_factory=lambda: [0, 1])  # the plane of rotation
+    affine_prob: float = 0.5
+    rotate_deg: float = 10.0
+    scale: float = 0.1  # zoom factor drawn in 1 +/- scale
+    translate: float = 0.05  # shift as a fraction of the size
+    elastic_prob: float = 0.0
+    elastic_sigma: float = 0.1  # smoothness of the displacement, fraction of the size
+    elastic_magnitude: float = 0.03  # displacement amplitude, fraction of the size
+    contrast_prob: float = 0.5
+    gamma: list[float] = field(default_factory=lambda: [0.7, 1.5])
+    hist_shift_prob: float = 0.2
+    hist_points: list[int] = field(default_factory=lambda: [5, 10])
+    scale_intensity_prob: float = 0.5
+    scale_intensity: float = 0.2
+    shift_intensity_prob: float = 0.5
+    shift_intensity: float = 0.1
+    bias_field_prob: float = 0.2
+    bias_field_coeff: float = 0.3
+    noise_prob: float = 0.3
+    noise_std: float = 0.05
+    blur_prob: float = 0.2
+    blur_sigma: list[float] = field(default_factory=lambda: [0.25, 1.0])
+    sharpen_prob: float = 0.0
+    dropout_prob: float = 0.2
+    dropout_holes: int = 3
+    dropout_size: list[float] = field(default_factory=lambda: [0.05, 0.2])  # side fraction
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from medcontrast.augment.params import ViewsConfig
+from medcontrast.evaluation.finetune import FinetuneConfig
 from medcontrast.evaluation.metric_names import METRICS
 
 
@@ -32,48 +34,6 @@ class DataConfig:
     cache_dir: str = ""  # default: ~/.cache/medcontrast
     max_samples: int = 0  # 0 keeps all; otherwise a seeded subset (quick runs)
     workers: int = 0  # processes for the one-off preprocessing into the cache
-
-
-@dataclass
-class ViewsConfig:
-    """Augmentation for the two views. Both execution paths read these same parameters.
-
-    Probabilities are per sample; ranges are sampled uniformly per sample and per view.
-    """
-
-    path: str = "auto"  # auto | monai | batched ; auto = batched on a GPU, monai on a CPU
-    preset: str = ""  # radiograph | ct | mri | mask ; empty keeps the values below
-    crop_prob: float = 1.0
-    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # side fraction per axis
-    flip_prob: float = 0.5
-    flip_axes: list[int] = field(default_factory=lambda: [1])  # spatial axes that may flip
-    rot90_prob: float = 0.0
-    rot90_axes: list[int] = field(default_factory=lambda: [0, 1])  # the plane of rotation
-    affine_prob: float = 0.5
-    rotate_deg: float = 10.0
-    scale: float = 0.1  # zoom factor drawn in 1 +/- scale
-    translate: float = 0.05  # shift as a fraction of the size
-    elastic_prob: float = 0.0
-    elastic_sigma: float = 0.1  # smoothness of the displacement, fraction of the size
-    elastic_magnitude: float = 0.03  # displacement amplitude, fraction of the size
-    contrast_prob: float = 0.5
-    gamma: list[float] = field(default_factory=lambda: [0.7, 1.5])
-    hist_shift_prob: float = 0.2
-    hist_points: list[int] = field(default_factory=lambda: [5, 10])
-    scale_intensity_prob: float = 0.5
-    scale_intensity: float = 0.2
-    shift_intensity_prob: float = 0.5
-    shift_intensity: float = 0.1
-    bias_field_prob: float = 0.2
-    bias_field_coeff: float = 0.3
-    noise_prob: float = 0.3
-    noise_std: float = 0.05
-    blur_prob: float = 0.2
-    blur_sigma: list[float] = field(default_factory=lambda: [0.25, 1.0])
-    sharpen_prob: float = 0.0
-    dropout_prob: float = 0.2
-    dropout_holes: int = 3
-    dropout_size: list[float] = field(default_factory=lambda: [0.05, 0.2])  # side fraction
 
 
 @dataclass
@@ -173,33 +133,6 @@ class LinearConfig:
 class KNNConfig:
     k: int = 20
     temperature: float = 0.07
-
-
-@dataclass
-class FinetuneConfig:
-    # plain: encoder and a new head trained together from the start. lpft: a linear probe on the
-    # frozen features first, then everything with a lower encoder learning rate (Kumar et al.).
-    mode: str = "lpft"
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    head_lr_mult: float = 10.0
-    weight_decay: float = 1e-4
-    patience: int = 8  # epochs without validation improvement before stopping
-    min_steps_per_epoch: int = 10
-    class_weighting: bool = True
-    layer_decay: float = 1.0  # encoder learning rate x this per layer below the last; 1: off
-    frozen_norm: bool = False  # batch norm keeps its running statistics while fine-tuning
-    # lpft: mixtures (1 - a) x probe + a x fine-tuned weights tried on validation (WiSE-FT,
-    # Wortsman et al. 2022), e.g. [0.25, 0.5, 0.75]; empty: off.
-    wise_alphas: list[float] = field(default_factory=list)
-    augment: bool = True
-    device: str = "auto"
-    precision: str = "auto"
-    budgets: list[str] = field(default_factory=list)  # budget names to fine-tune on; empty: all
-    # Fine-tuning runs at once, each in its own process on the device: a small network leaves a
-    # GPU mostly idle. Results do not depend on it.
-    parallel: int = 1
 
 
 @dataclass

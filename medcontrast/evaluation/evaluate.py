@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from medcontrast.data.selection import class_names, select_rows
 from medcontrast.errors import MedContrastError, first_line
 from medcontrast.evaluation.budgets import Budget, Selection, budgets_from, patient_order, select
 from medcontrast.evaluation.feature_figures import feature_figures
-from medcontrast.evaluation.finetune import FinetuneSettings
+from medcontrast.evaluation.finetune import FinetuneConfig
 from medcontrast.evaluation.finetune_pool import (
     FinetuneData,
     FinetuneJob,
@@ -64,11 +64,6 @@ from medcontrast.runinfo import resolve_device, resolve_precision, versions
 from medcontrast.train import preprocess_spec
 
 PROTOCOLS = ("linear", "knn", "finetune")
-FINETUNE_MODES = ("plain", "lpft")
-# The settings of a fine-tuning run, as named in the config's finetune section.
-_FINETUNE_KEYS = [
-    f.name for f in fields(FinetuneSettings) if f.name not in ("select_metric", "probe_c_grid")
-]
 
 
 def _check(cfg: EvaluateConfig) -> None:
@@ -85,16 +80,6 @@ def _check(cfg: EvaluateConfig) -> None:
     if cfg.budgets.group not in ("patient", "none"):
         raise MedContrastError("budgets.group must be patient or none")
     parse_threshold(cfg.threshold)
-    if cfg.finetune.mode not in FINETUNE_MODES:
-        raise MedContrastError(
-            f"finetune.mode must be one of {', '.join(FINETUNE_MODES)}, not {cfg.finetune.mode!r}"
-        )
-    if not all(0 <= a <= 1 for a in cfg.finetune.wise_alphas):
-        raise MedContrastError(
-            f"finetune.wise_alphas must lie in [0, 1], not {cfg.finetune.wise_alphas}"
-        )
-    if cfg.finetune.parallel < 1:
-        raise MedContrastError(f"finetune.parallel must be 1 or more, not {cfg.finetune.parallel}")
     if cfg.on_change not in ("recompute", "refuse"):
         raise MedContrastError(f"on_change must be recompute or refuse, not {cfg.on_change!r}")
 
@@ -271,11 +256,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
         and not (p == "finetune" and ft_only and b.name not in ft_only)
     ]
     views = AugmentParams.from_config(cfg.views, cfg.data.ndim, tuple(cfg.data.size))
-    settings = FinetuneSettings(
-        **{k: getattr(cfg.finetune, k) for k in _FINETUNE_KEYS},
-        select_metric=cfg.headline_metric,
-        probe_c_grid=tuple(cfg.linear.c_grid),
-    )
+    settings = cfg.finetune
     data = FinetuneData(
         ev.cache.array,
         ev.y,
@@ -286,6 +267,8 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
         views if cfg.finetune.augment else None,
         str(ev.device),
         resolve_precision(cfg.finetune.precision, ev.device),
+        cfg.headline_metric,
+        tuple(cfg.linear.c_grid),
     )
     started, wall = datetime.now(UTC), time.time()
     bar = tqdm(total=len(jobs), desc="evaluate", unit="run", disable=not progress, file=sys.stderr)
@@ -355,7 +338,7 @@ def _probe(
 
 
 def _finetune_job(
-    ev: Evaluation, init: Init, idx: np.ndarray, settings: FinetuneSettings, seed: int
+    ev: Evaluation, init: Init, idx: np.ndarray, settings: FinetuneConfig, seed: int
 ) -> FinetuneJob:
     """A fine-tuning run on the training rows ``idx``. LP-FT's probe of an encoder that is the
     same for every seed (pretrained weights) takes the features extracted once for the probes."""

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -31,30 +32,79 @@ from torch import nn
 from medcontrast.augment.batched import BatchedViews
 from medcontrast.augment.monai_views import draw_seed
 from medcontrast.augment.params import AugmentParams
+from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.metrics import point_metrics
 from medcontrast.evaluation.probes import extract_features, linear_probe
 from medcontrast.models.encoders import Encoder
 from medcontrast.optim import layer_decay_groups
 
+FinetuneMode = Literal["lpft", "plain"]
+Precision = Literal["auto", "bf16", "fp32"]
+
 
 @dataclass
-class FinetuneSettings:
-    mode: str = "lpft"  # lpft | plain
+class FinetuneConfig:
+    """The ``finetune:`` section of an evaluation config: how one fine-tuning run goes, and
+    which runs an evaluation does. Checked when it is built (so at load time)."""
+
+    # plain: encoder and a new head trained together from the start. lpft: a linear probe on the
+    # frozen features first, then everything with a lower encoder learning rate (Kumar et al.).
+    mode: FinetuneMode = "lpft"
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
     head_lr_mult: float = 10.0
     weight_decay: float = 1e-4
-    patience: int = 8
+    patience: int = 8  # epochs without validation improvement before stopping
     min_steps_per_epoch: int = 10
     class_weighting: bool = True
-    select_metric: str = "auroc"
-    layer_decay: float = 1.0  # encoder learning rate x decay per layer below the last
+    layer_decay: float = 1.0  # encoder learning rate x this per layer below the last; 1: off
     frozen_norm: bool = False  # batch norm keeps its running statistics while fine-tuning
-    probe_c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)  # lpft's linear probe
-    # lpft: mixing weights tried between the probe's network (0) and the fine-tuned one (1),
-    # the best on validation kept (WiSE-FT); empty: off.
-    wise_alphas: tuple[float, ...] = ()
+    # lpft: mixtures (1 - a) x probe + a x fine-tuned weights tried on validation (WiSE-FT,
+    # Wortsman et al. 2022), e.g. [0.25, 0.5, 0.75]; empty: off.
+    wise_alphas: list[float] = field(default_factory=list)
+    augment: bool = True
+    device: str = "auto"
+    precision: Precision = "auto"
+    budgets: list[str] = field(default_factory=list)  # budget names to fine-tune on; empty: all
+    # Fine-tuning runs at once, each in its own process on the device: a small network leaves a
+    # GPU mostly idle. Results do not depend on it.
+    parallel: int = 1
+
+    def __post_init__(self) -> None:
+        at_least = {
+            "epochs": 1,
+            "batch_size": 1,
+            "patience": 1,
+            "min_steps_per_epoch": 1,
+            "parallel": 1,
+        }
+        for key, low in at_least.items():
+            if getattr(self, key) < low:
+                raise MedContrastError(
+                    f"finetune.{key} must be {low} or more, not {getattr(self, key)}"
+                )
+        for key in ("lr", "head_lr_mult"):
+            if not getattr(self, key) > 0:
+                raise MedContrastError(f"finetune.{key} must be above 0, not {getattr(self, key)}")
+        if self.weight_decay < 0:
+            raise MedContrastError(
+                f"finetune.weight_decay must be 0 or more, not {self.weight_decay}"
+            )
+        if not 0 < self.layer_decay <= 1:
+            raise MedContrastError(
+                f"finetune.layer_decay must lie in (0, 1], not {self.layer_decay}"
+            )
+        if not all(0 <= a <= 1 for a in self.wise_alphas):
+            raise MedContrastError(
+                f"finetune.wise_alphas must lie in [0, 1], not {self.wise_alphas}"
+            )
+        # The loader checks these choices too; this also covers settings built in Python.
+        for key, allowed in (("mode", get_args(FinetuneMode)), ("precision", get_args(Precision))):
+            if getattr(self, key) not in allowed:
+                raise MedContrastError(
+                    f"finetune.{key} must be one of {', '.join(allowed)}, not {getattr(self, key)!r}"
+                )
 
 
 class _Classifier(nn.Module):
@@ -88,12 +138,14 @@ def finetune(
     val_y: np.ndarray,
     test_x: np.ndarray,
     n_classes: int,
-    settings: FinetuneSettings,
+    settings: FinetuneConfig,
     views: AugmentParams | None,
     device: torch.device,
     seed: int,
     amp: torch.dtype | None = None,
     features: tuple[np.ndarray, np.ndarray] | None = None,
+    select_metric: str = "auroc",
+    probe_c_grid: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
 ) -> tuple[np.ndarray, dict]:
     """Fine-tune a fresh encoder (``make_encoder(seed)``: random weights differ by seed) on
     images (n, C, *size); returns test probabilities (n_test, C) and run info: ``best_epoch``
@@ -102,7 +154,10 @@ def finetune(
 
     ``features``: frozen features (n, D) and (n_val, D) of ``make_encoder(seed)`` for the
     training and validation images, when the caller has them (an evaluation extracts them once
-    per pretrained encoder); the lpft probe then needs no forward pass of its own."""
+    per pretrained encoder); the lpft probe then needs no forward pass of its own.
+    ``select_metric``: the validation metric early stopping (and the probe's C) maximises;
+    ``probe_c_grid``: the lpft probe's inverse regularisation strengths.
+    """
     torch.manual_seed(seed)
     model = _Classifier(make_encoder(seed), n_classes).to(device)
     info: dict = {}
@@ -112,8 +167,10 @@ def finetune(
     if settings.mode == "lpft":
         if features is None:
             features = tuple(extract_features(model.encoder, a, device) for a in (train_x, val_x))
-        info["C"], probe_val = _probe_head(model.head, *features, train_y, val_y, settings)
-        probe.update(_score(val_y, probe_val, settings.select_metric, 0), 0, model)
+        info["C"], probe_val = _probe_head(
+            model.head, *features, train_y, val_y, probe_c_grid, select_metric
+        )
+        probe.update(_score(val_y, probe_val, select_metric, 0), 0, model)
     n = len(train_x)
     steps_per_epoch = max(math.ceil(n / settings.batch_size), settings.min_steps_per_epoch)
     total = steps_per_epoch * settings.epochs
@@ -153,7 +210,9 @@ def finetune(
             loss.backward()
             opt.step()
             sched.step()
-        if stop.update(_val_score(model, val_x, val_y, settings, device, amp, epoch), epoch, model):
+        if stop.update(
+            _val_score(model, val_x, val_y, select_metric, device, amp, epoch), epoch, model
+        ):
             break
     best = probe if probe.best_score >= stop.best_score else stop
     best.restore(model)
@@ -165,7 +224,7 @@ def finetune(
             probe,
             stop,
             settings,
-            lambda: _val_score(model, val_x, val_y, settings, device, amp, 0),
+            lambda: _val_score(model, val_x, val_y, select_metric, device, amp, 0),
         )
     val_prob = _predict(model, val_x, device, amp) if len(val_y) else np.zeros((0, n_classes))
     info.update(best_epoch=best.best_epoch, val_score=score, val_prob=val_prob)
@@ -177,7 +236,7 @@ def _weight_ensemble(
     model: nn.Module,
     probe: _EarlyStop,
     tuned: _EarlyStop,
-    settings: FinetuneSettings,
+    settings: FinetuneConfig,
     val_score: Callable[[], float],
 ) -> tuple[float, float]:
     """WiSE-FT: load (1 - a) x the probe's weights + a x the best fine-tuned weights for each a
@@ -204,7 +263,7 @@ def _mix(start: dict, end: dict, alpha: float) -> dict:
     }
 
 
-def _optimizer(model: _Classifier, settings: FinetuneSettings) -> torch.optim.Optimizer:
+def _optimizer(model: _Classifier, settings: FinetuneConfig) -> torch.optim.Optimizer:
     """AdamW with the head at ``lr x head_lr_mult`` and the encoder at ``lr`` (its lower
     layers lower still with ``layer_decay`` < 1)."""
     return torch.optim.AdamW(
@@ -240,14 +299,14 @@ def _val_score(
     model: nn.Module,
     val_x: np.ndarray,
     val_y: np.ndarray,
-    settings: FinetuneSettings,
+    metric: str,
     device: torch.device,
     amp,
     epoch: int,
 ) -> float:
     """The model's validation score (see :func:`_score`)."""
     prob = _predict(model, val_x, device, amp) if len(val_y) else None
-    return _score(val_y, prob, settings.select_metric, epoch)
+    return _score(val_y, prob, metric, epoch)
 
 
 def _score(val_y: np.ndarray, val_prob: np.ndarray | None, metric: str, epoch: int) -> float:
@@ -276,7 +335,8 @@ def _probe_head(
     val_f: np.ndarray,
     train_y: np.ndarray,
     val_y: np.ndarray,
-    settings: FinetuneSettings,
+    c_grid: Sequence[float],
+    select_metric: str,
 ) -> tuple[float, np.ndarray]:
     """LP-FT's first stage: the linear probe of :func:`linear_probe` (standardised features,
     C chosen on the validation split) on the frozen encoder's features (n, D) and (n_val, D),
@@ -290,8 +350,8 @@ def _probe_head(
         val_y,
         val_f,
         n_classes,
-        list(settings.probe_c_grid),
-        select_metric=settings.select_metric,
+        list(c_grid),
+        select_metric=select_metric,
     )
     probe, scaler = info["model"], info["scaler"]
     coef, bias = probe.coef_, probe.intercept_

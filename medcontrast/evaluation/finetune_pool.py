@@ -22,24 +22,27 @@ import torch
 
 from medcontrast.augment.params import AugmentParams
 from medcontrast.errors import MedContrastError
-from medcontrast.evaluation.finetune import FinetuneSettings, finetune
+from medcontrast.evaluation.finetune import FinetuneConfig, finetune
 from medcontrast.evaluation.inits import Init
 
 
 @dataclass
 class FinetuneData:
     """What every fine-tuning run of an evaluation shares: the cached images (N, C, *size),
-    class indices (N,), the validation and test rows, and the settings."""
+    class indices (N,), the validation and test rows, the settings, the validation metric that
+    selects and the lpft probe's C grid."""
 
     images: np.ndarray
     y: np.ndarray
     val: np.ndarray
     test: np.ndarray
     n_classes: int
-    settings: FinetuneSettings
+    settings: FinetuneConfig
     views: AugmentParams | None
     device: str
     amp: torch.dtype | None
+    select_metric: str
+    probe_c_grid: tuple[float, ...]
 
     def __getstate__(self) -> dict:
         # A cache on disk travels to a worker as its file name, not as gigabytes of pixels.
@@ -95,6 +98,8 @@ def run_job(data: FinetuneData, job: FinetuneJob) -> FinetuneOutcome:
         job.seed,
         data.amp,
         job.features,
+        data.select_metric,
+        data.probe_c_grid,
     )
     notes = [f"best epoch {info['best_epoch']}"]
     if "C" in info:

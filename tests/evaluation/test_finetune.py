@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from medcontrast.evaluation.finetune import (
-    FinetuneSettings,
+    FinetuneConfig,
     _Classifier,
     _EarlyStop,
     _mix,
@@ -21,6 +21,7 @@ from medcontrast.evaluation.probes import extract_features, linear_probe
 from medcontrast.models.encoders import build_encoder
 
 SIZE = 16
+GRID = (0.01, 0.1, 1.0, 10.0)  # finetune()'s default probe C grid
 
 
 def _data(n: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,16 +45,13 @@ def test_probe_stage_leaves_the_encoder_untouched_and_equals_the_linear_probe(n_
     vx, vy = _data(18, n_classes, 1)
     model = _Classifier(_make(0), n_classes)
     before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
-    settings = FinetuneSettings(mode="lpft")
     # The probe stage as finetune() runs it: frozen features, then the head fitted to them.
     f_train, f_val = (extract_features(model.encoder, a, torch.device("cpu")) for a in (tx, vx))
-    c, probe_val = _probe_head(model.head, f_train, f_val, ty, vy, settings)
+    c, probe_val = _probe_head(model.head, f_train, f_val, ty, vy, GRID, "auroc")
     after = model.encoder.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # BN statistics included
     # The head now gives the linear probe's probabilities on the same frozen features.
-    expected, info = linear_probe(
-        f_train, ty, f_val, vy, f_val, n_classes, list(settings.probe_c_grid)
-    )
+    expected, info = linear_probe(f_train, ty, f_val, vy, f_val, n_classes, list(GRID))
     assert info["C"] == c
     got = _predict(model, vx, torch.device("cpu"), None)
     np.testing.assert_allclose(got, expected, atol=1e-4)
@@ -66,7 +64,7 @@ def test_features_given_by_the_caller_give_the_same_run():
     tx, ty = _data(24, 2, 0)
     vx, vy = _data(18, 2, 1)
     sx, _ = _data(10, 2, 2)
-    settings = FinetuneSettings(mode="lpft", epochs=2, batch_size=8, min_steps_per_epoch=2)
+    settings = FinetuneConfig(mode="lpft", epochs=2, batch_size=8, min_steps_per_epoch=2)
     cpu = torch.device("cpu")
     enc = _make(0)
     feats = (extract_features(enc, tx, cpu), extract_features(enc, vx, cpu))
@@ -81,7 +79,7 @@ def test_features_given_by_the_caller_give_the_same_run():
 def test_the_encoder_learns_slower_than_the_head(encoder, layer_decay):
     ndim = 2 if encoder.startswith("timm") else 3
     model = _Classifier(build_encoder(encoder, ndim, 1, [SIZE] * ndim), 2)
-    settings = FinetuneSettings(lr=1e-4, head_lr_mult=10.0, layer_decay=layer_decay)
+    settings = FinetuneConfig(lr=1e-4, head_lr_mult=10.0, layer_decay=layer_decay)
     opt = _optimizer(model, settings)
     head = {id(p) for p in model.head.parameters()}
     lrs = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
@@ -115,14 +113,14 @@ def test_lpft_keeps_the_probe_when_fine_tuning_only_harms():
     tx, ty = _data(24, 2, 0)
     vx, vy = _data(30, 2, 1)
     sx, _ = _data(20, 2, 2)
-    settings = FinetuneSettings(
+    settings = FinetuneConfig(
         mode="lpft", epochs=2, patience=2, lr=50.0, batch_size=8, min_steps_per_epoch=2
     )
     prob, info = finetune(_make, tx, ty, vx, vy, sx, 2, settings, None, torch.device("cpu"), 0)
     assert info["best_epoch"] == 0
     enc = _make(0)
     f = [extract_features(enc, a, torch.device("cpu")) for a in (tx, vx, sx)]
-    expected, _ = linear_probe(f[0], ty, f[1], vy, f[2], 2, list(settings.probe_c_grid))
+    expected, _ = linear_probe(f[0], ty, f[1], vy, f[2], 2, list(GRID))
     np.testing.assert_allclose(prob, expected, atol=1e-4)
 
 
@@ -131,7 +129,7 @@ def test_both_modes_learn_a_separable_task(mode):
     tx, ty = _data(32, 2, 0)
     vx, vy = _data(32, 2, 1)
     sx, sy = _data(32, 2, 2)
-    settings = FinetuneSettings(mode=mode, epochs=3, batch_size=16, min_steps_per_epoch=2)
+    settings = FinetuneConfig(mode=mode, epochs=3, batch_size=16, min_steps_per_epoch=2)
     prob, info = finetune(_make, tx, ty, vx, vy, sx, 2, settings, None, torch.device("cpu"), 0)
     assert prob.shape == (32, 2) and np.allclose(prob.sum(1), 1, atol=1e-5)
     assert ((prob.argmax(1) == sy).mean()) > 0.8
@@ -178,7 +176,7 @@ def test_wise_ft_keeps_the_mixture_best_on_validation(probe_score, tuned_score, 
     def score() -> float:
         return 0.9 - abs(float(net[0].weight.detach()[0, 0]) - 0.5)
 
-    settings = FinetuneSettings(wise_alphas=(0.0, 0.25, 0.5, 0.75, 1.0))
+    settings = FinetuneConfig(wise_alphas=(0.0, 0.25, 0.5, 0.75, 1.0))
     alpha, got = _weight_ensemble(net, probe, tuned, settings, score)
     assert alpha == expected
     assert got == pytest.approx(max(probe_score, tuned_score, 0.9))
@@ -188,7 +186,7 @@ def test_wise_ft_keeps_the_mixture_best_on_validation(probe_score, tuned_score, 
 def test_finetune_with_wise_ft_says_which_mixture_it_kept():
     tx, ty = _data(24, 2, 0)
     vx, vy = _data(18, 2, 1)
-    settings = FinetuneSettings(
+    settings = FinetuneConfig(
         mode="lpft", epochs=2, batch_size=8, min_steps_per_epoch=2, wise_alphas=(0.5,)
     )
     cpu = torch.device("cpu")
