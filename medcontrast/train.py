@@ -99,8 +99,6 @@ def _check(cfg: PretrainConfig) -> None:
         raise MedContrastError(
             "train.batch_size must be at least 2 (contrastive pairs need negatives)"
         )
-    if cfg.views.path not in ("auto", "monai", "batched"):
-        raise MedContrastError(f"views.path must be auto, monai or batched, got {cfg.views.path!r}")
     if cfg.method.positive_group not in ("patient", "study"):
         raise MedContrastError("method.positive_group must be patient or study")
 

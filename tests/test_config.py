@@ -66,3 +66,20 @@ def test_fine_tune_settings_are_checked_at_load(override, message):
     config is loaded, naming the key, the value and what is allowed."""
     with pytest.raises(MedContrastError, match=re.escape(message)):
         load_config(EvaluateConfig, None, [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("views.path=gpu", "views.path: 'gpu' is not one of auto, monai, batched"),
+        ("data.size=64", "data.size must be 2 whole numbers of 1 or more"),
+        ("data.size=[0,0]", "data.size must be 2 whole numbers of 1 or more"),
+        ("data.ndim=4", "data.ndim must be 2 or 3, not 4"),
+        ("data.resize=crop", "data.resize: 'crop' is not one of pad, stretch"),
+        ("data.cache=ram", "data.cache: 'ram' is not one of disk, memory"),
+    ],
+)
+@pytest.mark.parametrize("schema", [PretrainConfig, EvaluateConfig])
+def test_data_and_view_choices_are_checked_at_load(schema, override, message):
+    with pytest.raises(MedContrastError, match=re.escape(message)):
+        load_config(schema, None, [override])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from medcontrast.errors import MedContrastError
 
@@ -30,7 +31,7 @@ class ViewsConfig:
     Probabilities are per sample; ranges are sampled uniformly per sample and per view.
     """
 
-    path: str = "auto"  # auto | monai | batched ; auto = batched on a GPU, monai on a CPU
+    path: Literal["auto", "monai", "batched"] = "auto"  # auto: batched on a GPU, monai on a CPU
     preset: str = ""  # radiograph | ct | mri | mask ; empty keeps the values below
     crop_prob: float = 1.0
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # side fraction per axis

@@ -6,9 +6,12 @@ A YAML file and ``key=value`` overrides are laid over them by :mod:`medcontrast.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from medcontrast.augment.params import ViewsConfig
+from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.finetune import FinetuneConfig
+from medcontrast.evaluation.inits import InitConfig
 from medcontrast.evaluation.metric_names import METRICS
 
 
@@ -22,18 +25,26 @@ class DataConfig:
     splits: list[str] = field(
         default_factory=lambda: ["train", "val"]
     )  # pretraining never sees test
-    size: list[int] = field(default_factory=lambda: [64, 64])
+    size: list[int] = field(default_factory=lambda: [64, 64])  # one value per spatial axis
     spacing: list[float] | None = None  # resample to this voxel size (mm) before resizing (3D)
-    intensity: str = (
-        "auto"  # auto (window for CT, percentile otherwise) | percentile | window | minmax | none
-    )
+    # auto: window for CT, percentile otherwise
+    intensity: Literal["auto", "percentile", "window", "minmax", "none"] = "auto"
     window: list[float] = field(default_factory=lambda: [-1000.0, 1000.0])  # for "window"
     percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])  # for "percentile"
-    resize: str = "pad"  # pad: keep aspect ratio and pad; stretch: resize each axis
-    cache: str = "disk"  # disk (memory-mapped .npy) | memory
+    resize: Literal["pad", "stretch"] = "pad"  # pad: keep aspect ratio and pad; stretch: each axis
+    cache: Literal["disk", "memory"] = "disk"  # disk: memory-mapped .npy
     cache_dir: str = ""  # default: ~/.cache/medcontrast
     max_samples: int = 0  # 0 keeps all; otherwise a seeded subset (quick runs)
     workers: int = 0  # processes for the one-off preprocessing into the cache
+
+    def __post_init__(self) -> None:
+        if self.ndim not in (2, 3):
+            raise MedContrastError(f"data.ndim must be 2 or 3, not {self.ndim}")
+        if len(self.size) != self.ndim or min(self.size) < 1:
+            raise MedContrastError(
+                f"data.size must be {self.ndim} whole numbers of 1 or more (one per axis, "
+                f"data.ndim={self.ndim}), not {self.size}"
+            )
 
 
 @dataclass
@@ -97,20 +108,6 @@ class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-@dataclass
-class InitConfig:
-    """One initialisation to compare: a run folder, an exported encoder, or random weights."""
-
-    name: str = ""
-    source: str = (
-        "random"  # "random", a run folder, or an encoder weight file (.pt/.pth/.safetensors)
-    )
-    encoder: str = ""  # needed for random and weight files; read from the run folder otherwise
-    # Architecture options of a random or weight-file init. None: the same as a listed run folder
-    # of the same encoder (so "random" is the same network, not a cheaper stem), else the default.
-    stem_stride: int | None = None
 
 
 @dataclass

@@ -11,10 +11,24 @@ from pathlib import Path
 
 import torch
 
-from medcontrast.config import InitConfig
 from medcontrast.errors import MedContrastError
 from medcontrast.export import SPEC, WEIGHTS, load_encoder
 from medcontrast.models.encoders import Encoder, EncoderSpec, build_from_spec
+
+
+@dataclass
+class InitConfig:
+    """One entry of an evaluation config's ``inits:`` list: an initialisation to compare, a run
+    folder, an exported encoder, or random weights (resolved into an :class:`Init`)."""
+
+    name: str = ""
+    source: str = (
+        "random"  # "random", a run folder, or an encoder weight file (.pt/.pth/.safetensors)
+    )
+    encoder: str = ""  # needed for random and weight files; read from the run folder otherwise
+    # Architecture options of a random or weight-file init. None: the same as a listed run folder
+    # of the same encoder (so "random" is the same network, not a cheaper stem), else the default.
+    stem_stride: int | None = None
 
 
 @dataclass
