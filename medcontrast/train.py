@@ -95,12 +95,6 @@ def pretrain(
 
 def _check(cfg: PretrainConfig) -> None:
     METHODS.get(cfg.method.name)  # fails early with "did you mean"
-    if cfg.train.batch_size < 2:
-        raise MedContrastError(
-            "train.batch_size must be at least 2 (contrastive pairs need negatives)"
-        )
-    if cfg.method.positive_group not in ("patient", "study"):
-        raise MedContrastError("method.positive_group must be patient or study")
 
 
 def _runtime(cfg: PretrainConfig) -> tuple[torch.device, DistInfo, torch.dtype | None]:

@@ -57,7 +57,8 @@ def test_resolved_config_round_trips(tmp_path):
         ("finetune.epochs=0", "finetune.epochs must be 1 or more, not 0"),
         ("finetune.parallel=0", "finetune.parallel must be 1 or more, not 0"),
         ("finetune.lr=-1", "finetune.lr must be above 0, not -1.0"),
-        ("finetune.layer_decay=0", "finetune.layer_decay must lie in"),
+        ("finetune.layer_decay=0", "finetune.layer_decay must be above 0, not 0.0"),
+        ("finetune.layer_decay=1.5", "finetune.layer_decay must lie in [0.0, 1.0], not 1.5"),
         ("finetune.wise_alphas=[0.5,1.5]", "finetune.wise_alphas must lie in"),
     ],
 )
@@ -83,3 +84,23 @@ def test_fine_tune_settings_are_checked_at_load(override, message):
 def test_data_and_view_choices_are_checked_at_load(schema, override, message):
     with pytest.raises(MedContrastError, match=re.escape(message)):
         load_config(schema, None, [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.checkpoint_every=0", "train.checkpoint_every must be 1 or more, not 0"),
+        ("train.log_every=0", "train.log_every must be 1 or more, not 0"),
+        ("train.max_steps=-5", "train.max_steps must be 0 or more, not -5"),
+        ("train.lr=-1", "train.lr must be above 0, not -1.0"),
+        ("train.batch_size=1", "train.batch_size must be 2 or more, not 1"),
+        ("train.optimizer=adam", "train.optimizer: 'adam' is not one of adamw, lars, sgd"),
+        ("train.min_lr_ratio=1.5", "train.min_lr_ratio must lie in [0.0, 1.0], not 1.5"),
+        ("method.positive_group=site", "method.positive_group: 'site' is not one of patient"),
+        ("method.temperature=0", "method.temperature must be above 0, not 0.0"),
+    ],
+)
+def test_training_settings_are_checked_at_load(override, message):
+    """Each of these used to fail only after preprocessing and a step (or not at all)."""
+    with pytest.raises(MedContrastError, match=re.escape(message)):
+        load_config(PretrainConfig, None, [override])

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from medcontrast.augment.params import ViewsConfig
+from medcontrast.checks import check_ranges
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.finetune import FinetuneConfig
 from medcontrast.evaluation.inits import InitConfig
@@ -67,10 +68,19 @@ class MethodConfig:
     name: str = "simclr"  # simclr | moco | byol | supcon
     temperature: float = 0.1
     patient_positives: bool = False  # MICLe: view 2 comes from another image of the same patient
-    positive_group: str = "patient"  # patient | study: the group positives may be drawn from
+    positive_group: Literal["patient", "study"] = "patient"  # the group positives come from
     mask_same_patient: bool = False  # drop same-patient negatives (false negatives)
     queue_size: int = 4096  # MoCo
     momentum: float = 0.99  # MoCo and BYOL target network (cosine schedule to 1.0)
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            "method",
+            self,
+            above={"temperature": 0},
+            at_least={"queue_size": 1},
+            within={"momentum": (0.0, 1.0)},
+        )
 
 
 @dataclass
@@ -80,13 +90,13 @@ class TrainConfig:
     epochs: int = 10
     max_steps: int = 0  # 0: epochs decide; otherwise stop after this many optimizer steps
     batch_size: int = 128  # per process
-    optimizer: str = "adamw"  # adamw | lars | sgd
+    optimizer: Literal["adamw", "lars", "sgd"] = "adamw"
     lr: float = 1e-3  # for the global batch of 256; scaled linearly with the global batch
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
     clip_grad: float = 3.0  # 0 disables
-    precision: str = "auto"  # auto (bf16 on GPU) | bf16 | fp32
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a GPU
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 0
     seed: int = 0
@@ -95,6 +105,26 @@ class TrainConfig:
     tensorboard: bool = False
     channels_last: bool = False
     compile: bool = False
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            "train",
+            self,
+            above={"lr": 0},
+            # Contrastive pairs need negatives: a batch of one has none.
+            at_least={
+                "epochs": 1,
+                "max_steps": 0,
+                "batch_size": 2,
+                "weight_decay": 0,
+                "warmup_epochs": 0,
+                "clip_grad": 0,
+                "num_workers": 0,
+                "log_every": 1,
+                "checkpoint_every": 1,
+            },
+            within={"min_lr_ratio": (0.0, 1.0)},
+        )
 
 
 @dataclass

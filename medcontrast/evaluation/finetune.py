@@ -32,6 +32,7 @@ from torch import nn
 from medcontrast.augment.batched import BatchedViews
 from medcontrast.augment.monai_views import draw_seed
 from medcontrast.augment.params import AugmentParams
+from medcontrast.checks import check_ranges
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.metrics import point_metrics
 from medcontrast.evaluation.probes import extract_features, linear_probe
@@ -72,29 +73,20 @@ class FinetuneConfig:
     parallel: int = 1
 
     def __post_init__(self) -> None:
-        at_least = {
-            "epochs": 1,
-            "batch_size": 1,
-            "patience": 1,
-            "min_steps_per_epoch": 1,
-            "parallel": 1,
-        }
-        for key, low in at_least.items():
-            if getattr(self, key) < low:
-                raise MedContrastError(
-                    f"finetune.{key} must be {low} or more, not {getattr(self, key)}"
-                )
-        for key in ("lr", "head_lr_mult"):
-            if not getattr(self, key) > 0:
-                raise MedContrastError(f"finetune.{key} must be above 0, not {getattr(self, key)}")
-        if self.weight_decay < 0:
-            raise MedContrastError(
-                f"finetune.weight_decay must be 0 or more, not {self.weight_decay}"
-            )
-        if not 0 < self.layer_decay <= 1:
-            raise MedContrastError(
-                f"finetune.layer_decay must lie in (0, 1], not {self.layer_decay}"
-            )
+        check_ranges(
+            "finetune",
+            self,
+            above={"lr": 0, "head_lr_mult": 0, "layer_decay": 0},
+            at_least={
+                "epochs": 1,
+                "batch_size": 1,
+                "patience": 1,
+                "min_steps_per_epoch": 1,
+                "parallel": 1,
+                "weight_decay": 0,
+            },
+            within={"layer_decay": (0.0, 1.0)},
+        )
         if not all(0 <= a <= 1 for a in self.wise_alphas):
             raise MedContrastError(
                 f"finetune.wise_alphas must lie in [0, 1], not {self.wise_alphas}"
