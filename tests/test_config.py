@@ -104,3 +104,20 @@ def test_training_settings_are_checked_at_load(override, message):
     """Each of these used to fail only after preprocessing and a step (or not at all)."""
     with pytest.raises(MedContrastError, match=re.escape(message)):
         load_config(PretrainConfig, None, [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("views.noise_prob=1.5", "views.noise_prob must lie in [0.0, 1.0], not 1.5"),
+        ("views.crop_scale=[0.8,0.5]", "views.crop_scale must be 0 < low <= high <= 1"),
+        ("views.crop_scale=0.5", "views.crop_scale needs two values [low, high]"),
+        ("views.gamma=[0,1]", "views.gamma must be 0 < low <= high, not [0.0, 1.0]"),
+        ("views.rot90_axes=[1,1]", "views.rot90_axes must be two different spatial axes"),
+        ("views.elastic_sigma=0", "views.elastic_sigma must be above 0, not 0.0"),
+    ],
+)
+def test_view_settings_are_checked_at_load(override, message):
+    """Checked when the config is loaded, also for a preset's values under the user's."""
+    with pytest.raises(MedContrastError, match=re.escape(message)):
+        load_config(PretrainConfig, None, ["views.preset=radiograph", override])

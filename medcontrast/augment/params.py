@@ -17,9 +17,10 @@ Gaussian blur (sigma ~ U(blur_sigma) per axis) -> sharpen -> coarse dropout (hol
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from medcontrast.checks import check_ranges
 from medcontrast.errors import MedContrastError
 
 
@@ -65,6 +66,24 @@ class ViewsConfig:
     dropout_holes: int = 3
     dropout_size: list[float] = field(default_factory=lambda: [0.05, 0.2])  # side fraction
 
+    def __post_init__(self) -> None:
+        probabilities = {f.name: (0.0, 1.0) for f in fields(self) if f.name.endswith("_prob")}
+        check_ranges("views", self, above={"elastic_sigma": 0}, within=probabilities)
+        rules = (  # (key, test of (low, high), what is allowed)
+            ("crop_scale", lambda lo, hi: 0 < lo <= hi <= 1, "0 < low <= high <= 1"),
+            ("gamma", lambda lo, hi: 0 < lo <= hi, "0 < low <= high"),
+            ("hist_points", lambda lo, hi: 3 <= lo <= hi, "3 <= low <= high"),
+            ("blur_sigma", lambda lo, hi: 0 <= lo <= hi, "0 <= low <= high"),
+            ("dropout_size", lambda lo, hi: 0 < lo <= hi < 1, "0 < low <= high < 1"),
+        )
+        for key, ok, allowed in rules:
+            if not ok(*_pair(getattr(self, key), key)):
+                raise MedContrastError(f"views.{key} must be {allowed}, not {getattr(self, key)}")
+        if len(self.rot90_axes) != 2 or self.rot90_axes[0] == self.rot90_axes[1]:
+            raise MedContrastError(
+                f"views.rot90_axes must be two different spatial axes, not {self.rot90_axes}"
+            )
+
 
 @dataclass(frozen=True)
 class AugmentParams:
@@ -106,61 +125,23 @@ class AugmentParams:
 
     @classmethod
     def from_config(cls, cfg: ViewsConfig, ndim: int, size: tuple[int, ...]) -> AugmentParams:
-        """Validate ``cfg`` (whose preset, if any, was resolved when the config was loaded)."""
-        for name in (
-            "crop_prob",
-            "flip_prob",
-            "rot90_prob",
-            "affine_prob",
-            "elastic_prob",
-            "contrast_prob",
-            "hist_shift_prob",
-            "scale_intensity_prob",
-            "shift_intensity_prob",
-            "bias_field_prob",
-            "noise_prob",
-            "blur_prob",
-            "sharpen_prob",
-            "dropout_prob",
-        ):
-            p = getattr(cfg, name)
-            if not 0.0 <= p <= 1.0:
-                raise MedContrastError(f"views.{name} must be between 0 and 1, got {p}")
+        """Distributions from ``cfg`` (checked when it was built; its preset, if any, resolved
+        when the config was loaded), for ``ndim`` spatial axes of ``size``."""
         lo, hi = _pair(cfg.crop_scale, "crop_scale")
-        if not 0 < lo <= hi <= 1:
-            raise MedContrastError(
-                f"views.crop_scale must satisfy 0 < low <= high <= 1, got {cfg.crop_scale}"
-            )
         axes = tuple(int(a) for a in cfg.flip_axes)
         if any(a < 0 or a >= ndim for a in axes):
             raise MedContrastError(
                 f"views.flip_axes {list(axes)} must be spatial axes below {ndim}"
             )
         rot_axes = tuple(int(a) for a in cfg.rot90_axes)
-        if (
-            len(rot_axes) != 2
-            or any(a < 0 or a >= ndim for a in rot_axes)
-            or rot_axes[0] == rot_axes[1]
-        ):
+        if any(a < 0 or a >= ndim for a in rot_axes):
             raise MedContrastError(
-                f"views.rot90_axes must be two different spatial axes, got {list(rot_axes)}"
+                f"views.rot90_axes {list(rot_axes)} must be spatial axes below {ndim}"
             )
         glo, ghi = _pair(cfg.gamma, "gamma")
-        if not 0 < glo <= ghi:
-            raise MedContrastError(f"views.gamma must be positive and ordered, got {cfg.gamma}")
         plo, phi = (int(x) for x in _pair(cfg.hist_points, "hist_points"))
-        if not 3 <= plo <= phi:
-            raise MedContrastError(
-                f"views.hist_points must be at least 3 and ordered, got {cfg.hist_points}"
-            )
         slo, shi = _pair(cfg.blur_sigma, "blur_sigma")
         dlo, dhi = _pair(cfg.dropout_size, "dropout_size")
-        if not 0 < dlo <= dhi < 1:
-            raise MedContrastError(
-                f"views.dropout_size must be fractions 0 < low <= high < 1, got {cfg.dropout_size}"
-            )
-        if cfg.elastic_sigma <= 0:
-            raise MedContrastError("views.elastic_sigma must be positive")
         grid = tuple(max(2, math.ceil(1.0 / cfg.elastic_sigma)) for _ in size)
         return cls(
             ndim=ndim,
