@@ -49,75 +49,49 @@ def test_resolved_config_round_trips(tmp_path):
     assert again == cfg
 
 
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("finetune.mode=lpf", "finetune.mode: 'lpf' is not one of lpft, plain"),
-        ("finetune.precision=fp16", "finetune.precision: 'fp16' is not one of auto, bf16, fp32"),
-        ("finetune.epochs=0", "finetune.epochs must be 1 or more, not 0"),
-        ("finetune.parallel=0", "finetune.parallel must be 1 or more, not 0"),
-        ("finetune.lr=-1", "finetune.lr must be above 0, not -1.0"),
-        ("finetune.layer_decay=0", "finetune.layer_decay must be above 0, not 0.0"),
-        ("finetune.layer_decay=1.5", "finetune.layer_decay must lie in [0.0, 1.0], not 1.5"),
-        ("finetune.wise_alphas=[0.5,1.5]", "finetune.wise_alphas must lie in"),
-    ],
-)
-def test_fine_tune_settings_are_checked_at_load(override, message):
-    """The fine-tune section (owned by evaluation/finetune.py) refuses a bad value when the
-    config is loaded, naming the key, the value and what is allowed."""
-    with pytest.raises(MedContrastError, match=re.escape(message)):
-        load_config(EvaluateConfig, None, [override])
+# (config kinds it applies to, override, the message's start): each used to pass the loader and
+# fail later (a traceback after preprocessing, or a silent wrong run) or not at all.
+EVAL, PRE, BOTH = (EvaluateConfig,), (PretrainConfig,), (PretrainConfig, EvaluateConfig)
+BAD = [
+    (EVAL, "finetune.mode=lpf", "finetune.mode: 'lpf' is not one of lpft, plain"),
+    (EVAL, "finetune.precision=fp16", "finetune.precision: 'fp16' is not one of auto, bf16, fp32"),
+    (EVAL, "finetune.epochs=0", "finetune.epochs must be 1 or more, not 0"),
+    (EVAL, "finetune.parallel=0", "finetune.parallel must be 1 or more, not 0"),
+    (EVAL, "finetune.lr=-1", "finetune.lr must be above 0, not -1.0"),
+    (EVAL, "finetune.layer_decay=0", "finetune.layer_decay must be above 0, not 0.0"),
+    (EVAL, "finetune.layer_decay=1.5", "finetune.layer_decay must lie in [0.0, 1.0], not 1.5"),
+    (EVAL, "finetune.wise_alphas=[0.5,1.5]", "finetune.wise_alphas must lie in"),
+    (BOTH, "views.path=gpu", "views.path: 'gpu' is not one of auto, monai, batched"),
+    (BOTH, "data.size=64", "data.size must be 2 whole numbers of 1 or more"),
+    (BOTH, "data.size=[0,0]", "data.size must be 2 whole numbers of 1 or more"),
+    (BOTH, "data.ndim=4", "data.ndim must be 2 or 3, not 4"),
+    (BOTH, "data.resize=crop", "data.resize: 'crop' is not one of pad, stretch"),
+    (BOTH, "data.cache=ram", "data.cache: 'ram' is not one of disk, memory"),
+    (PRE, "train.checkpoint_every=0", "train.checkpoint_every must be 1 or more, not 0"),
+    (PRE, "train.log_every=0", "train.log_every must be 1 or more, not 0"),
+    (PRE, "train.max_steps=-5", "train.max_steps must be 0 or more, not -5"),
+    (PRE, "train.lr=-1", "train.lr must be above 0, not -1.0"),
+    (PRE, "train.batch_size=1", "train.batch_size must be 2 or more, not 1"),
+    (PRE, "train.optimizer=adam", "train.optimizer: 'adam' is not one of adamw, lars, sgd"),
+    (PRE, "train.min_lr_ratio=1.5", "train.min_lr_ratio must lie in [0.0, 1.0], not 1.5"),
+    (PRE, "method.positive_group=site", "method.positive_group: 'site' is not one of patient"),
+    (PRE, "method.temperature=0", "method.temperature must be above 0, not 0.0"),
+    (PRE, "views.noise_prob=1.5", "views.noise_prob must lie in [0.0, 1.0], not 1.5"),
+    (PRE, "views.crop_scale=[0.8,0.5]", "views.crop_scale must be 0 < low <= high <= 1"),
+    (PRE, "views.crop_scale=0.5", "views.crop_scale needs two values [low, high]"),
+    (PRE, "views.gamma=[0,1]", "views.gamma must be 0 < low <= high, not [0.0, 1.0]"),
+    (PRE, "views.rot90_axes=[1,1]", "views.rot90_axes must be two different spatial axes"),
+    (PRE, "views.elastic_sigma=0", "views.elastic_sigma must be above 0, not 0.0"),
+]
 
 
 @pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("views.path=gpu", "views.path: 'gpu' is not one of auto, monai, batched"),
-        ("data.size=64", "data.size must be 2 whole numbers of 1 or more"),
-        ("data.size=[0,0]", "data.size must be 2 whole numbers of 1 or more"),
-        ("data.ndim=4", "data.ndim must be 2 or 3, not 4"),
-        ("data.resize=crop", "data.resize: 'crop' is not one of pad, stretch"),
-        ("data.cache=ram", "data.cache: 'ram' is not one of disk, memory"),
-    ],
+    ("schema", "override", "message"),
+    [(schema, o, m) for kinds, o, m in BAD for schema in kinds],
+    ids=lambda v: v.__name__ if isinstance(v, type) else None,
 )
-@pytest.mark.parametrize("schema", [PretrainConfig, EvaluateConfig])
-def test_data_and_view_choices_are_checked_at_load(schema, override, message):
+def test_bad_settings_are_refused_at_load(schema, override, message):
+    """One line naming the key, the value and what is allowed, when the config is loaded (views
+    on top of a preset, so that the preset's values are checked too)."""
     with pytest.raises(MedContrastError, match=re.escape(message)):
-        load_config(schema, None, [override])
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("train.checkpoint_every=0", "train.checkpoint_every must be 1 or more, not 0"),
-        ("train.log_every=0", "train.log_every must be 1 or more, not 0"),
-        ("train.max_steps=-5", "train.max_steps must be 0 or more, not -5"),
-        ("train.lr=-1", "train.lr must be above 0, not -1.0"),
-        ("train.batch_size=1", "train.batch_size must be 2 or more, not 1"),
-        ("train.optimizer=adam", "train.optimizer: 'adam' is not one of adamw, lars, sgd"),
-        ("train.min_lr_ratio=1.5", "train.min_lr_ratio must lie in [0.0, 1.0], not 1.5"),
-        ("method.positive_group=site", "method.positive_group: 'site' is not one of patient"),
-        ("method.temperature=0", "method.temperature must be above 0, not 0.0"),
-    ],
-)
-def test_training_settings_are_checked_at_load(override, message):
-    """Each of these used to fail only after preprocessing and a step (or not at all)."""
-    with pytest.raises(MedContrastError, match=re.escape(message)):
-        load_config(PretrainConfig, None, [override])
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("views.noise_prob=1.5", "views.noise_prob must lie in [0.0, 1.0], not 1.5"),
-        ("views.crop_scale=[0.8,0.5]", "views.crop_scale must be 0 < low <= high <= 1"),
-        ("views.crop_scale=0.5", "views.crop_scale needs two values [low, high]"),
-        ("views.gamma=[0,1]", "views.gamma must be 0 < low <= high, not [0.0, 1.0]"),
-        ("views.rot90_axes=[1,1]", "views.rot90_axes must be two different spatial axes"),
-        ("views.elastic_sigma=0", "views.elastic_sigma must be above 0, not 0.0"),
-    ],
-)
-def test_view_settings_are_checked_at_load(override, message):
-    """Checked when the config is loaded, also for a preset's values under the user's."""
-    with pytest.raises(MedContrastError, match=re.escape(message)):
-        load_config(PretrainConfig, None, ["views.preset=radiograph", override])
+        load_config(schema, None, ["views.preset=radiograph", override])
