@@ -30,7 +30,6 @@ from medcontrast.config import PretrainConfig, save_config, to_dict
 from medcontrast.data.batches import BatchSampler, RawPairDataset
 from medcontrast.data.cache import ImageCache, build_cache
 from medcontrast.data.manifest import read_manifest
-from medcontrast.data.preprocessing import PreprocessSpec
 from medcontrast.data.selection import class_names, select_rows
 from medcontrast.distributed import DistInfo, init_distributed
 from medcontrast.errors import MedContrastError
@@ -137,19 +136,6 @@ def _finished(run: Path, start: Start, total: int, info: DistInfo) -> bool:
 # ---- data ----------------------------------------------------------------------------------
 
 
-def preprocess_spec(data) -> PreprocessSpec:
-    """The cache-defining part of a DataConfig."""
-    return PreprocessSpec(
-        ndim=data.ndim,
-        size=tuple(data.size),
-        spacing=tuple(data.spacing) if data.spacing else None,
-        intensity=data.intensity,
-        window=tuple(data.window),
-        percentiles=tuple(data.percentiles),
-        resize=data.resize,
-    )
-
-
 def _build_data(
     cfg: PretrainConfig, info: DistInfo, device: torch.device, progress: bool
 ) -> PretrainData:
@@ -214,7 +200,7 @@ def _load_cache(
         max_samples=cfg.data.max_samples,
         seed=cfg.train.seed,
     )
-    spec = preprocess_spec(cfg.data)
+    spec = cfg.data.preprocess_spec()
     kw = dict(
         cache_dir=cfg.data.cache_dir or None,
         in_memory=cfg.data.cache == "memory",

@@ -10,7 +10,7 @@ from typing import Literal
 
 from medcontrast.augment.params import ViewsConfig
 from medcontrast.checks import check_ranges
-from medcontrast.errors import MedContrastError
+from medcontrast.data.preprocessing import INTENSITY_MODES, RESIZE_MODES, PreprocessSpec
 from medcontrast.evaluation.finetune import FinetuneConfig
 from medcontrast.evaluation.inits import InitConfig
 from medcontrast.evaluation.metric_names import METRICS
@@ -29,23 +29,29 @@ class DataConfig:
     size: list[int] = field(default_factory=lambda: [64, 64])  # one value per spatial axis
     spacing: list[float] | None = None  # resample to this voxel size (mm) before resizing (3D)
     # auto: window for CT, percentile otherwise
-    intensity: Literal["auto", "percentile", "window", "minmax", "none"] = "auto"
+    intensity: Literal[INTENSITY_MODES] = "auto"
     window: list[float] = field(default_factory=lambda: [-1000.0, 1000.0])  # for "window"
     percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])  # for "percentile"
-    resize: Literal["pad", "stretch"] = "pad"  # pad: keep aspect ratio and pad; stretch: each axis
+    resize: Literal[RESIZE_MODES] = "pad"  # pad: keep aspect ratio and pad; stretch: each axis
     cache: Literal["disk", "memory"] = "disk"  # disk: memory-mapped .npy
     cache_dir: str = ""  # default: ~/.cache/medcontrast
     max_samples: int = 0  # 0 keeps all; otherwise a seeded subset (quick runs)
     workers: int = 0  # processes for the one-off preprocessing into the cache
 
     def __post_init__(self) -> None:
-        if self.ndim not in (2, 3):
-            raise MedContrastError(f"data.ndim must be 2 or 3, not {self.ndim}")
-        if len(self.size) != self.ndim or min(self.size) < 1:
-            raise MedContrastError(
-                f"data.size must be {self.ndim} whole numbers of 1 or more (one per axis, "
-                f"data.ndim={self.ndim}), not {self.size}"
-            )
+        self.preprocess_spec()  # the preprocessing contract checks its settings: now, at load
+
+    def preprocess_spec(self) -> PreprocessSpec:
+        """The cache-defining part of these settings."""
+        return PreprocessSpec(
+            ndim=self.ndim,
+            size=tuple(self.size),
+            spacing=tuple(self.spacing) if self.spacing else None,
+            intensity=self.intensity,
+            window=tuple(self.window),
+            percentiles=tuple(self.percentiles),
+            resize=self.resize,
+        )
 
 
 @dataclass

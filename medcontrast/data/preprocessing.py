@@ -35,8 +35,11 @@ class PreprocessSpec:
     def __post_init__(self) -> None:
         if self.ndim not in (2, 3):
             raise MedContrastError(f"data.ndim must be 2 or 3, got {self.ndim}")
-        if len(self.size) != self.ndim:
-            raise MedContrastError(f"data.size {list(self.size)} must have {self.ndim} values")
+        if len(self.size) != self.ndim or min(self.size) < 1:
+            raise MedContrastError(
+                f"data.size must be {self.ndim} whole numbers of 1 or more (one per axis, "
+                f"data.ndim={self.ndim}), not {list(self.size)}"
+            )
         if self.spacing is not None and len(self.spacing) != self.ndim:
             raise MedContrastError(
                 f"data.spacing {list(self.spacing)} must have {self.ndim} values"
@@ -48,6 +51,16 @@ class PreprocessSpec:
         if self.resize not in RESIZE_MODES:
             raise MedContrastError(
                 f"data.resize must be one of {RESIZE_MODES}, got {self.resize!r}"
+            )
+        if len(self.window) != 2 or not self.window[0] < self.window[1]:
+            raise MedContrastError(
+                f"data.window must be two values [low, high] with low < high, not "
+                f"{list(self.window)}"
+            )
+        if len(self.percentiles) != 2 or not 0 <= self.percentiles[0] < self.percentiles[1] <= 100:
+            raise MedContrastError(
+                f"data.percentiles must be [low, high] with 0 <= low < high <= 100, not "
+                f"{list(self.percentiles)}"
             )
 
     def key(self) -> str:

@@ -61,7 +61,6 @@ from medcontrast.evaluation.report import write_report
 from medcontrast.evaluation.results_file import RUN_KEY, append_results
 from medcontrast.evaluation.scores import choose_threshold, parse_threshold
 from medcontrast.runinfo import resolve_device, resolve_precision, versions
-from medcontrast.train import preprocess_spec
 
 PROTOCOLS = ("linear", "knn", "finetune")
 
@@ -110,7 +109,7 @@ class Evaluation:
         self.cache: ImageCache = build_cache(
             manifest,
             rows,
-            preprocess_spec(cfg.data),
+            cfg.data.preprocess_spec(),
             cache_dir=cfg.data.cache_dir or None,
             in_memory=cfg.data.cache == "memory",
             workers=cfg.data.workers,
