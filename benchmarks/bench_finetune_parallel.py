@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 from _common import print_table, record
-from bench_label_efficiency import manifest_for
+from bench_label_efficiency import data_overrides, shipped_config
 
-from medcontrast.config import EvaluateConfig, load_config
+from medcontrast.config import EvaluateConfig
 from medcontrast.evaluation.evaluate import evaluate
 from medcontrast.evaluation.results_file import read_results
 from medcontrast.runinfo import resolve_device
@@ -41,9 +41,9 @@ def run_k(dataset: str, common: list[str], work: Path, k: int, args) -> tuple[di
     run)."""
     name = f"{dataset}-parallel{k}"
     shutil.rmtree(work / "eval" / name, ignore_errors=True)
-    cfg = load_config(
+    cfg = shipped_config(
         EvaluateConfig,
-        ROOT / "configs" / "evaluate" / f"{dataset}.yaml",
+        dataset,
         [
             *common,
             f"out_dir={work / 'eval'}",
@@ -77,9 +77,7 @@ def main() -> None:
     parser.add_argument("--evaluate", nargs="*", default=[], help="key=value overrides")
     args = parser.parse_args()
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    manifest = manifest_for(args.dataset, Path(args.data), work)
-    common = [f"data.manifest={manifest}", f"data.cache_dir={work / 'cache'}"]
+    common = data_overrides(args.dataset, Path(args.data), work)
     # The cache is built once before any timed call, so that no k pays for it.
     run_k(args.dataset, common, work, 1, argparse.Namespace(**{**vars(args), "seeds": 1}))
     rows, first = [], None

@@ -17,6 +17,7 @@ import argparse
 import subprocess
 import sys
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 import torch
@@ -29,6 +30,7 @@ from medcontrast.evaluation.report import headline_text
 from medcontrast.train import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
+C = TypeVar("C")
 SOURCES = {
     "pneumoniamnist": ("medmnist/pneumoniamnist.npz", False),
     "adrenalmnist3d": ("medmnist/adrenalmnist3d.npz", False),
@@ -93,6 +95,20 @@ def manifest_for(dataset: str, data: Path, work: Path) -> Path:
     return out
 
 
+def data_overrides(dataset: str, data: Path, work: Path) -> list[str]:
+    """Index ``dataset`` into ``work`` (once); the overrides that point a config at that
+    manifest and at a cache beside it."""
+    work.mkdir(parents=True, exist_ok=True)
+    manifest = manifest_for(dataset, data, work)
+    return [f"data.manifest={manifest}", f"data.cache_dir={work / 'cache'}"]
+
+
+def shipped_config(cls: type[C], dataset: str, overrides: list[str]) -> C:
+    """``configs/pretrain/<dataset>.yaml`` (or ``evaluate/``, by ``cls``) with ``overrides``."""
+    kind = "pretrain" if cls is PretrainConfig else "evaluate"
+    return load_config(cls, ROOT / "configs" / kind / f"{dataset}.yaml", overrides)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dataset", choices=list(SOURCES))
@@ -102,20 +118,16 @@ def main() -> None:
     parser.add_argument("--evaluate", nargs="*", default=[], help="key=value overrides")
     args = parser.parse_args()
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    manifest = manifest_for(args.dataset, Path(args.data), work)
-    common = [f"data.manifest={manifest}", f"data.cache_dir={work / 'cache'}"]
-    pre = load_config(
-        PretrainConfig,
-        ROOT / "configs" / "pretrain" / f"{args.dataset}.yaml",
-        [*common, f"out_dir={work / 'runs'}", *args.pretrain],
+    common = data_overrides(args.dataset, Path(args.data), work)
+    pre = shipped_config(
+        PretrainConfig, args.dataset, [*common, f"out_dir={work / 'runs'}", *args.pretrain]
     )
     run = Path(pre.out_dir) / pre.name
     if not (run / "encoder.pth").exists():
         pretrain(pre, progress=False)
-    ev = load_config(
+    ev = shipped_config(
         EvaluateConfig,
-        ROOT / "configs" / "evaluate" / f"{args.dataset}.yaml",
+        args.dataset,
         [
             *common,
             f"out_dir={work / 'eval'}",

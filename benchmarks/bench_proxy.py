@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 import torch
 from _common import print_table, record
-from bench_label_efficiency import manifest_for
+from bench_label_efficiency import data_overrides, shipped_config
 
-from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
+from medcontrast.config import EvaluateConfig, PretrainConfig
 from medcontrast.evaluation.evaluate import evaluate
 from medcontrast.evaluation.results_file import read_results
 from medcontrast.train import pretrain
@@ -81,9 +81,9 @@ def pretrained_run(dataset: str, common: list[str], work: Path, extra: list[str]
     """The proxy's pretraining run of ``dataset`` (made once, then reused)."""
     overrides = [*_COMMON_PRETRAIN, *PROXY[dataset]["pretrain"], *extra]
     tag = hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:8]
-    cfg = load_config(
+    cfg = shipped_config(
         PretrainConfig,
-        ROOT / "configs" / "pretrain" / f"{dataset}.yaml",
+        dataset,
         [*common, f"out_dir={work / 'runs'}", f"name={dataset}-proxy-{tag}", *overrides],
     )
     run = Path(cfg.out_dir) / cfg.name
@@ -99,9 +99,9 @@ def evaluate_recipe(
 ) -> Path:
     """One recipe's evaluation folder (continued where a previous call stopped)."""
     random = f"{{name: {RANDOM}, source: random, encoder: '{PROXY[dataset]['encoder']}'}}"
-    cfg = load_config(
+    cfg = shipped_config(
         EvaluateConfig,
-        ROOT / "configs" / "evaluate" / f"{dataset}.yaml",
+        dataset,
         [
             *common,
             f"out_dir={work / 'eval'}",
@@ -221,11 +221,9 @@ def main() -> None:
     args = parser.parse_args()
     recipes = _recipes(args.recipe)
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
     rows, seconds = [], {}
     for dataset in args.datasets:
-        manifest = manifest_for(dataset, Path(args.data), work)
-        common = [f"data.manifest={manifest}", f"data.cache_dir={work / 'cache'}"]
+        common = data_overrides(dataset, Path(args.data), work)
         start = time.time()
         run = pretrained_run(dataset, common, work, args.pretrain)
         seconds[f"{dataset} pretrain"] = round(time.time() - start)

@@ -1,9 +1,33 @@
-"""Range checks of settings, shared by the config sections that own them (ground floor: it
-imports nothing of the package but the error type)."""
+"""Checks of settings, shared by the config sections that own them (ground floor: it imports
+nothing of the package but the error type). Each section's ``__post_init__`` calls them, so a
+bad value fails when the config is loaded, and also when a section is built in Python."""
 
 from __future__ import annotations
 
+import functools
+import typing
+
 from medcontrast.errors import MedContrastError
+
+
+@functools.cache
+def _choices(cls: type) -> dict[str, tuple]:
+    """The fields of dataclass ``cls`` annotated ``Literal[...]``, with their allowed values."""
+    hints = typing.get_type_hints(cls)
+    return {
+        k: typing.get_args(t) for k, t in hints.items() if typing.get_origin(t) is typing.Literal
+    }
+
+
+def check_choices(section: str, cfg: object) -> None:
+    """Raise naming ``section.key``, the value and the allowed values for the first field of
+    ``cfg`` annotated ``Literal[...]`` whose value is not one of them."""
+    for key, allowed in _choices(type(cfg)).items():
+        value = getattr(cfg, key)
+        if value not in allowed:
+            raise MedContrastError(
+                f"{section}.{key}: {value!r} is not one of {', '.join(map(str, allowed))}"
+            )
 
 
 def check_ranges(

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
-from medcontrast.checks import check_ranges
+from medcontrast.checks import check_choices, check_ranges
 from medcontrast.errors import MedContrastError
 
 
@@ -67,6 +67,7 @@ class ViewsConfig:
     dropout_size: list[float] = field(default_factory=lambda: [0.05, 0.2])  # side fraction
 
     def __post_init__(self) -> None:
+        check_choices("views", self)
         probabilities = {f.name: (0.0, 1.0) for f in fields(self) if f.name.endswith("_prob")}
         check_ranges("views", self, above={"elastic_sigma": 0}, within=probabilities)
         rules = (  # (key, test of (low, high), what is allowed)

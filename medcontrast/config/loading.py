@@ -46,13 +46,6 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except MedContrastError as exc:
                 errors.append(str(exc))
         raise MedContrastError(errors[0] if errors else f"{key}: bad value {value!r}")
-    if origin is typing.Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise MedContrastError(
-                f"{key}: {value!r} is not one of {', '.join(str(a) for a in allowed)}"
-            )
-        return value
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, tuple):

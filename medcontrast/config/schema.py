@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from medcontrast.augment.params import ViewsConfig
-from medcontrast.checks import check_ranges
+from medcontrast.checks import check_choices, check_ranges
 from medcontrast.data.preprocessing import INTENSITY_MODES, RESIZE_MODES, PreprocessSpec
 from medcontrast.evaluation.finetune import FinetuneConfig
 from medcontrast.evaluation.inits import InitConfig
@@ -39,6 +39,7 @@ class DataConfig:
     workers: int = 0  # processes for the one-off preprocessing into the cache
 
     def __post_init__(self) -> None:
+        check_choices("data", self)
         self.preprocess_spec()  # the preprocessing contract checks its settings: now, at load
 
     def preprocess_spec(self) -> PreprocessSpec:
@@ -80,6 +81,7 @@ class MethodConfig:
     momentum: float = 0.99  # MoCo and BYOL target network (cosine schedule to 1.0)
 
     def __post_init__(self) -> None:
+        check_choices("method", self)
         check_ranges(
             "method",
             self,
@@ -113,6 +115,7 @@ class TrainConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
+        check_choices("train", self)
         check_ranges(
             "train",
             self,

@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from torch import nn
 from medcontrast.augment.batched import BatchedViews
 from medcontrast.augment.monai_views import draw_seed
 from medcontrast.augment.params import AugmentParams
-from medcontrast.checks import check_ranges
+from medcontrast.checks import check_choices, check_ranges
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.metrics import point_metrics
 from medcontrast.evaluation.probes import extract_features, linear_probe
@@ -73,6 +73,7 @@ class FinetuneConfig:
     parallel: int = 1
 
     def __post_init__(self) -> None:
+        check_choices("finetune", self)
         check_ranges(
             "finetune",
             self,
@@ -91,12 +92,6 @@ class FinetuneConfig:
             raise MedContrastError(
                 f"finetune.wise_alphas must lie in [0, 1], not {self.wise_alphas}"
             )
-        # The loader checks these choices too; this also covers settings built in Python.
-        for key, allowed in (("mode", get_args(FinetuneMode)), ("precision", get_args(Precision))):
-            if getattr(self, key) not in allowed:
-                raise MedContrastError(
-                    f"finetune.{key} must be one of {', '.join(allowed)}, not {getattr(self, key)!r}"
-                )
 
 
 class _Classifier(nn.Module):

@@ -132,8 +132,6 @@ class FinetunePool:
     """
 
     def __init__(self, data: FinetuneData, parallel: int) -> None:
-        if parallel < 1:
-            raise MedContrastError(f"finetune.parallel must be 1 or more, not {parallel}")
         self.data, self.parallel = data, parallel
         self.running: dict[Future, Hashable] = {}
         self.executor: ProcessPoolExecutor | None = None
