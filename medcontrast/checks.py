@@ -13,21 +13,29 @@ from medcontrast.errors import MedContrastError
 @functools.cache
 def _choices(cls: type) -> dict[str, tuple]:
     """The fields of dataclass ``cls`` annotated ``Literal[...]``, with their allowed values."""
-    hints = typing.get_type_hints(cls)
-    return {
-        k: typing.get_args(t) for k, t in hints.items() if typing.get_origin(t) is typing.Literal
-    }
+    out = {}
+    for key, tp in typing.get_type_hints(cls).items():
+        if typing.get_origin(tp) is list:  # list[Literal[...]]: each item is a choice
+            (tp,) = typing.get_args(tp)
+        if typing.get_origin(tp) is typing.Literal:
+            out[key] = typing.get_args(tp)
+    return out
+
+
+def _name(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key  # "" for the top level of a config
 
 
 def check_choices(section: str, cfg: object) -> None:
     """Raise naming ``section.key``, the value and the allowed values for the first field of
-    ``cfg`` annotated ``Literal[...]`` whose value is not one of them."""
+    ``cfg`` annotated ``Literal[...]`` (or ``list[Literal[...]]``) whose value is not one of them."""
     for key, allowed in _choices(type(cfg)).items():
         value = getattr(cfg, key)
-        if value not in allowed:
-            raise MedContrastError(
-                f"{section}.{key}: {value!r} is not one of {', '.join(map(str, allowed))}"
-            )
+        for item in value if isinstance(value, list) else [value]:
+            if item not in allowed:
+                raise MedContrastError(
+                    f"{_name(section, key)}: {item!r} is not one of {', '.join(map(str, allowed))}"
+                )
 
 
 def check_ranges(
@@ -41,14 +49,16 @@ def check_ranges(
     ``cfg`` outside it: ``above`` (strictly), ``at_least``, ``within`` (inclusive)."""
     for key, low in (above or {}).items():
         if not getattr(cfg, key) > low:
-            raise MedContrastError(f"{section}.{key} must be above {low}, not {getattr(cfg, key)}")
+            raise MedContrastError(
+                f"{_name(section, key)} must be above {low}, not {getattr(cfg, key)}"
+            )
     for key, low in (at_least or {}).items():
         if getattr(cfg, key) < low:
             raise MedContrastError(
-                f"{section}.{key} must be {low} or more, not {getattr(cfg, key)}"
+                f"{_name(section, key)} must be {low} or more, not {getattr(cfg, key)}"
             )
     for key, (low, high) in (within or {}).items():
         if not low <= getattr(cfg, key) <= high:
             raise MedContrastError(
-                f"{section}.{key} must lie in [{low}, {high}], not {getattr(cfg, key)}"
+                f"{_name(section, key)} must lie in [{low}, {high}], not {getattr(cfg, key)}"
             )

@@ -25,8 +25,8 @@ class BatchedViews:
 
     def __init__(self, params: AugmentParams) -> None:
         self.p = params
-        a, b = params.rot90_axes
-        if params.rot90_prob > 0 and params.size[a] != params.size[b]:
+        a, b = params.views.rot90_axes
+        if params.views.rot90_prob > 0 and params.size[a] != params.size[b]:
             raise MedContrastError("views.rot90_prob needs equal sizes along views.rot90_axes")
         self.resample = AffineTransform(
             normalized=True,
@@ -56,42 +56,42 @@ class BatchedViews:
         p, nd = self.p, self.p.ndim
         eye = torch.eye(nd + 1, device=dev).expand(n, nd + 1, nd + 1)
         theta = eye.clone()
-        if p.crop_prob > 0:
-            do = self._coin(g, n, p.crop_prob, dev)[:, None]
+        if p.views.crop_prob > 0:
+            do = self._coin(g, n, p.views.crop_prob, dev)[:, None]
             side = torch.where(
-                do, self._u(g, (n, nd), *p.crop_scale, dev), torch.ones(n, nd, device=dev)
+                do, self._u(g, (n, nd), *p.views.crop_scale, dev), torch.ones(n, nd, device=dev)
             )
             centre = self._u(g, (n, nd), -1.0, 1.0, dev) * (1 - side)
             crop = eye.clone()
             crop[:, :nd, :nd] = torch.diag_embed(side)
             crop[:, :nd, nd] = centre
             theta = theta @ crop
-        if p.flip_prob > 0:
+        if p.views.flip_prob > 0:
             signs = torch.ones(n, nd, device=dev)
-            for axis in p.flip_axes:
-                signs[:, axis] = torch.where(self._coin(g, n, p.flip_prob, dev), -1.0, 1.0)
+            for axis in p.views.flip_axes:
+                signs[:, axis] = torch.where(self._coin(g, n, p.views.flip_prob, dev), -1.0, 1.0)
             flip = eye.clone()
             flip[:, :nd, :nd] = torch.diag_embed(signs)
             theta = theta @ flip
-        if p.rot90_prob > 0:
-            do = self._coin(g, n, p.rot90_prob, dev)
+        if p.views.rot90_prob > 0:
+            do = self._coin(g, n, p.views.rot90_prob, dev)
             k = torch.randint(0, 4, (n,), generator=g, device=dev) * do
             angle = k.float() * (math.pi / 2)
-            a, b = p.rot90_axes
+            a, b = p.views.rot90_axes
             rot = eye.clone()
             rot[:, a, a] = torch.cos(angle).round()
             rot[:, a, b] = -torch.sin(angle).round()
             rot[:, b, a] = torch.sin(angle).round()
             rot[:, b, b] = torch.cos(angle).round()
             theta = theta @ rot
-        if p.affine_prob > 0:
-            do = self._coin(g, n, p.affine_prob, dev)
+        if p.views.affine_prob > 0:
+            do = self._coin(g, n, p.views.affine_prob, dev)
             half = torch.tensor([s / 2 for s in p.size], device=dev)
             rot = self._rotation(n, g, dev)
             # Rotate in pixel units so that non-square images are not sheared.
             rot = rot * half[None, None, :] / half[None, :, None]
-            zoom = 1 + self._u(g, (n, nd), -p.scale, p.scale, dev)
-            shift = self._u(g, (n, nd), -p.translate, p.translate, dev) * 2
+            zoom = 1 + self._u(g, (n, nd), -p.views.scale, p.views.scale, dev)
+            shift = self._u(g, (n, nd), -p.views.translate, p.views.translate, dev) * 2
             aff = eye.clone()
             aff[:, :nd, :nd] = rot * zoom[:, None, :]
             aff[:, :nd, nd] = shift
@@ -123,14 +123,14 @@ class BatchedViews:
         identity = torch.eye(nd + 1, device=dev)
         if not torch.equal(theta, identity.expand_as(theta)):
             x = self.resample(x, theta[:, :nd, :].to(x.dtype), spatial_size=p.size)
-        if p.elastic_prob > 0:
+        if p.views.elastic_prob > 0:
             x = self._elastic(x, g)
         return x
 
     def _elastic(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         p, nd, n, dev = self.p, self.p.ndim, x.shape[0], x.device
-        do = self._coin(g, n, p.elastic_prob, dev)
-        m = 2 * p.elastic_magnitude
+        do = self._coin(g, n, p.views.elastic_prob, dev)
+        m = 2 * p.views.elastic_magnitude
         coarse = self._u(g, (n, nd, *p.elastic_grid), -m, m, dev)
         field = F.interpolate(
             coarse, size=p.size, mode="bicubic" if nd == 2 else "trilinear", align_corners=False
@@ -168,9 +168,9 @@ class BatchedViews:
     def intensity(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         p, n, dev, nd = self.p, x.shape[0], x.device, self.p.ndim
         view = (-1,) + (1,) * (x.dim() - 1)
-        if p.contrast_prob > 0:
-            do = self._coin(g, n, p.contrast_prob, dev)
-            gamma = self._u(g, (n,), *p.gamma, dev)
+        if p.views.contrast_prob > 0:
+            do = self._coin(g, n, p.views.contrast_prob, dev)
+            gamma = self._u(g, (n,), *p.views.gamma, dev)
 
             def contrast(sub: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
                 mn, mx = _minmax(sub)
@@ -178,25 +178,25 @@ class BatchedViews:
                 return ((sub - mn) / (rng + 1e-7)).clamp_min(0) ** gamma[idx].view(view) * rng + mn
 
             x = self._where(x, do, contrast)
-        if p.hist_shift_prob > 0:
+        if p.views.hist_shift_prob > 0:
             x = self._hist_shift(x, g)
-        if p.scale_intensity_prob > 0:
-            do = self._coin(g, n, p.scale_intensity_prob, dev)
-            f = 1 + self._u(g, (n,), -p.scale_intensity, p.scale_intensity, dev)
+        if p.views.scale_intensity_prob > 0:
+            do = self._coin(g, n, p.views.scale_intensity_prob, dev)
+            f = 1 + self._u(g, (n,), -p.views.scale_intensity, p.views.scale_intensity, dev)
             x = self._where(x, do, lambda sub, idx: sub * f[idx].view(view))
-        if p.shift_intensity_prob > 0:
-            do = self._coin(g, n, p.shift_intensity_prob, dev)
-            o = self._u(g, (n,), -p.shift_intensity, p.shift_intensity, dev)
+        if p.views.shift_intensity_prob > 0:
+            do = self._coin(g, n, p.views.shift_intensity_prob, dev)
+            o = self._u(g, (n,), -p.views.shift_intensity, p.views.shift_intensity, dev)
             x = self._where(x, do, lambda sub, idx: sub + o[idx].view(view))
-        if p.bias_field_prob > 0:
-            do = self._coin(g, n, p.bias_field_prob, dev)
+        if p.views.bias_field_prob > 0:
+            do = self._coin(g, n, p.views.bias_field_prob, dev)
             coeff = self._bias_coefficients(n, g, dev)
             x = self._where(
                 x, do, lambda sub, idx: sub * torch.exp(self._bias_field(coeff[idx])).to(sub.dtype)
             )
-        if p.noise_prob > 0:
-            do = self._coin(g, n, p.noise_prob, dev)
-            std = self._u(g, (n,), 0.0, p.noise_std, dev)
+        if p.views.noise_prob > 0:
+            do = self._coin(g, n, p.views.noise_prob, dev)
+            std = self._u(g, (n,), 0.0, p.views.noise_std, dev)
             x = self._where(
                 x,
                 do,
@@ -206,12 +206,12 @@ class BatchedViews:
                     * std[idx].view(view).to(sub.dtype)
                 ),
             )
-        if p.blur_prob > 0:
-            do = self._coin(g, n, p.blur_prob, dev)
-            sigma = self._u(g, (n, nd), *p.blur_sigma, dev)
+        if p.views.blur_prob > 0:
+            do = self._coin(g, n, p.views.blur_prob, dev)
+            sigma = self._u(g, (n, nd), *p.views.blur_sigma, dev)
             x = self._where(x, do, lambda sub, idx: _gaussian_blur(sub, sigma[idx]))
-        if p.sharpen_prob > 0:
-            do = self._coin(g, n, p.sharpen_prob, dev)
+        if p.views.sharpen_prob > 0:
+            do = self._coin(g, n, p.views.sharpen_prob, dev)
             s1 = self._u(g, (n,), 0.5, 1.0, dev)
             s2 = 0.5 + (s1 - 0.5) * torch.rand(n, generator=g, device=dev)
             alpha = self._u(g, (n,), 10.0, 30.0, dev)
@@ -222,13 +222,13 @@ class BatchedViews:
                 return b1 + alpha[idx].view(view) * (b1 - b2)
 
             x = self._where(x, do, sharpen)
-        if p.dropout_prob > 0:
+        if p.views.dropout_prob > 0:
             x = self._dropout(x, g)
         return x
 
     def _hist_shift(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         p, n, dev = self.p, x.shape[0], x.device
-        lo, hi = p.hist_points
+        lo, hi = p.views.hist_points
         npts = torch.randint(lo, hi + 1, (n,), generator=g, device=dev)
         ref = torch.arange(hi, device=dev)[None].float() / (npts[:, None] - 1).float()  # (n, hi)
         ref = torch.minimum(ref, torch.ones_like(ref))
@@ -239,7 +239,7 @@ class BatchedViews:
                 n, generator=g, device=dev
             )
             flo[:, i] = torch.where(inside, draw, flo[:, i])
-        do = self._coin(g, n, p.hist_shift_prob, dev)
+        do = self._coin(g, n, p.views.hist_shift_prob, dev)
 
         def shift(sub: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
             pts, fl = npts[idx][:, None], flo[idx]
@@ -261,7 +261,7 @@ class BatchedViews:
             mask = idx[:, None] >= idx[None, :]
         else:
             mask = (idx[:, None, None] + idx[None, :, None] + idx[None, None, :]) <= deg
-        return self._u(g, (n,) + (deg + 1,) * nd, 0.0, self.p.bias_field_coeff, dev) * mask
+        return self._u(g, (n,) + (deg + 1,) * nd, 0.0, self.p.views.bias_field_coeff, dev) * mask
 
     def _bias_field(self, coeff: torch.Tensor) -> torch.Tensor:
         """(k, 1, *size) log bias field from coefficients (k, 4, 4[, 4])."""
@@ -274,13 +274,13 @@ class BatchedViews:
 
     def _dropout(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         p, n, nd, dev = self.p, x.shape[0], self.p.ndim, x.device
-        do = self._coin(g, n, p.dropout_prob, dev)
+        do = self._coin(g, n, p.views.dropout_prob, dev)
         keep = torch.ones((n, *p.size), dtype=torch.bool, device=dev)
-        for _ in range(p.dropout_holes):
+        for _ in range(p.views.dropout_holes):
             hole = torch.ones_like(keep)
             for axis, s in enumerate(p.size):
-                lo = max(1, math.ceil(p.dropout_size[0] * s))
-                hi = max(1, math.ceil(p.dropout_size[1] * s))
+                lo = max(1, math.ceil(p.views.dropout_size[0] * s))
+                hi = max(1, math.ceil(p.views.dropout_size[1] * s))
                 length = torch.randint(lo, hi + 1, (n,), generator=g, device=dev)
                 start = (torch.rand(n, generator=g, device=dev) * (s - length + 1)).floor().long()
                 pos = torch.arange(s, device=dev)[None]

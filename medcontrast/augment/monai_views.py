@@ -59,77 +59,92 @@ def build_monai_transform(p: AugmentParams) -> Compose:
     nd, size = p.ndim, p.size
     mode = "bilinear"
     ts: list = []
-    if p.crop_prob > 0:
+    if p.views.crop_prob > 0:
         crop = Compose(
             [
                 RandScaleCrop(
-                    roi_scale=p.crop_scale[0],
-                    max_roi_scale=p.crop_scale[1],
+                    roi_scale=p.views.crop_scale[0],
+                    max_roi_scale=p.views.crop_scale[1],
                     random_center=True,
                     random_size=True,
                 ),
                 Resize(spatial_size=size, mode=mode if nd == 2 else "trilinear"),
             ]
         )
-        ts.append(_Maybe(crop, p.crop_prob))
-    if p.flip_prob > 0:
-        ts += [RandFlip(prob=p.flip_prob, spatial_axis=a) for a in p.flip_axes]
-    if p.rot90_prob > 0:
-        ts.append(RandRotate90(prob=p.rot90_prob, max_k=3, spatial_axes=p.rot90_axes))
-    if p.affine_prob > 0:
+        ts.append(_Maybe(crop, p.views.crop_prob))
+    if p.views.flip_prob > 0:
+        ts += [RandFlip(prob=p.views.flip_prob, spatial_axis=a) for a in p.views.flip_axes]
+    if p.views.rot90_prob > 0:
+        ts.append(RandRotate90(prob=p.views.rot90_prob, max_k=3, spatial_axes=p.views.rot90_axes))
+    if p.views.affine_prob > 0:
         rot = p.rotate_rad if nd == 2 else (p.rotate_rad,) * 3
         ts.append(
             RandAffine(
-                prob=p.affine_prob,
+                prob=p.views.affine_prob,
                 rotate_range=rot,
-                scale_range=(p.scale,) * nd,
-                translate_range=[p.translate * s for s in size],
+                scale_range=(p.views.scale,) * nd,
+                translate_range=[p.views.translate * s for s in size],
                 padding_mode="zeros",
                 mode=mode,
             )
         )
-    if p.elastic_prob > 0:
+    if p.views.elastic_prob > 0:
         ts.append(
             RandSmoothDeform(
                 spatial_size=size,
                 rand_size=p.elastic_grid,
-                prob=p.elastic_prob,
-                def_range=2 * p.elastic_magnitude,
+                prob=p.views.elastic_prob,
+                def_range=2 * p.views.elastic_magnitude,
                 field_mode="bicubic" if nd == 2 else "trilinear",
                 grid_mode="bilinear",
                 grid_padding_mode="zeros",
             )
         )
-    if p.contrast_prob > 0:
-        ts.append(RandAdjustContrast(prob=p.contrast_prob, gamma=p.gamma))
-    if p.hist_shift_prob > 0:
-        ts.append(RandHistogramShift(num_control_points=p.hist_points, prob=p.hist_shift_prob))
-    if p.scale_intensity_prob > 0:
-        ts.append(RandScaleIntensity(factors=p.scale_intensity, prob=p.scale_intensity_prob))
-    if p.shift_intensity_prob > 0:
-        ts.append(RandShiftIntensity(offsets=p.shift_intensity, prob=p.shift_intensity_prob))
-    if p.bias_field_prob > 0:
+    if p.views.contrast_prob > 0:
+        ts.append(RandAdjustContrast(prob=p.views.contrast_prob, gamma=p.views.gamma))
+    if p.views.hist_shift_prob > 0:
         ts.append(
-            RandBiasField(degree=3, coeff_range=(0.0, p.bias_field_coeff), prob=p.bias_field_prob)
+            RandHistogramShift(num_control_points=p.views.hist_points, prob=p.views.hist_shift_prob)
         )
-    if p.noise_prob > 0:
-        ts.append(RandGaussianNoise(prob=p.noise_prob, mean=0.0, std=p.noise_std, sample_std=True))
-    if p.blur_prob > 0:
+    if p.views.scale_intensity_prob > 0:
         ts.append(
-            RandGaussianSmooth(
-                sigma_x=p.blur_sigma, sigma_y=p.blur_sigma, sigma_z=p.blur_sigma, prob=p.blur_prob
+            RandScaleIntensity(factors=p.views.scale_intensity, prob=p.views.scale_intensity_prob)
+        )
+    if p.views.shift_intensity_prob > 0:
+        ts.append(
+            RandShiftIntensity(offsets=p.views.shift_intensity, prob=p.views.shift_intensity_prob)
+        )
+    if p.views.bias_field_prob > 0:
+        ts.append(
+            RandBiasField(
+                degree=3, coeff_range=(0.0, p.views.bias_field_coeff), prob=p.views.bias_field_prob
             )
         )
-    if p.sharpen_prob > 0:
-        ts.append(RandGaussianSharpen(prob=p.sharpen_prob))
-    if p.dropout_prob > 0:
+    if p.views.noise_prob > 0:
+        ts.append(
+            RandGaussianNoise(
+                prob=p.views.noise_prob, mean=0.0, std=p.views.noise_std, sample_std=True
+            )
+        )
+    if p.views.blur_prob > 0:
+        ts.append(
+            RandGaussianSmooth(
+                sigma_x=p.views.blur_sigma,
+                sigma_y=p.views.blur_sigma,
+                sigma_z=p.views.blur_sigma,
+                prob=p.views.blur_prob,
+            )
+        )
+    if p.views.sharpen_prob > 0:
+        ts.append(RandGaussianSharpen(prob=p.views.sharpen_prob))
+    if p.views.dropout_prob > 0:
         ts.append(
             RandCoarseDropout(
-                holes=p.dropout_holes,
-                spatial_size=[max(1, math.ceil(p.dropout_size[0] * s)) for s in size],
-                max_spatial_size=[max(1, math.ceil(p.dropout_size[1] * s)) for s in size],
+                holes=p.views.dropout_holes,
+                spatial_size=[max(1, math.ceil(p.views.dropout_size[0] * s)) for s in size],
+                max_spatial_size=[max(1, math.ceil(p.views.dropout_size[1] * s)) for s in size],
                 fill_value=0.0,
-                prob=p.dropout_prob,
+                prob=p.views.dropout_prob,
             )
         )
     return Compose(ts)

@@ -88,97 +88,37 @@ class ViewsConfig:
 
 @dataclass(frozen=True)
 class AugmentParams:
-    """Validated view settings for one spatial size. See the module docstring for semantics."""
+    """The view settings of ``views`` applied to ``ndim`` spatial axes of ``size``, with the
+    quantities derived from both. See the module docstring for the semantics.
 
+    The settings themselves are not copied: both paths read them as ``params.views.<key>``.
+    """
+
+    views: ViewsConfig  # checked when it was built; its preset resolved when it was loaded
     ndim: int
     size: tuple[int, ...]
-    crop_prob: float
-    crop_scale: tuple[float, float]
-    flip_prob: float
-    flip_axes: tuple[int, ...]
-    rot90_prob: float
-    rot90_axes: tuple[int, int]
-    affine_prob: float
-    rotate_rad: float
-    scale: float
-    translate: float
-    elastic_prob: float
-    elastic_grid: tuple[int, ...]  # control points per axis
-    elastic_magnitude: float
-    contrast_prob: float
-    gamma: tuple[float, float]
-    hist_shift_prob: float
-    hist_points: tuple[int, int]
-    scale_intensity_prob: float
-    scale_intensity: float
-    shift_intensity_prob: float
-    shift_intensity: float
-    bias_field_prob: float
-    bias_field_coeff: float
-    noise_prob: float
-    noise_std: float
-    blur_prob: float
-    blur_sigma: tuple[float, float]
-    sharpen_prob: float
-    dropout_prob: float
-    dropout_holes: int
-    dropout_size: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        for key in ("flip_axes", "rot90_axes"):
+            axes = getattr(self.views, key)
+            if any(a < 0 or a >= self.ndim for a in axes):
+                raise MedContrastError(
+                    f"views.{key} {list(axes)} must be spatial axes below {self.ndim}"
+                )
 
     @classmethod
     def from_config(cls, cfg: ViewsConfig, ndim: int, size: tuple[int, ...]) -> AugmentParams:
-        """Distributions from ``cfg`` (checked when it was built; its preset, if any, resolved
-        when the config was loaded), for ``ndim`` spatial axes of ``size``."""
-        lo, hi = _pair(cfg.crop_scale, "crop_scale")
-        axes = tuple(int(a) for a in cfg.flip_axes)
-        if any(a < 0 or a >= ndim for a in axes):
-            raise MedContrastError(
-                f"views.flip_axes {list(axes)} must be spatial axes below {ndim}"
-            )
-        rot_axes = tuple(int(a) for a in cfg.rot90_axes)
-        if any(a < 0 or a >= ndim for a in rot_axes):
-            raise MedContrastError(
-                f"views.rot90_axes {list(rot_axes)} must be spatial axes below {ndim}"
-            )
-        glo, ghi = _pair(cfg.gamma, "gamma")
-        plo, phi = (int(x) for x in _pair(cfg.hist_points, "hist_points"))
-        slo, shi = _pair(cfg.blur_sigma, "blur_sigma")
-        dlo, dhi = _pair(cfg.dropout_size, "dropout_size")
-        grid = tuple(max(2, math.ceil(1.0 / cfg.elastic_sigma)) for _ in size)
-        return cls(
-            ndim=ndim,
-            size=tuple(size),
-            crop_prob=cfg.crop_prob,
-            crop_scale=(lo, hi),
-            flip_prob=cfg.flip_prob,
-            flip_axes=axes,
-            rot90_prob=cfg.rot90_prob,
-            rot90_axes=(rot_axes[0], rot_axes[1]),
-            affine_prob=cfg.affine_prob,
-            rotate_rad=math.radians(cfg.rotate_deg),
-            scale=cfg.scale,
-            translate=cfg.translate,
-            elastic_prob=cfg.elastic_prob,
-            elastic_grid=grid,
-            elastic_magnitude=cfg.elastic_magnitude,
-            contrast_prob=cfg.contrast_prob,
-            gamma=(glo, ghi),
-            hist_shift_prob=cfg.hist_shift_prob,
-            hist_points=(plo, phi),
-            scale_intensity_prob=cfg.scale_intensity_prob,
-            scale_intensity=cfg.scale_intensity,
-            shift_intensity_prob=cfg.shift_intensity_prob,
-            shift_intensity=cfg.shift_intensity,
-            bias_field_prob=cfg.bias_field_prob,
-            bias_field_coeff=cfg.bias_field_coeff,
-            noise_prob=cfg.noise_prob,
-            noise_std=cfg.noise_std,
-            blur_prob=cfg.blur_prob,
-            blur_sigma=(slo, shi),
-            sharpen_prob=cfg.sharpen_prob,
-            dropout_prob=cfg.dropout_prob,
-            dropout_holes=cfg.dropout_holes,
-            dropout_size=(dlo, dhi),
-        )
+        """The settings ``cfg`` for ``ndim`` spatial axes of ``size``."""
+        return cls(views=cfg, ndim=ndim, size=tuple(size))
+
+    @property
+    def rotate_rad(self) -> float:
+        return math.radians(self.views.rotate_deg)
+
+    @property
+    def elastic_grid(self) -> tuple[int, ...]:
+        """Control points per axis of the coarse displacement field."""
+        return tuple(max(2, math.ceil(1.0 / self.views.elastic_sigma)) for _ in self.size)
 
 
 def _pair(values: list, name: str) -> tuple[float, float]:

@@ -11,9 +11,13 @@ from typing import Literal
 from medcontrast.augment.params import ViewsConfig
 from medcontrast.checks import check_choices, check_ranges
 from medcontrast.data.preprocessing import INTENSITY_MODES, RESIZE_MODES, PreprocessSpec
+from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.finetune import FinetuneConfig
 from medcontrast.evaluation.inits import InitConfig
-from medcontrast.evaluation.metric_names import METRICS
+from medcontrast.evaluation.metric_names import METRICS, parse_threshold
+
+# The ways an evaluation turns an encoder into a classifier (docs/evaluation.md).
+PROTOCOLS = ("linear", "knn", "finetune")
 
 
 @dataclass
@@ -156,7 +160,12 @@ class BudgetConfig:
     fractions: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
     shots: list[int] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    group: str = "patient"  # patient | none : keep all images of a patient together
+    group: Literal["patient", "none"] = "patient"  # keep all images of a patient together
+
+    def __post_init__(self) -> None:
+        check_choices("budgets", self)
+        if not self.seeds:
+            raise MedContrastError("budgets.seeds is empty: give at least one seed")
 
 
 @dataclass
@@ -182,12 +191,12 @@ class EvaluateConfig:
     inits: list[InitConfig] = field(default_factory=list)
     # Fine-tuning is in the default protocols: a fine-tuned random initialisation is the
     # strongest baseline, and the report's headline needs it.
-    protocols: list[str] = field(default_factory=lambda: ["linear", "knn", "finetune"])
+    protocols: list[Literal[PROTOCOLS]] = field(default_factory=lambda: list(PROTOCOLS))
     budgets: BudgetConfig = field(default_factory=BudgetConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    metrics: list[str] = field(default_factory=lambda: list(METRICS))
+    metrics: list[Literal[METRICS]] = field(default_factory=lambda: list(METRICS))
     headline_metric: str = "auroc"
     # Decision threshold of the hard-decision metrics, chosen per run on the validation split:
     # "youden" (max sensitivity + specificity - 1), "argmax" (0.5 for two classes) or a number.
@@ -200,4 +209,13 @@ class EvaluateConfig:
     retrieval_queries: int = 6
     # When an initialisation's weights (a continued run) or the manifest changed since a
     # folder's results were computed: "recompute" what depends on them, or "refuse" to go on.
-    on_change: str = "recompute"
+    on_change: Literal["recompute", "refuse"] = "recompute"
+
+    def __post_init__(self) -> None:
+        check_choices("", self)
+        if self.headline_metric not in self.metrics:
+            raise MedContrastError(
+                f"headline_metric: {self.headline_metric!r} is not one of metrics: "
+                f"{', '.join(self.metrics)}"
+            )
+        parse_threshold(self.threshold)

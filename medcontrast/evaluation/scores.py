@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.folder import EvalFolder
+from medcontrast.evaluation.metric_names import parse_threshold
 from medcontrast.evaluation.metrics import (
     bootstrap_weights,
     point_metrics,
@@ -40,21 +40,6 @@ def choose_threshold(
     if val_prob is None or len(y_val) == 0:
         return None
     return youden_threshold(y_val, val_prob, positive)
-
-
-def parse_threshold(rule: str) -> float | None:
-    """Check a threshold rule; returns the fixed threshold it names (None for youden, argmax)."""
-    if rule in ("youden", "argmax"):
-        return None
-    try:
-        value = float(rule)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 1:
-        raise MedContrastError(
-            f"threshold must be youden, argmax or a number in (0, 1), got {rule!r}"
-        )
-    return value
 
 
 @dataclass
