@@ -51,7 +51,7 @@ def _overrides(args: argparse.Namespace, manifest: Path, work: Path, name: str) 
         f"name={name}",
         f"model.encoder={args.encoder}",
         f"method.name={args.method}",
-        "method.queue_size=64",
+        *(["method.queue_size=64"] if args.method == "moco" else []),
         "views.preset=radiograph",
         f"views.path={args.views}",
         f"train.device={args.device}",

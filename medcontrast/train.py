@@ -27,6 +27,7 @@ from medcontrast.augment.batched import BatchedViews
 from medcontrast.augment.monai_views import TwoViewDataset
 from medcontrast.augment.params import AugmentParams
 from medcontrast.config import PretrainConfig, save_config, to_dict
+from medcontrast.config.renamed import upgrade_saved
 from medcontrast.data.batches import BatchSampler, RawPairDataset
 from medcontrast.data.cache import ImageCache, build_cache
 from medcontrast.data.manifest import read_manifest
@@ -58,7 +59,6 @@ def pretrain(
         stop_after: stop (as if killed) after this optimizer step, right after its checkpoint
             would be written; a testing aid for resume.
     """
-    _check(cfg)
     device, info, amp_dtype = _runtime(cfg)
     run = _run_dir(cfg, resume)
     lock = RunLock(run)
@@ -69,7 +69,8 @@ def pretrain(
         changes = {}
         if start.state is not None:
             defaults = to_dict(PretrainConfig())
-            changes = check_resumable(run, start.state["config"], to_dict(cfg), defaults)
+            saved = upgrade_saved(start.state["config"])  # a run of an earlier release
+            changes = check_resumable(run, saved, to_dict(cfg), defaults)
         data = _build_data(cfg, info, device, progress)
         if start.state is not None:
             saved = start.state.get("samples_sha256", start.state.get("manifest_sha256"))
@@ -90,10 +91,6 @@ def pretrain(
         return run
     finally:
         lock.release()
-
-
-def _check(cfg: PretrainConfig) -> None:
-    METHODS.get(cfg.method.name)  # fails early with "did you mean"
 
 
 def _runtime(cfg: PretrainConfig) -> tuple[torch.device, DistInfo, torch.dtype | None]:
@@ -151,9 +148,9 @@ def _build_data(
         )
     patients, _ = _group_codes(cache.rows["patient"])
     group_of, groups = (None, None)
-    if cfg.method.patient_positives:
-        group_of, groups = _group_codes(cache.rows[cfg.method.positive_group])
-        _check_partners(groups, n, cfg.method.positive_group, info.is_main)
+    if cfg.pairs.positives != "image":
+        group_of, groups = _group_codes(cache.rows[cfg.pairs.positives])
+        _check_partners(groups, n, cfg.pairs.positives, info.is_main)
     labels = None
     if needs_labels:
         names = class_names(cache.rows["label"])
@@ -220,13 +217,13 @@ def _check_partners(groups: list[np.ndarray], n: int, group: str, say: bool) -> 
     paired = sum(len(g) for g in groups if len(g) > 1)
     if paired == 0:
         raise MedContrastError(
-            f"method.patient_positives=true, but no {group} has two usable training images "
+            f"pairs.positives={group}, but no {group} has two usable training images "
             f"({n} images of {len(groups)} {group}s): there is no other image to pair with; "
-            "set method.patient_positives=false"
+            "set pairs.positives=image"
         )
     if say:
         print(
-            f"note: method.patient_positives: {paired} of {n} images have another image of the "
+            f"note: pairs.positives={group}: {paired} of {n} images have another image of the "
             f"same {group} to pair with; the other {n - paired} pair with themselves",
             file=sys.stderr,
         )
@@ -283,15 +280,4 @@ def _build_method(cfg: PretrainConfig) -> Method:
         cfg.model.stem_stride,
     )
     m = cfg.method
-    return build_method(
-        m.name,
-        encoder,
-        proj_hidden=cfg.model.proj_hidden,
-        proj_dim=cfg.model.proj_dim,
-        proj_layers=cfg.model.proj_layers,
-        pred_hidden=cfg.model.pred_hidden,
-        temperature=m.temperature,
-        mask_same_patient=m.mask_same_patient,
-        queue_size=m.queue_size,
-        momentum=m.momentum,
-    )
+    return build_method(m.name, encoder, m.head, **m.settings())

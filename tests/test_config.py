@@ -1,4 +1,6 @@
+import inspect
 import re
+from pathlib import Path
 
 import pytest
 
@@ -7,9 +9,14 @@ from medcontrast.config import (
     PretrainConfig,
     load_config,
     save_config,
+    to_dict,
     views_preset,
 )
+from medcontrast.config.renamed import upgrade_saved
 from medcontrast.errors import MedContrastError
+from medcontrast.methods import METHODS, build_method
+from medcontrast.models.encoders import build_encoder
+from medcontrast.runs import check_resumable
 
 
 def test_yaml_then_overrides(tmp_path):
@@ -83,7 +90,13 @@ BAD = [
     (PRE, "train.batch_size=1", "train.batch_size must be 2 or more, not 1"),
     (PRE, "train.optimizer=adam", "train.optimizer: 'adam' is not one of adamw, lars, sgd"),
     (PRE, "train.min_lr_ratio=1.5", "train.min_lr_ratio must lie in [0.0, 1.0], not 1.5"),
-    (PRE, "method.positive_group=site", "method.positive_group: 'site' is not one of patient"),
+    (PRE, "pairs.positives=site", "pairs.positives: 'site' is not one of image, patient, study"),
+    (PRE, "method.name=simclrr", "method.name: unknown method 'simclrr'. Did you mean 'simclr'?"),
+    (PRE, "method.queue_size=8192", "method.queue_size is not a setting of method simclr (a"),
+    (PRE, "method.temperatur=0.2", "method.temperatur is not a setting of method simclr (did you"),
+    (PRE, "method.head.dim=0", "method.head.dim must be 1 or more, not 0"),
+    (PRE, "method.head.width=8", "unknown config key 'method.head.width'"),
+    (PRE, "model.stem_stride=0", "model.stem_stride must be 1 or more, not 0"),
     (PRE, "method.temperature=0", "method.temperature must be above 0, not 0.0"),
     (PRE, "views.noise_prob=1.5", "views.noise_prob must lie in [0.0, 1.0], not 1.5"),
     (PRE, "views.crop_scale=[0.8,0.5]", "views.crop_scale must be 0 < low <= high <= 1"),
@@ -104,3 +117,63 @@ def test_bad_settings_are_refused_at_load(schema, override, message):
     on top of a preset, so that the preset's values are checked too)."""
     with pytest.raises(MedContrastError, match=re.escape(message)):
         load_config(schema, None, ["views.preset=radiograph", override])
+
+
+def test_a_key_of_another_method_names_the_keys_this_one_takes():
+    with pytest.raises(MedContrastError) as err:
+        load_config(PretrainConfig, None, ["method.name=byol", "method.temperature=0.2"])
+    assert str(err.value) == (
+        "method.temperature is not a setting of method byol (a setting of moco, simclr, supcon); "
+        "byol takes: momentum (besides method.name and method.head)"
+    )
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_a_method_block_holds_its_constructors_settings(name):
+    """The defaults of a method's block are those of its constructor, and every one reaches it."""
+    cfg = load_config(PretrainConfig, None, [f"method.name={name}"])
+    params = inspect.signature(METHODS.get(name).__init__).parameters
+    assert cfg.method.settings() == {
+        k: p.default for k, p in params.items() if k not in ("self", "encoder", "head")
+    }
+    encoder = build_encoder("timm:resnet10t", 2, 1, [32, 32])
+    method = build_method(name, encoder, cfg.method.head, **cfg.method.settings())
+    assert isinstance(method, METHODS.get(name))
+    with pytest.raises(MedContrastError, match="is not a setting of method"):
+        build_method(name, encoder, cfg.method.head, frobnicate=1)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "value"),
+    [
+        (["model.proj_dim=64"], "method.head.dim", 64),
+        (["model.pred_hidden=256"], "method.head.pred_hidden", 256),
+        (["method.patient_positives=true"], "pairs.positives", "patient"),
+        (
+            ["method.patient_positives=true", "method.positive_group=study"],
+            "pairs.positives",
+            "study",
+        ),
+        (["method.patient_positives=false"], "pairs.positives", "image"),
+    ],
+)
+def test_keys_of_the_last_release_still_work_with_a_warning(old, new, value):
+    with pytest.warns(FutureWarning, match=f"is now {re.escape(new)}"):
+        cfg = load_config(PretrainConfig, None, old)
+    section, *keys = new.split(".")
+    node = getattr(cfg, section)
+    for key in keys:
+        node = getattr(node, key)
+    assert node == value
+
+
+def test_a_run_of_the_last_release_resumes_without_changes():
+    """Its checkpoint saved every method's settings under method: and the head under model:."""
+    now = load_config(PretrainConfig, None, ["model.encoder=timm:resnet10t"])
+    old = to_dict(now)
+    old["model"].update(proj_hidden=512, proj_dim=128, proj_layers=2, pred_hidden=512)
+    del old["method"]["head"], old["pairs"]
+    old["method"].update(queue_size=4096, momentum=0.99, patient_positives=False)
+    old["method"]["positive_group"] = "patient"
+    saved = upgrade_saved(old)
+    assert check_resumable(Path("run"), saved, to_dict(now), to_dict(PretrainConfig())) == {}

@@ -23,9 +23,8 @@ def _overrides(manifest, tmp_path, name, *extra) -> list[str]:
         f"out_dir={tmp_path / 'runs'}",
         f"name={name}",
         "model.encoder=timm:resnet10t",
-        "model.proj_hidden=64",
-        "model.proj_dim=32",
-        "method.queue_size=64",
+        "method.head.hidden=64",
+        "method.head.dim=32",
         "train.batch_size=8",
         "train.max_steps=2",
         "train.log_every=1",
@@ -40,8 +39,10 @@ def _cfg(manifest, tmp_path, name, *extra) -> PretrainConfig:
 
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_trains(phantom_manifest, tmp_path, method):
+    small_queue = ["method.queue_size=64"] if method == "moco" else []
     run = pretrain(
-        _cfg(phantom_manifest, tmp_path, method, f"method.name={method}"), progress=False
+        _cfg(phantom_manifest, tmp_path, method, f"method.name={method}", *small_queue),
+        progress=False,
     )
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics["step"]) == [1, 2] and metrics["loss"].notna().all()
@@ -61,7 +62,7 @@ def test_every_method_trains(phantom_manifest, tmp_path, method):
     "encoder,extra",
     [
         ("monai:resnet10", []),
-        ("monai:vit", ["model.proj_hidden=32"]),
+        ("monai:vit", ["method.head.hidden=32"]),
         ("monai:swin", []),
     ],
 )
@@ -229,8 +230,8 @@ def test_patient_positives_need_partners(phantom_manifest, tmp_path, capsys):
     t["patient"] = t["sample_id"]
     t.to_csv(alone, index=False)
     alone.with_suffix(".json").write_text(phantom_manifest.with_suffix(".json").read_text())
-    with pytest.raises(MedContrastError, match=r"method\.patient_positives.*no patient has two"):
-        pretrain(_cfg(alone, tmp_path, "a", "method.patient_positives=true"), progress=False)
+    with pytest.raises(MedContrastError, match=r"pairs\.positives=patient.*no patient has two"):
+        pretrain(_cfg(alone, tmp_path, "a", "pairs.positives=patient"), progress=False)
     # The phantoms' patients have several radiographs: trained, and the share is said.
-    pretrain(_cfg(phantom_manifest, tmp_path, "p", "method.patient_positives=true"), progress=False)
+    pretrain(_cfg(phantom_manifest, tmp_path, "p", "pairs.positives=patient"), progress=False)
     assert "images have another image of the same patient" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import yaml
 
 from medcontrast.config.presets import with_preset
+from medcontrast.config.renamed import upgrade
 from medcontrast.config.schema import ViewsConfig
 from medcontrast.errors import MedContrastError
 
@@ -60,6 +61,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         if not isinstance(value, dict):
             raise MedContrastError(f"{key}: expected a mapping of settings, got {value!r}")
+        if hasattr(tp, "variant_for"):  # a section whose keys depend on a choice (method.name)
+            tp = tp.variant_for(value)
         return from_dict(tp, value, prefix=f"{key}.")
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -90,6 +93,8 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
     """Build dataclass ``cls`` from a (partial) mapping; unknown keys raise with a suggestion."""
     types_ = _field_types(cls)
     known = [f.name for f in dataclasses.fields(cls)]
+    if hasattr(cls, "check_keys"):  # the section checks its keys itself, with a better message
+        cls.check_keys(list(data), prefix)
     kwargs = {}
     for key, value in data.items():
         if key not in known:
@@ -161,9 +166,9 @@ def load_config(cls: type[C], path: str | Path | None, overrides: list[str] | No
             raise MedContrastError(f"config file {p} is not valid YAML: {exc}") from exc
         if not isinstance(loaded, dict):
             raise MedContrastError(f"config file {p} must hold a mapping of settings")
-        tree = loaded
+        tree = upgrade(loaded)
     if overrides:
-        tree = _deep_merge(tree, parse_overrides(overrides))
+        tree = _deep_merge(tree, upgrade(parse_overrides(overrides)))
     if isinstance(tree.get("views"), dict):
         tree["views"] = with_preset(tree["views"], "views.")
     return from_dict(cls, tree)

@@ -5,8 +5,11 @@ A YAML file and ``key=value`` overrides are laid over them by :mod:`medcontrast.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+import dataclasses
+import functools
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
 
 from medcontrast.augment.params import ViewsConfig
 from medcontrast.checks import check_choices, check_ranges
@@ -15,6 +18,9 @@ from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.finetune import FinetuneConfig
 from medcontrast.evaluation.inits import InitConfig
 from medcontrast.evaluation.metric_names import METRICS, parse_threshold
+from medcontrast.methods import METHODS
+from medcontrast.methods.base import check_settings, method_settings
+from medcontrast.models.heads import HeadSpec
 
 # The ways an evaluation turns an encoder into a classifier (docs/evaluation.md).
 PROTOCOLS = ("linear", "knn", "finetune")
@@ -61,38 +67,97 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Encoder and heads. ``encoder`` is ``timm:<model>`` or ``monai:<name>`` (see docs)."""
+    """The encoder. ``encoder`` is ``timm:<model>`` or ``monai:<name>`` (see docs)."""
 
     encoder: str = "timm:resnet18"
     in_channels: int = 1
     stem_stride: int = 2  # MONAI 3D ResNets: 2 halves the first convolution's output (faster)
-    proj_hidden: int = 512
-    proj_dim: int = 128
-    proj_layers: int = 2
-    pred_hidden: int = 512  # BYOL / MoCo v3 predictor
+
+    def __post_init__(self) -> None:
+        check_ranges("model", self, at_least={"in_channels": 1, "stem_stride": 1})
+
+
+# Ranges of the settings methods share by name; each applies to the methods that take the key.
+METHOD_RANGES: dict[str, dict] = {
+    "above": {"temperature": 0},
+    "at_least": {"queue_size": 1},
+    "within": {"momentum": (0.0, 1.0)},
+}
 
 
 @dataclass
 class MethodConfig:
-    """Objective. See docs/methods.md for the papers behind each name."""
+    """The ``method:`` block: the objective ``name`` (docs/methods.md has the papers), its
+    projection ``head``, and that method's own settings. Those are the keyword arguments of its
+    constructor, with their types and defaults: :func:`method_config` adds them as fields, so the
+    constructor is their one definition and a key it does not take is refused at load."""
 
-    name: str = "simclr"  # simclr | moco | byol | supcon
-    temperature: float = 0.1
-    patient_positives: bool = False  # MICLe: view 2 comes from another image of the same patient
-    positive_group: Literal["patient", "study"] = "patient"  # the group positives come from
-    mask_same_patient: bool = False  # drop same-patient negatives (false negatives)
-    queue_size: int = 4096  # MoCo
-    momentum: float = 0.99  # MoCo and BYOL target network (cosine schedule to 1.0)
+    method: ClassVar[str] = ""  # the method whose settings a subclass holds
+
+    name: str = "simclr"
+    head: HeadSpec = field(default_factory=HeadSpec)
 
     def __post_init__(self) -> None:
-        check_choices("method", self)
-        check_ranges(
-            "method",
-            self,
-            above={"temperature": 0},
-            at_least={"queue_size": 1},
-            within={"momentum": (0.0, 1.0)},
-        )
+        try:
+            METHODS.get(self.name)
+        except MedContrastError as exc:
+            raise MedContrastError(f"method.name: {exc}") from None
+        if self.name.lower() != (self.method or self.name.lower()):
+            raise MedContrastError(
+                f"method.name is {self.name!r} but the settings are those of {self.method}"
+            )
+        ranges = {
+            kind: {k: v for k, v in table.items() if hasattr(self, k)}
+            for kind, table in METHOD_RANGES.items()
+        }
+        check_ranges("method", self, **ranges)
+
+    @classmethod
+    def variant_for(cls, data: dict[str, Any]) -> type[MethodConfig]:
+        """The class of a ``method:`` mapping: the one of the method it names (for the loader)."""
+        return method_config(str(data.get("name", "simclr")))
+
+    @classmethod
+    def check_keys(cls, keys: list[str], prefix: str) -> None:
+        """Refuse a key the method does not take, naming the keys it does (for the loader)."""
+        if cls.method:
+            shared = {f.name for f in fields(MethodConfig)}
+            own = [k for k in keys if k not in shared]
+            check_settings(cls.method, own, prefix=prefix)
+
+    def settings(self) -> dict[str, Any]:
+        """The method's own keyword arguments."""
+        shared = {f.name for f in fields(MethodConfig)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in shared}
+
+
+@functools.cache
+def method_config(name: str) -> type[MethodConfig]:
+    """:class:`MethodConfig` with method ``name``'s own settings as fields (see there)."""
+    try:
+        cls = METHODS.get(name)
+    except MedContrastError as exc:
+        raise MedContrastError(f"method.name: {exc}") from None
+    hints = typing.get_type_hints(cls.__init__)
+    own = [(k, hints[k], field(default=p.default)) for k, p in method_settings(name).items()]
+    variant = dataclasses.make_dataclass(
+        f"{cls.__name__}Config", own, bases=(MethodConfig,), namespace={"method": name.lower()}
+    )
+    variant.__module__ = __name__
+    return variant
+
+
+@dataclass
+class PairsConfig:
+    """The ``pairs:`` block: where a sample's second view comes from. A data concern: the method
+    sees two views either way."""
+
+    # image: two views of one image; patient / study: view 2 from another image of the same
+    # patient or study when there is one (MICLe, Azizi et al., ICCV 2021).
+    positives: Literal["image", "patient", "study"] = "image"
+
+    def __post_init__(self) -> None:
+        check_choices("pairs", self)
 
 
 @dataclass
@@ -149,7 +214,8 @@ class PretrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
+    method: MethodConfig = field(default_factory=lambda: method_config("simclr")())
+    pairs: PairsConfig = field(default_factory=PairsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

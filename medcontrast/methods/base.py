@@ -7,12 +7,18 @@ group codes and optionally ``label`` (B,). Extra entries of the returned dict ar
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
 import math
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
+from medcontrast.errors import MedContrastError
 from medcontrast.models.encoders import Encoder
+from medcontrast.models.heads import HeadSpec
 from medcontrast.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -57,10 +63,41 @@ class MomentumPair(nn.Module):
                 bt.copy_(bs)
 
 
-def build_method(name: str, encoder: Encoder, **kwargs) -> Method:
-    """Instantiate a registered method; ``kwargs`` are the method's own keyword arguments."""
-    cls = METHODS.get(name)
-    import inspect
+def method_settings(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword arguments of method ``name``'s constructor that are its own settings (all but
+    the encoder and the head): the keys its ``method:`` block may hold besides ``name``, ``head``."""
+    params = inspect.signature(METHODS.get(name).__init__).parameters
+    return {k: p for k, p in params.items() if k not in ("self", "encoder", "head")}
 
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "encoder"}
-    return cls(encoder, **{k: v for k, v in kwargs.items() if k in accepted})
+
+def check_settings(name: str, keys: Iterable[str], prefix: str = "method.") -> None:
+    """Raise for the first of ``keys`` that method ``name`` does not take, naming the key, a close
+    one or the methods that do take it, and the keys ``name`` takes."""
+    accepted = list(method_settings(name))
+    for key in keys:
+        if key in accepted:
+            continue
+        close = difflib.get_close_matches(key, accepted, n=1)
+        owners = [m for m in METHODS.names() if key in method_settings(m)]
+        hint = (
+            f" (did you mean {prefix}{close[0]}?)"
+            if close
+            else f" (a setting of {', '.join(owners)})"
+            if owners
+            else ""
+        )
+        takes = ", ".join(accepted) or "no settings of its own"
+        if prefix:
+            takes += f" (besides {prefix}name and {prefix}head)"
+        raise MedContrastError(
+            f"{prefix}{key} is not a setting of method {name}{hint}; {name} takes: {takes}"
+        )
+
+
+def build_method(
+    name: str, encoder: Encoder, head: HeadSpec | None = None, **settings: Any
+) -> Method:
+    """Instantiate a registered method; ``settings`` are its own keyword arguments, and one it
+    does not take is an error (never silently dropped)."""
+    check_settings(name, settings, prefix="")
+    return METHODS.get(name)(encoder, head=head, **settings)

@@ -8,7 +8,7 @@ import torch
 from medcontrast.losses import byol_loss
 from medcontrast.methods.base import METHODS, Method, MomentumPair, momentum_at
 from medcontrast.models.encoders import Encoder
-from medcontrast.models.heads import mlp
+from medcontrast.models.heads import HeadSpec
 
 
 @METHODS.register("byol")
@@ -18,15 +18,13 @@ class BYOL(Method):
     def __init__(
         self,
         encoder: Encoder,
-        proj_hidden: int = 512,
-        proj_dim: int = 128,
-        proj_layers: int = 2,
-        pred_hidden: int = 512,
+        head: HeadSpec | None = None,
         momentum: float = 0.99,
     ) -> None:
         super().__init__(encoder)
-        self.projector = mlp(encoder.num_features, proj_hidden, proj_dim, proj_layers)
-        self.predictor = mlp(proj_dim, pred_hidden, proj_dim, 2)
+        head = head or HeadSpec()
+        self.projector = head.projector(encoder.num_features)
+        self.predictor = head.predictor()
         self.target = MomentumPair(self.encoder, self.projector)
         self.base_momentum = momentum
         self.momentum = momentum

@@ -10,7 +10,7 @@ from medcontrast.distributed import gather_no_grad
 from medcontrast.losses import moco_infonce
 from medcontrast.methods.base import METHODS, Method, MomentumPair, momentum_at
 from medcontrast.models.encoders import Encoder
-from medcontrast.models.heads import mlp
+from medcontrast.models.heads import HeadSpec
 
 
 @METHODS.register("moco")
@@ -24,22 +24,21 @@ class MoCo(Method):
     def __init__(
         self,
         encoder: Encoder,
-        proj_hidden: int = 512,
-        proj_dim: int = 128,
-        proj_layers: int = 2,
+        head: HeadSpec | None = None,
         temperature: float = 0.2,
         queue_size: int = 4096,
         momentum: float = 0.99,
         mask_same_patient: bool = False,
     ) -> None:
         super().__init__(encoder)
-        self.projector = mlp(encoder.num_features, proj_hidden, proj_dim, proj_layers)
+        head = head or HeadSpec()
+        self.projector = head.projector(encoder.num_features)
         self.target = MomentumPair(self.encoder, self.projector)
         self.temperature = temperature
         self.base_momentum = momentum
         self.momentum = momentum
         self.mask_same_patient = mask_same_patient
-        self.register_buffer("queue", F.normalize(torch.randn(queue_size, proj_dim), dim=1))
+        self.register_buffer("queue", F.normalize(torch.randn(queue_size, head.dim), dim=1))
         self.register_buffer("queue_groups", torch.full((queue_size,), -1, dtype=torch.long))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 

@@ -8,7 +8,7 @@ import torch
 from medcontrast.losses import nt_xent
 from medcontrast.methods.base import METHODS, Method
 from medcontrast.models.encoders import Encoder
-from medcontrast.models.heads import mlp
+from medcontrast.models.heads import HeadSpec
 
 
 @METHODS.register("simclr")
@@ -22,14 +22,13 @@ class SimCLR(Method):
     def __init__(
         self,
         encoder: Encoder,
-        proj_hidden: int = 512,
-        proj_dim: int = 128,
-        proj_layers: int = 2,
+        head: HeadSpec | None = None,
         temperature: float = 0.1,
         mask_same_patient: bool = False,
     ) -> None:
         super().__init__(encoder)
-        self.projector = mlp(encoder.num_features, proj_hidden, proj_dim, proj_layers)
+        head = head or HeadSpec()
+        self.projector = head.projector(encoder.num_features)
         self.temperature = temperature
         self.mask_same_patient = mask_same_patient
 

@@ -7,7 +7,7 @@ import torch
 from medcontrast.losses import supcon
 from medcontrast.methods.base import METHODS, Method
 from medcontrast.models.encoders import Encoder
-from medcontrast.models.heads import mlp
+from medcontrast.models.heads import HeadSpec
 
 
 @METHODS.register("supcon")
@@ -19,13 +19,12 @@ class SupCon(Method):
     def __init__(
         self,
         encoder: Encoder,
-        proj_hidden: int = 512,
-        proj_dim: int = 128,
-        proj_layers: int = 2,
+        head: HeadSpec | None = None,
         temperature: float = 0.1,
     ) -> None:
         super().__init__(encoder)
-        self.projector = mlp(encoder.num_features, proj_hidden, proj_dim, proj_layers)
+        head = head or HeadSpec()
+        self.projector = head.projector(encoder.num_features)
         self.temperature = temperature
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -2,7 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
+
+from medcontrast.checks import check_ranges
+
+
+@dataclass
+class HeadSpec:
+    """The ``method.head:`` block: the projection MLP on the encoder's (B, D) features, and the
+    predictor of methods that have one (BYOL). Both are discarded after pretraining."""
+
+    hidden: int = 512
+    dim: int = 128  # the space the loss compares in
+    layers: int = 2
+    pred_hidden: int = 512  # BYOL's predictor
+
+    def __post_init__(self) -> None:
+        at_least = {"hidden": 1, "dim": 1, "layers": 1, "pred_hidden": 1}
+        check_ranges("method.head", self, at_least=at_least)
+
+    def projector(self, in_dim: int, last_bn: bool = False) -> nn.Sequential:
+        """(B, in_dim) -> (B, dim)."""
+        return mlp(in_dim, self.hidden, self.dim, self.layers, last_bn)
+
+    def predictor(self) -> nn.Sequential:
+        """(B, dim) -> (B, dim): two layers, as in BYOL (Grill et al., 2020)."""
+        return mlp(self.dim, self.pred_hidden, self.dim, 2)
 
 
 def mlp(

@@ -1,0 +1,77 @@
+"""Keys of earlier releases, moved to their new place with a warning naming the new key.
+
+They keep working for one release (0.2): the projection head's settings moved from ``model:`` to
+``method.head:``, and patient pairing, a data concern, from ``method:`` to ``pairs:``.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+from medcontrast.methods import METHODS
+from medcontrast.methods.base import method_settings
+
+# old dotted key -> new dotted key, for the keys that only moved
+MOVED = {
+    "model.proj_hidden": "method.head.hidden",
+    "model.proj_dim": "method.head.dim",
+    "model.proj_layers": "method.head.layers",
+    "model.pred_hidden": "method.head.pred_hidden",
+}
+
+
+def _pop(tree: dict[str, Any], dotted: str) -> tuple[bool, Any]:
+    section, key = dotted.split(".")
+    node = tree.get(section)
+    if not isinstance(node, dict) or key not in node:
+        return False, None
+    return True, node.pop(key)
+
+
+def _put(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, key = dotted.split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+    node.setdefault(key, value)  # a value given under the new key wins
+
+
+def _say(old: str, new: str, warn: bool) -> None:
+    if warn:
+        warnings.warn(
+            f"config key {old} is now {new}; the old name works until medcontrast 0.3",
+            FutureWarning,
+            stacklevel=4,
+        )
+
+
+def upgrade(tree: dict[str, Any], warn: bool = True) -> dict[str, Any]:
+    """A copy of a config mapping with the keys of earlier releases moved to their new place."""
+    tree = copy.deepcopy(tree)
+    for old, new in MOVED.items():
+        found, value = _pop(tree, old)
+        if found:
+            _say(old, new, warn)
+            _put(tree, new, value)
+    found_on, on = _pop(tree, "method.patient_positives")
+    found_group, group = _pop(tree, "method.positive_group")
+    if found_on or found_group:
+        _say("method.patient_positives / method.positive_group", "pairs.positives", warn)
+        _put(tree, "pairs.positives", (group or "patient") if on else "image")
+    return tree
+
+
+def upgrade_saved(tree: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved config of an earlier release in today's keys, for comparing on resume.
+
+    Those releases saved every method's settings under ``method:`` and silently ignored the ones
+    the chosen method did not take; they are dropped here, as they had no effect.
+    """
+    tree = upgrade(tree, warn=False)
+    method = tree.get("method")
+    if isinstance(method, dict) and method.get("name") in METHODS:
+        takes = set(method_settings(method["name"])) | {"name", "head"}
+        tree["method"] = {k: v for k, v in method.items() if k in takes}
+    return tree
