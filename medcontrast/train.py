@@ -26,8 +26,9 @@ import torch
 from medcontrast.augment.batched import BatchedViews
 from medcontrast.augment.monai_views import TwoViewDataset
 from medcontrast.augment.params import AugmentParams
-from medcontrast.config import PretrainConfig, save_config, to_dict
+from medcontrast.config import PretrainConfig, from_dict, save_config, to_dict
 from medcontrast.config.renamed import upgrade_saved
+from medcontrast.config.resolve import resolve_pretrain, resolve_steps
 from medcontrast.data.batches import BatchSampler, RawPairDataset
 from medcontrast.data.cache import ImageCache, build_cache
 from medcontrast.data.manifest import read_manifest
@@ -59,7 +60,16 @@ def pretrain(
         stop_after: stop (as if killed) after this optimizer step, right after its checkpoint
             would be written; a testing aid for resume.
     """
-    device, info, amp_dtype = _runtime(cfg)
+    if resume and not cfg.name:
+        raise MedContrastError("--resume needs the run's name: add name=<run folder name>")
+    device, info = _runtime(cfg.train.device)
+    facts = dict(
+        cuda=device.type == "cuda",
+        world_size=info.world_size,
+        stamp=datetime.now().strftime("%Y%m%d-%H%M%S"),
+    )
+    cfg = resolve_pretrain(cfg, **facts)
+    amp_dtype = resolve_precision(cfg.train.precision, device)
     run = _run_dir(cfg, resume)
     lock = RunLock(run)
     if info.is_main:
@@ -68,14 +78,14 @@ def pretrain(
         start = decide_start(run, resume, run / "checkpoints", say=info.is_main)
         changes = {}
         if start.state is not None:
-            defaults = to_dict(PretrainConfig())
-            saved = upgrade_saved(start.state["config"])  # a run of an earlier release
-            changes = check_resumable(run, saved, to_dict(cfg), defaults)
+            saved = _saved_config(run, start.state["config"], facts)
+            changes = check_resumable(run, saved, to_dict(cfg), to_dict(PretrainConfig()))
         data = _build_data(cfg, info, device, progress)
         if start.state is not None:
             saved = start.state.get("samples_sha256", start.state.get("manifest_sha256"))
             check_same_data(run, saved, data.samples_sha256, len(data.cache))
-        total = cfg.train.max_steps or data.sampler.steps_per_epoch() * cfg.train.epochs
+        cfg = resolve_steps(cfg, data.sampler.steps_per_epoch())
+        total = cfg.train.max_steps
         if _finished(run, start, total, info):
             return run
         _write_run_files(run, cfg, info, data, start, changes)
@@ -93,22 +103,29 @@ def pretrain(
         lock.release()
 
 
-def _runtime(cfg: PretrainConfig) -> tuple[torch.device, DistInfo, torch.dtype | None]:
-    """The device (this rank's GPU under torchrun), the process group and the autocast dtype."""
-    device = resolve_device(cfg.train.device)
+def _runtime(device_name: str) -> tuple[torch.device, DistInfo]:
+    """The device (this rank's GPU under torchrun) and the process group."""
+    device = resolve_device(device_name)
     info = init_distributed(device.type)
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
-    return device, info, resolve_precision(cfg.train.precision, device)
+    return device, info
+
+
+def _saved_config(run: Path, saved: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+    """The config a run was trained with, resolved as today's would be (a run of an earlier
+    release saved ``auto`` values and keys since renamed)."""
+    try:
+        cfg = from_dict(PretrainConfig, upgrade_saved(saved))
+    except MedContrastError as exc:
+        raise MedContrastError(
+            f"cannot resume {run}: its saved config is not valid now ({exc})"
+        ) from None
+    return to_dict(resolve_pretrain(cfg, **facts))
 
 
 def _run_dir(cfg: PretrainConfig, resume: bool) -> Path:
-    if not cfg.name:
-        if resume:
-            raise MedContrastError("--resume needs the run's name: add name=<run folder name>")
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        cfg.name = f"{cfg.method.name}-{cfg.model.encoder.replace(':', '-')}-{stamp}"
     run = Path(cfg.out_dir) / cfg.name
     if resume and not run.exists():
         raise MedContrastError(
@@ -124,7 +141,8 @@ def _finished(run: Path, start: Start, total: int, info: DistInfo) -> bool:
     if info.is_main:
         print(
             f"run {run} is finished (step {start.state['step']} of {total}): nothing to do. "
-            "Raise train.max_steps or train.epochs to train it further",
+            "Raise train.max_steps to train it further (train.epochs counts only where "
+            "max_steps is 0, and a run's config.yaml sets max_steps)",
             file=sys.stderr,
         )
     return True
@@ -165,10 +183,7 @@ def _build_data(
         prefetch_factor=4 if workers else None,
         worker_init_fn=ignore_stop_signals if workers else None,
     )
-    path = cfg.views.path
-    if path == "auto":
-        path = "batched" if device.type == "cuda" else "monai"
-    if path == "monai":
+    if cfg.views.path == "monai":
         seed = cfg.train.seed
         dataset = TwoViewDataset(cache.array, params, seed, patients, groups, group_of, labels)
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, **loader_kw)

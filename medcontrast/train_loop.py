@@ -71,9 +71,10 @@ class TrainLoop:
         if cfg.train.channels_last and cfg.data.ndim == 2:
             self.method = self.method.to(memory_format=torch.channels_last)
         steps_per_epoch = data.sampler.steps_per_epoch()
-        lr = cfg.train.lr * cfg.train.batch_size * info.world_size / 256
+        if cfg.train.lr_scaling != "none":
+            raise ValueError("TrainLoop needs a resolved config (config.resolve_pretrain)")
         self.optimizer = build_optimizer(
-            cfg.train.optimizer, self.method, lr, cfg.train.weight_decay
+            cfg.train.optimizer, self.method, cfg.train.lr, cfg.train.weight_decay
         )
         warmup = min(round(cfg.train.warmup_epochs * steps_per_epoch), total // 2)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+import re
+
 import pandas as pd
 import pytest
 import torch
+import yaml
 from torch.utils._pytree import tree_map_only
 
 from medcontrast.config import PretrainConfig, load_config
 from medcontrast.errors import MedContrastError
 from medcontrast.export import load_encoder
 from medcontrast.methods import METHODS
+from medcontrast.runs import flatten
 from medcontrast.train import pretrain
 
 
@@ -235,3 +240,31 @@ def test_patient_positives_need_partners(phantom_manifest, tmp_path, capsys):
     # The phantoms' patients have several radiographs: trained, and the share is said.
     pretrain(_cfg(phantom_manifest, tmp_path, "p", "pairs.positives=patient"), progress=False)
     assert "images have another image of the same patient" in capsys.readouterr().err
+
+
+def _autos(tree: dict) -> list[str]:
+    """The keys still ``auto``, but data.intensity: a per-image rule (CT windowed, other
+    modalities by percentiles), fixed by the config and the data, not by the machine."""
+    return [k for k, v in flatten(tree).items() if v == "auto" and k != "data.intensity"]
+
+
+def test_a_run_folder_holds_its_resolved_config_and_reruns_to_it(phantom_manifest, tmp_path):
+    cfg = _cfg(phantom_manifest, tmp_path, "", "train.max_steps=0", "train.epochs=1")
+    given = copy.deepcopy(cfg)
+    run = pretrain(cfg, progress=False)
+    assert cfg == given  # nothing changed in place, not even the name
+    assert re.fullmatch(r"simclr-timm-resnet10t-\d{8}-\d{6}", run.name)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert _autos(saved) == []
+    train = saved["train"]
+    assert (train["device"], train["precision"], saved["views"]["path"]) == ("cpu", "fp32", "monai")
+    assert (train["lr"], train["lr_scaling"]) == (pytest.approx(1e-3 * 8 / 256), "none")
+    steps = pd.read_csv(run / "metrics.csv")["step"]
+    assert train["max_steps"] == steps.max() > 1 and saved["name"] == run.name
+    # The saved config, run again elsewhere, resolves to itself.
+    again = load_config(PretrainConfig, run / "config.yaml", [f"out_dir={tmp_path / 'again'}"])
+    rerun = pretrain(again, progress=False)
+    assert yaml.safe_load((rerun / "config.yaml").read_text()) == {
+        **saved,
+        "out_dir": str(tmp_path / "again"),
+    }

@@ -1,7 +1,8 @@
 """Keys of earlier releases, moved to their new place with a warning naming the new key.
 
 They keep working for one release (0.2): the projection head's settings moved from ``model:`` to
-``method.head:``, and patient pairing, a data concern, from ``method:`` to ``pairs:``.
+``method.head:``, and patient pairing, a data concern, from ``method:`` to ``pairs:``;
+``finetune.device``, never read (fine-tuning runs on the evaluation's ``device``), is dropped.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def upgrade(tree: dict[str, Any], warn: bool = True) -> dict[str, Any]:
         if found:
             _say(old, new, warn)
             _put(tree, new, value)
+    found, _ = _pop(tree, "finetune.device")
+    if found:
+        _say("finetune.device", "device (finetune.device was never read)", warn)
     found_on, on = _pop(tree, "method.patient_positives")
     found_group, group = _pop(tree, "method.positive_group")
     if found_on or found_group:

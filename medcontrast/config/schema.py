@@ -168,13 +168,16 @@ class TrainConfig:
     max_steps: int = 0  # 0: epochs decide; otherwise stop after this many optimizer steps
     batch_size: int = 128  # per process
     optimizer: Literal["adamw", "lars", "sgd"] = "adamw"
-    lr: float = 1e-3  # for the global batch of 256; scaled linearly with the global batch
+    lr: float = 1e-3
+    # linear: lr is for a global batch of 256, scaled by global batch / 256 (Goyal et al., 2017);
+    # none: lr as given. A run folder's config.yaml holds the scaled lr and "none".
+    lr_scaling: Literal["linear", "none"] = "linear"
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
     clip_grad: float = 3.0  # 0 disables
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a GPU
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a GPU, else fp32
+    device: str = "auto"  # auto (a GPU when there is one) | cpu | cuda | cuda:N
     num_workers: int = 0
     seed: int = 0
     log_every: int = 10

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from medcontrast.augment.params import AugmentParams
 from medcontrast.config import EvaluateConfig, save_config
+from medcontrast.config.resolve import resolve_evaluate
 from medcontrast.data.cache import ImageCache, build_cache
 from medcontrast.data.manifest import read_manifest
 from medcontrast.data.selection import class_names, select_rows
@@ -49,7 +51,6 @@ from medcontrast.evaluation.folder import (
 )
 from medcontrast.evaluation.identity import (
     check_same_settings,
-    folder_for,
     forget_changed,
     recorded_digests,
 )
@@ -193,8 +194,10 @@ def _load_features(path: Path, n: int) -> np.ndarray | None:
 
 def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     """Run (or continue) an evaluation and write its report; returns the evaluation folder."""
-    folder = folder_for(cfg)
-    check_same_settings(folder, cfg)
+    cuda = torch.cuda.is_available()
+    cfg = resolve_evaluate(cfg, cuda)
+    folder = Path(cfg.out_dir) / cfg.name
+    check_same_settings(folder, cfg, cuda)
     before = recorded_digests(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_config(cfg, folder / CONFIG)

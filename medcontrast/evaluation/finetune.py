@@ -65,8 +65,7 @@ class FinetuneConfig:
     # Wortsman et al. 2022), e.g. [0.25, 0.5, 0.75]; empty: off.
     wise_alphas: list[float] = field(default_factory=list)
     augment: bool = True
-    device: str = "auto"
-    precision: Precision = "auto"
+    precision: Precision = "auto"  # auto: bf16 on a GPU, else fp32
     budgets: list[str] = field(default_factory=list)  # budget names to fine-tune on; empty: all
     # Fine-tuning runs at once, each in its own process on the device: a small network leaves a
     # GPU mostly idle. Results do not depend on it.

@@ -10,7 +10,6 @@ a changed manifest have their features, predictions and rows recomputed, or the 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import shutil
 import sys
@@ -20,23 +19,13 @@ import pandas as pd
 import yaml
 
 from medcontrast.config import EvaluateConfig, from_dict, to_dict
+from medcontrast.config.renamed import upgrade
+from medcontrast.config.resolve import resolve_evaluate
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.folder import CONFIG, DATASET, INITS, RESULTS, feature_path, safe_name
 from medcontrast.evaluation.inits import Init
 from medcontrast.evaluation.results_file import read_results, write_results
-
-
-def folder_for(cfg: EvaluateConfig) -> Path:
-    """Default name: a hash of the settings, so the same command finds its unfinished folder."""
-    if not cfg.name:
-        settings = to_dict(cfg)
-        # How many runs go at once changes no result: the same command with another value
-        # finds the same folder (and names stay those of before the setting existed).
-        settings["finetune"].pop("parallel")
-        text = yaml.safe_dump(settings, sort_keys=True)
-        cfg.name = "eval-" + hashlib.sha256(text.encode()).hexdigest()[:10]
-    return Path(cfg.out_dir) / cfg.name
-
+from medcontrast.runs import config_changes
 
 # Keys that only choose which runs to do (changing them adds or skips rows), or that only the
 # report reads (it recomputes every figure from the saved predictions): the rows already computed
@@ -53,6 +42,7 @@ _SCHEDULE_KEYS = (
     ("embedding_plot",),
     ("retrieval_queries",),
     ("on_change",),
+    ("device",),  # where the runs happen: a folder begun on one machine continues on another
 )
 
 
@@ -76,20 +66,23 @@ def _plain(cfg: EvaluateConfig) -> dict:
     return yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def check_same_settings(folder: Path, cfg: EvaluateConfig) -> None:
-    """Refuse to continue a folder whose results were computed with other settings."""
+def check_same_settings(folder: Path, cfg: EvaluateConfig, cuda: bool) -> None:
+    """Refuse to continue a folder whose results were computed with other settings (``cfg`` is
+    resolved; so is the saved config, as it would be on this machine, for an older folder)."""
     saved = folder / CONFIG
     if not saved.exists():
         return
     # Settings a folder predates take their defaults, so an older folder can be continued;
     # those whose default changed since take the value that was in force before they existed.
-    raw = yaml.safe_load(saved.read_text()) or {}
+    raw = upgrade(yaml.safe_load(saved.read_text()) or {}, warn=False)
     for (section, key), value in _BEFORE_THEY_EXISTED.items():
         raw.setdefault(section, {}).setdefault(key, value)
-    previous = _plain(from_dict(EvaluateConfig, raw))
-    if _identity(previous) != _identity(_plain(cfg)):
+    previous = _plain(resolve_evaluate(from_dict(EvaluateConfig, raw), cuda))
+    changes = config_changes(_identity(previous), _identity(_plain(cfg)))
+    if changes:
+        listed = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in changes.items())
         raise MedContrastError(
-            f"{folder} holds an evaluation with other settings; choose another name="
+            f"{folder} holds an evaluation with other settings ({listed}); choose another name="
         )
 
 

@@ -11,10 +11,11 @@ import torch
 import yaml
 
 from medcontrast.cli import main
-from medcontrast.config import EvaluateConfig, load_config
+from medcontrast.config import EvaluateConfig, FinetuneConfig, load_config
+from medcontrast.config.resolve import evaluation_name
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.evaluate import evaluate
-from medcontrast.evaluation.identity import folder_for
+from medcontrast.runs import flatten
 
 
 def _eval_cfg(manifest, root, run, *extra) -> EvaluateConfig:
@@ -57,6 +58,9 @@ def test_report_and_resume(phantom_manifest, tiny_run):
         "inits.json",
     ):
         assert (folder / name).exists(), name
+    saved = flatten(yaml.safe_load((folder / "config.yaml").read_text()))
+    assert [k for k, v in saved.items() if v == "auto" and k != "data.intensity"] == []
+    assert (saved["device"], saved["finetune.precision"]) == ("cpu", "fp32")
     results = pd.read_csv(folder / "results.csv")
     assert list(results.columns) == [
         "init",
@@ -183,6 +187,5 @@ def test_fine_tuning_side_by_side_gives_the_same_results(phantom_manifest, tiny_
 
 
 def test_the_parallel_count_does_not_name_the_folder():
-    one, three = EvaluateConfig(), EvaluateConfig()
-    three.finetune.parallel = 3
-    assert folder_for(one) == folder_for(three)
+    one, three = EvaluateConfig(), EvaluateConfig(finetune=FinetuneConfig(parallel=3))
+    assert evaluation_name(one) == evaluation_name(three)
