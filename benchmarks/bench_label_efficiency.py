@@ -4,7 +4,7 @@
     python benchmarks/bench_label_efficiency.py adrenalmnist3d --data ../shared/data --work /tmp/le
     python benchmarks/bench_label_efficiency.py mednist --data ../shared/data --work /tmp/le
 
-Uses configs/pretrain/<dataset>.yaml and configs/evaluate/<dataset>.yaml; any ``key=value``
+Uses the shipped configs pretrain/<dataset>.yaml and evaluate/<dataset>.yaml; any ``key=value``
 after ``--pretrain`` / ``--evaluate`` overrides them (e.g. fewer epochs on a CPU). Random
 initialisation is trained with the same augmentation, schedule and early stopping (the fine-tune
 protocol), so it is a strong baseline. Prints the summary beside the published fully supervised
@@ -104,9 +104,8 @@ def data_overrides(dataset: str, data: Path, work: Path) -> list[str]:
 
 
 def shipped_config(cls: type[C], dataset: str, overrides: list[str]) -> C:
-    """``configs/pretrain/<dataset>.yaml`` (or ``evaluate/``, by ``cls``) with ``overrides``."""
-    kind = "pretrain" if cls is PretrainConfig else "evaluate"
-    return load_config(cls, ROOT / "configs" / kind / f"{dataset}.yaml", overrides)
+    """The shipped config ``<dataset>`` of ``cls`` (pretrain or evaluate) with ``overrides``."""
+    return load_config(cls, dataset, overrides)
 
 
 def main() -> None:

@@ -3,9 +3,9 @@
     python benchmarks/bench_proxy.py --recipe finetune --recipe lpft finetune.mode=lpft
 
 Each ``--recipe NAME [key=value ...]`` is one evaluation recipe: overrides of
-``configs/evaluate/<dataset>.yaml`` on top of the proxy's own (28 px 2D / 28^3 3D, budgets 1%
+the shipped ``evaluate/<dataset>.yaml`` on top of the proxy's own (28 px 2D / 28^3 3D, budgets 1%
 and 10%, 5 seeds, linear probe and fine-tuning, shorter schedules). The pretraining is the shipped
-``configs/pretrain/<dataset>.yaml`` at the proxy's size and length; it is run once per dataset and
+the shipped ``pretrain/<dataset>.yaml`` at the proxy's size and length; it is run once per dataset and
 its overrides, and reused by every recipe and every later call, so comparing evaluation recipes
 costs only their evaluations (an evaluation folder is reused too: a finished recipe costs nothing).
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medcontrast import __version__
+from medcontrast.configs import shipped_configs
 from medcontrast.errors import MedContrastError
 from medcontrast.outputs import writable_folder
 
@@ -152,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("evaluate", _cmd_evaluate, "few-shot label-efficiency evaluation -> report"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--config", help="YAML file (see configs/)")
+        shipped = ", ".join(sorted(shipped_configs(name)))
+        p.add_argument("--config", help=f"a YAML file, or the name of a shipped config: {shipped}")
         p.add_argument("overrides", nargs="*", help="key=value settings over the file")
         if name == "pretrain":
             p.add_argument(

@@ -75,6 +75,11 @@ BAD = [
     (EVAL, "budgets.group=site", "budgets.group: 'site' is not one of patient, none"),
     (EVAL, "threshold=2", "threshold: '2' is not youden, argmax or a number in (0, 1)"),
     (EVAL, "on_change=ask", "on_change: 'ask' is not one of recompute, refuse"),
+    (BOTH, "data=5", "data: expected a mapping of settings, got 5"),
+    (PRE, "train.epochs=2.5", "train.epochs: expected a whole number, got 2.5"),
+    (PRE, "train.tensorboard=maybe", "train.tensorboard: expected true or false, got 'maybe'"),
+    (EVAL, "finetune.lrr=0.1", "unknown config key 'finetune.lrr' (did you mean finetune.lr?)"),
+    (EVAL, "inits=[{name: a, sorce: random}]", "unknown config key 'inits[0].sorce' (did you"),
     (BOTH, "views.path=gpu", "views.path: 'gpu' is not one of auto, monai, batched"),
     (BOTH, "data.size=64", "data.size must be 2 whole numbers of 1 or more"),
     (BOTH, "data.size=[0,0]", "data.size must be 2 whole numbers of 1 or more"),
@@ -177,3 +182,24 @@ def test_a_run_of_the_last_release_resumes_without_changes():
     old["method"]["positive_group"] = "patient"
     saved = upgrade_saved(old)
     assert check_resumable(Path("run"), saved, to_dict(now), to_dict(PretrainConfig())) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train: [1, 2\n", "is not valid YAML"),
+        ("- train\n- data\n", "must hold a mapping of settings"),
+    ],
+)
+def test_a_config_file_that_is_not_a_yaml_mapping_is_named(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(MedContrastError, match=rf"config file {re.escape(str(path))} {message}"):
+        load_config(PretrainConfig, path)
+
+
+def test_an_override_without_equals_is_refused():
+    with pytest.raises(
+        MedContrastError, match=r"override 'train\.lr' is not of the form key=value"
+    ):
+        load_config(PretrainConfig, None, ["train.lr"])

@@ -1,9 +1,10 @@
 """The augmentation contract shared by both execution paths.
 
-:class:`AugmentParams` is the one place where view settings are validated and turned into
-distributions. The per-sample MONAI path (:mod:`medcontrast.augment.monai_views`) and the batched
-path (:mod:`medcontrast.augment.batched`) both read it and draw every random parameter from the
-same distribution, in the same order of operations:
+:class:`ViewsConfig` is the one definition of the view settings, checked when it is built (so at
+load time); :class:`AugmentParams` applies them to a spatial size. The per-sample MONAI path
+(:mod:`medcontrast.augment.monai_views`) and the batched path (:mod:`medcontrast.augment.batched`)
+both read it and draw every random parameter from the same distribution, in the same order of
+operations:
 
 spatial: crop (side fraction per axis ~ U(crop_scale), random centre, resized back) -> flips ->
 rot90 -> affine (rotation ~ U(+-rotate_deg) per plane, zoom 1 + U(+-scale), shift U(+-translate)

@@ -3,7 +3,8 @@
 Every section is a dataclass (:mod:`.schema`), so defaults live in one place and each run folder
 stores the fully resolved result (``config.yaml``). :mod:`.loading` lays a YAML file and
 overrides over the defaults; unknown keys are errors that name the key and suggest the closest
-known one. :mod:`.presets` holds the augmentation presets. Code below the command line receives
+known one; a config is a YAML file or the name of one shipped in ``medcontrast/configs/``.
+:mod:`.presets` holds the augmentation presets; :mod:`.resolve` fills every ``auto``. Code below the command line receives
 plain arguments, never these objects (except the training and evaluation entry points, which
 unpack them).
 """
@@ -31,6 +32,7 @@ from medcontrast.config.schema import (
     TrainConfig,
     ViewsConfig,
 )
+from medcontrast.configs import shipped_configs
 
 __all__ = [
     "VIEW_PRESETS",
@@ -50,6 +52,7 @@ __all__ = [
     "load_config",
     "parse_overrides",
     "save_config",
+    "shipped_configs",
     "to_dict",
     "views_preset",
     "with_preset",

@@ -18,6 +18,7 @@ import yaml
 from medcontrast.config.presets import with_preset
 from medcontrast.config.renamed import upgrade
 from medcontrast.config.schema import ViewsConfig
+from medcontrast.configs import shipped_configs
 from medcontrast.errors import MedContrastError
 
 C = TypeVar("C")
@@ -149,24 +150,45 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return tree
 
 
+def _find(path: str | Path, kind: str) -> tuple[str, str]:
+    """``(where, text)`` of a config file given as a path, or as the name of a shipped one."""
+    p = Path(path)
+    if p.is_file():
+        return str(p), p.read_text()
+    shipped = shipped_configs(kind)
+    if str(path) in shipped:
+        return f"{kind} config {path!r} (shipped)", shipped[str(path)].read_text()
+    close = difflib.get_close_matches(str(path), list(shipped), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    names = ", ".join(sorted(shipped)) or "none"
+    raise MedContrastError(
+        f"config file {p} does not exist, and it is not the name of a shipped {kind} config"
+        f"{hint}; shipped: {names}"
+    )
+
+
+def _read_yaml(path: str | Path, kind: str) -> dict[str, Any]:
+    where, text = _find(path, kind)
+    try:
+        loaded = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise MedContrastError(f"config file {where} is not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise MedContrastError(f"config file {where} must hold a mapping of settings")
+    return loaded
+
+
 def load_config(cls: type[C], path: str | Path | None, overrides: list[str] | None = None) -> C:
     """Defaults <- YAML file <- ``key=value`` overrides, validated into ``cls``.
 
-    Relative paths inside the YAML (``data.manifest``, ``out_dir``) stay as written: they are
-    interpreted from the current directory, like every other command-line path.
+    ``path`` is a YAML file or the name of a shipped config of ``cls`` (``pneumoniamnist``: see
+    :func:`medcontrast.configs.shipped_configs`). Relative paths inside the YAML (``data.manifest``, ``out_dir``) stay
+    as written: they are interpreted from the current directory, like every other command-line
+    path.
     """
     tree: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise MedContrastError(f"config file {p} does not exist")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise MedContrastError(f"config file {p} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise MedContrastError(f"config file {p} must hold a mapping of settings")
-        tree = upgrade(loaded)
+        tree = upgrade(_read_yaml(path, getattr(cls, "kind", "")))
     if overrides:
         tree = _deep_merge(tree, upgrade(parse_overrides(overrides)))
     if isinstance(tree.get("views"), dict):

@@ -212,6 +212,8 @@ class TrainConfig:
 class PretrainConfig:
     """``medcontrast pretrain``: everything a run needs, saved as config.yaml in its folder."""
 
+    kind: ClassVar[str] = "pretrain"  # the folder of the shipped configs of this command
+
     out_dir: str = "runs"
     name: str = ""  # run folder name; default: <method>-<encoder>-<timestamp>
     data: DataConfig = field(default_factory=DataConfig)
@@ -252,6 +254,8 @@ class KNNConfig:
 @dataclass
 class EvaluateConfig:
     """``medcontrast evaluate``: label-efficiency comparison of several initialisations."""
+
+    kind: ClassVar[str] = "evaluate"  # the folder of the shipped configs of this command
 
     out_dir: str = "runs/eval"
     name: str = ""
