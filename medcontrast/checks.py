@@ -5,6 +5,7 @@ bad value fails when the config is loaded, and also when a section is built in P
 from __future__ import annotations
 
 import functools
+import re
 import typing
 
 from medcontrast.errors import MedContrastError
@@ -62,3 +63,10 @@ def check_ranges(
             raise MedContrastError(
                 f"{_name(section, key)} must lie in [{low}, {high}], not {getattr(cfg, key)}"
             )
+
+
+def check_device(key: str, value: str) -> None:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (whether that GPU exists is known only where
+    the config runs: :func:`medcontrast.runinfo.resolve_device` says so there)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise MedContrastError(f"{key}: {value!r} is not one of auto, cpu, cuda, cuda:N")

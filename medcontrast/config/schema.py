@@ -11,8 +11,8 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
-from medcontrast.augment.params import ViewsConfig
-from medcontrast.checks import check_choices, check_ranges
+from medcontrast.augment.params import AugmentParams, ViewsConfig
+from medcontrast.checks import check_choices, check_device, check_ranges
 from medcontrast.data.preprocessing import INTENSITY_MODES, RESIZE_MODES, PreprocessSpec
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.finetune import FinetuneConfig
@@ -20,6 +20,7 @@ from medcontrast.evaluation.inits import InitConfig
 from medcontrast.evaluation.metric_names import METRICS, parse_threshold
 from medcontrast.methods import METHODS
 from medcontrast.methods.base import check_settings, method_settings
+from medcontrast.models.encoders import check_encoder_name
 from medcontrast.models.heads import HeadSpec
 
 # The ways an evaluation turns an encoder into a classifier (docs/evaluation.md).
@@ -50,6 +51,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_choices("data", self)
+        check_ranges("data", self, at_least={"max_samples": 0, "workers": 0})
         self.preprocess_spec()  # the preprocessing contract checks its settings: now, at load
 
     def preprocess_spec(self) -> PreprocessSpec:
@@ -188,6 +190,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_choices("train", self)
+        check_device("train.device", self.device)
         check_ranges(
             "train",
             self,
@@ -223,6 +226,13 @@ class PretrainConfig:
     pairs: PairsConfig = field(default_factory=PairsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        AugmentParams.from_config(self.views, self.data.ndim, self.data.size)  # axes vs ndim
+        try:
+            check_encoder_name(self.model.encoder, self.data.ndim)
+        except MedContrastError as exc:
+            raise MedContrastError(f"model.encoder: {exc}") from None
+
 
 @dataclass
 class BudgetConfig:
@@ -237,18 +247,36 @@ class BudgetConfig:
         check_choices("budgets", self)
         if not self.seeds:
             raise MedContrastError("budgets.seeds is empty: give at least one seed")
+        if not self.fractions and not self.shots:
+            raise MedContrastError("budgets.fractions and budgets.shots are both empty")
+        if not all(0 < f <= 1 for f in self.fractions):
+            raise MedContrastError(f"budgets.fractions must lie in (0, 1], not {self.fractions}")
+        if not all(k >= 1 for k in self.shots):
+            raise MedContrastError(f"budgets.shots must be 1 or more, not {self.shots}")
 
 
 @dataclass
 class LinearConfig:
+    """The linear probe: L2-regularised logistic regression, C chosen on the validation split."""
+
     c_grid: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])
     max_iter: int = 2000
+
+    def __post_init__(self) -> None:
+        check_ranges("linear", self, at_least={"max_iter": 1})
+        if not self.c_grid or not all(c > 0 for c in self.c_grid):
+            raise MedContrastError(f"linear.c_grid must be values above 0, not {self.c_grid}")
 
 
 @dataclass
 class KNNConfig:
+    """The weighted kNN probe on cosine similarity (Wu et al., 2018)."""
+
     k: int = 20
     temperature: float = 0.07
+
+    def __post_init__(self) -> None:
+        check_ranges("knn", self, above={"temperature": 0}, at_least={"k": 1})
 
 
 @dataclass
@@ -286,6 +314,9 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         check_choices("", self)
+        check_device("device", self.device)
+        check_ranges("", self, at_least={"batch_size": 1, "bootstrap": 0, "retrieval_queries": 0})
+        AugmentParams.from_config(self.views, self.data.ndim, self.data.size)  # axes vs ndim
         if self.headline_metric not in self.metrics:
             raise MedContrastError(
                 f"headline_metric: {self.headline_metric!r} is not one of metrics: "

@@ -82,30 +82,40 @@ def build_encoder(
     return build_from_spec(spec)
 
 
+def check_encoder_name(name: str, ndim: int) -> None:
+    """Raise naming ``name`` when it names no encoder, or a 2D timm model for volumes."""
+    family, _, model = name.partition(":")
+    if family == "monai":
+        MONAI_ENCODERS.get(model)
+        return
+    if family != "timm":
+        raise MedContrastError(
+            f"encoder {name!r} must start with 'timm:' (2D, any timm model) or 'monai:' "
+            f"({', '.join(MONAI_ENCODERS.names())})"
+        )
+    import timm
+
+    if model not in timm.list_models():
+        close = difflib.get_close_matches(model, timm.list_models(), n=3)
+        hint = f" Did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
+        raise MedContrastError(f"unknown timm model {model!r}.{hint}")
+    if ndim != 2:
+        raise MedContrastError(
+            f"{name} is a 2D timm model but data.ndim is {ndim}; use a monai: encoder for volumes"
+        )
+
+
 def build_from_spec(spec: EncoderSpec) -> Encoder:
+    check_encoder_name(spec.name, spec.ndim)
     family, _, model = spec.name.partition(":")
     if family == "timm":
         return _timm(spec, model)
-    if family == "monai":
-        return MONAI_ENCODERS.get(model)(spec)
-    raise MedContrastError(
-        f"encoder {spec.name!r} must start with 'timm:' (2D, any timm model) or 'monai:' "
-        f"({', '.join(MONAI_ENCODERS.names())})"
-    )
+    return MONAI_ENCODERS.get(model)(spec)
 
 
 def _timm(spec: EncoderSpec, model: str) -> Encoder:
     import timm
 
-    if spec.ndim != 2:
-        raise MedContrastError(
-            f"{spec.name} is a 2D timm model but data.ndim is {spec.ndim}; "
-            "use a monai: encoder for volumes"
-        )
-    if model not in timm.list_models():
-        close = difflib.get_close_matches(model, timm.list_models(), n=3)
-        hint = f" Did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
-        raise MedContrastError(f"unknown timm model {model!r}.{hint}")
     extra = {"img_size": spec.size[0]} if spec.size and _takes_img_size(model) else {}
     net = timm.create_model(
         model, pretrained=False, in_chans=spec.in_channels, num_classes=0, **extra, **spec.kwargs
