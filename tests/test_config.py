@@ -1,4 +1,5 @@
 import inspect
+import pickle
 import re
 from pathlib import Path
 
@@ -47,6 +48,15 @@ def test_preset_fills_only_unset_view_keys():
 def test_unknown_preset():
     with pytest.raises(MedContrastError, match="preset"):
         load_config(PretrainConfig, None, ["views.preset=xray"])
+
+
+def test_a_config_pickles_whatever_its_method(tmp_path):
+    """Worker processes receive configs by pickle; a method block's class is made on first use."""
+    cfg = load_config(PretrainConfig, None, ["method.name=MoCo", "method.queue_size=64"])
+    assert pickle.loads(pickle.dumps(cfg)) == cfg
+    assert cfg.method == load_config(PretrainConfig, None, ["method.name=moco"]).method.__class__(
+        name="MoCo", queue_size=64
+    )
 
 
 def test_resolved_config_round_trips(tmp_path):

@@ -117,7 +117,7 @@ class MethodConfig:
     @classmethod
     def variant_for(cls, data: dict[str, Any]) -> type[MethodConfig]:
         """The class of a ``method:`` mapping: the one of the method it names (for the loader)."""
-        return method_config(str(data.get("name", "simclr")))
+        return method_config(str(data.get("name", "simclr")).lower())
 
     @classmethod
     def check_keys(cls, keys: list[str], prefix: str) -> None:
@@ -147,6 +147,14 @@ def method_config(name: str) -> type[MethodConfig]:
     )
     variant.__module__ = __name__
     return variant
+
+
+def __getattr__(name: str) -> type[MethodConfig]:
+    """``SimCLRConfig`` and the like, made on first use: what pickle looks up by name."""
+    for method in METHODS.names():
+        if name == f"{METHODS.get(method).__name__}Config":
+            return method_config(method)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
