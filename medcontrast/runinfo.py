@@ -44,14 +44,7 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: bf16 on GPUs for ``auto``; None means full float32."""
-    from medcontrast.errors import MedContrastError
-
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if name == "bf16":
-        return torch.bfloat16
-    if name == "fp32":
-        return None
-    raise MedContrastError(f"precision must be auto, bf16 or fp32, got {name!r}")
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a resolved precision (``bf16`` or ``fp32``: None, full float32);
+    ``auto`` is resolved with the rest of the config (:mod:`medcontrast.config.resolve`)."""
+    return {"bf16": torch.bfloat16, "fp32": None}[precision]

@@ -39,7 +39,7 @@ from medcontrast.export import WEIGHTS, export_encoder
 from medcontrast.methods import METHODS, Method, build_method
 from medcontrast.models.encoders import build_encoder
 from medcontrast.preemption import ignore_stop_signals
-from medcontrast.runinfo import resolve_device, resolve_precision, versions
+from medcontrast.runinfo import autocast_dtype, resolve_device, versions
 from medcontrast.runs import (
     RunLock,
     Start,
@@ -69,7 +69,7 @@ def pretrain(
         stamp=datetime.now().strftime("%Y%m%d-%H%M%S"),
     )
     cfg = resolve_pretrain(cfg, **facts)
-    amp_dtype = resolve_precision(cfg.train.precision, device)
+    amp_dtype = autocast_dtype(cfg.train.precision)
     run = _run_dir(cfg, resume)
     lock = RunLock(run)
     if info.is_main:

@@ -60,7 +60,7 @@ from medcontrast.evaluation.probes import extract_features, knn_probe, linear_pr
 from medcontrast.evaluation.report import write_report
 from medcontrast.evaluation.results_file import RUN_KEY, append_results
 from medcontrast.evaluation.scores import choose_threshold
-from medcontrast.runinfo import resolve_device, resolve_precision, versions
+from medcontrast.runinfo import autocast_dtype, resolve_device, versions
 
 
 class Evaluation:
@@ -246,7 +246,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
         settings,
         views if cfg.finetune.augment else None,
         str(ev.device),
-        resolve_precision(cfg.finetune.precision, ev.device),
+        autocast_dtype(cfg.finetune.precision),
         cfg.headline_metric,
         tuple(cfg.linear.c_grid),
     )
