@@ -4,7 +4,7 @@ Pretrain an encoder on an unlabeled archive (DICOM, NIfTI, PNG/JPEG, MedMNIST ``
 measure how many labels it saves with few-shot probes and fine-tuning.
 """
 
-__version__ = "0.1.0"
+from medcontrast._version import __version__
 
 __all__ = ["__version__", "load_encoder"]
 

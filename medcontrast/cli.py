@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from medcontrast import __version__
+from medcontrast._version import __version__
 from medcontrast.configs import shipped_configs
 from medcontrast.errors import MedContrastError
 from medcontrast.outputs import writable_folder

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from medcontrast import __version__
+from medcontrast._version import __version__
 
 
 def versions() -> dict[str, str]:

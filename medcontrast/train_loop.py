@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from medcontrast import checkpoint as ckpt
 from medcontrast.augment.batched import BatchedViews
-from medcontrast.augment.monai_views import TwoViewDataset, draw_seed
+from medcontrast.augment.monai_views import TwoViewDataset
 from medcontrast.config import PretrainConfig, to_dict
 from medcontrast.data.batches import BatchSampler, RawPairDataset
 from medcontrast.data.cache import ImageCache
@@ -30,6 +30,7 @@ from medcontrast.optim import build_optimizer, warmup_cosine
 from medcontrast.preemption import PreemptedError, StopOnSignal
 from medcontrast.runinfo import versions
 from medcontrast.runs import MetricsLog, open_tensorboard
+from medcontrast.seeding import Stream, draw_seed
 
 
 @dataclass
@@ -291,7 +292,7 @@ def to_device(
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     if batched is not None:
         g = torch.Generator(device=device)
-        g.manual_seed(draw_seed(cfg.train.seed, step, info.rank, 99))
+        g.manual_seed(draw_seed(cfg.train.seed, step, info.rank, Stream.DEVICE_VIEWS))
         x1 = batch.pop("x1")
         x2 = batch.pop("x2", x1)
         batch["view1"] = batched(x1, g)

@@ -8,7 +8,6 @@ both; see DESIGN.md).
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
@@ -35,6 +34,7 @@ from monai.transforms import (
 from torch.utils.data import Dataset
 
 from medcontrast.augment.params import AugmentParams
+from medcontrast.seeding import Stream, draw_seed
 
 
 class _Maybe(RandomizableTransform):
@@ -150,12 +150,6 @@ def build_monai_transform(p: AugmentParams) -> Compose:
     return Compose(ts)
 
 
-def draw_seed(*parts: int) -> int:
-    """A 32-bit seed from integers (stable across processes and Python versions)."""
-    digest = hashlib.blake2b(",".join(str(int(x)) for x in parts).encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little")
-
-
 class MonaiViews:
     """Callable: one sample (C, *size) -> one view, seeded by the given integers."""
 
@@ -182,7 +176,7 @@ def partner_index(
     if len(members) < 2:
         return i
     others = members[members != i]
-    return int(others[draw_seed(seed, i, 7) % len(others)])
+    return int(others[draw_seed(seed, i, Stream.PARTNER) % len(others)])
 
 
 class TwoViewDataset(Dataset):
@@ -226,8 +220,8 @@ class TwoViewDataset(Dataset):
         x1 = torch.from_numpy(np.asarray(self.array[i], dtype=np.float32))
         x2 = x1 if j == i else torch.from_numpy(np.asarray(self.array[j], dtype=np.float32))
         item = {
-            "view1": self.views(x1, self.seed, self.epoch, i, 1),
-            "view2": self.views(x2, self.seed, self.epoch, i, 2),
+            "view1": self.views(x1, self.seed, self.epoch, i, Stream.VIEW_1),
+            "view2": self.views(x2, self.seed, self.epoch, i, Stream.VIEW_2),
             "index": torch.tensor(i),
             "patient": torch.tensor(int(self.patients[i])),
         }

@@ -12,14 +12,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medcontrast.augment.monai_views import draw_seed, partner_index
+from medcontrast.augment.monai_views import partner_index
+from medcontrast.seeding import Stream, draw_seed
 
 
 def epoch_batches(
     n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
 ) -> np.ndarray:
     """(steps, batch_size) sample indices of this rank for one epoch (incomplete batches dropped)."""
-    rng = np.random.default_rng(draw_seed(seed, epoch, 17))
+    rng = np.random.default_rng(draw_seed(seed, epoch, Stream.BATCH_ORDER))
     perm = rng.permutation(n)
     steps = n // (batch_size * world)
     return perm[: steps * batch_size * world].reshape(steps, world, batch_size)[:, rank]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from medcontrast import __version__
+from medcontrast._version import __version__
 from medcontrast.data.loading import SampleLoadError, check_pixels, load_sample
 from medcontrast.data.manifest import Manifest
 from medcontrast.data.preprocessing import PreprocessSpec, preprocess

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from medcontrast import __version__
+from medcontrast._version import __version__
 from medcontrast.data.grouping import Draft, group_records
 from medcontrast.data.labels import LabelTable, folder_label
 from medcontrast.data.loading import (

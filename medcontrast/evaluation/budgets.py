@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from medcontrast.augment.monai_views import draw_seed
 from medcontrast.errors import MedContrastError
+from medcontrast.seeding import Stream, draw_seed
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def patient_order(
     strata: dict[str, list[np.ndarray]] = {}
     for c in classes:
         patients = sorted(majority.index[majority == c])
-        rng = np.random.default_rng(draw_seed(seed, classes.index(c), 31))
+        rng = np.random.default_rng(draw_seed(seed, classes.index(c), Stream.BUDGET))
         strata[c] = [rows_of[patients[i]] for i in rng.permutation(len(patients))]
     return strata
 

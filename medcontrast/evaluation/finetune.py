@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from medcontrast.augment.batched import BatchedViews
-from medcontrast.augment.monai_views import draw_seed
 from medcontrast.augment.params import AugmentParams
 from medcontrast.checks import check_choices, check_ranges
 from medcontrast.errors import MedContrastError
@@ -38,6 +37,7 @@ from medcontrast.evaluation.metrics import point_metrics
 from medcontrast.evaluation.probes import extract_features, linear_probe
 from medcontrast.models.encoders import Encoder
 from medcontrast.optim import layer_decay_groups
+from medcontrast.seeding import Stream, draw_seed
 
 FinetuneMode = Literal["lpft", "plain"]
 Precision = Literal["auto", "bf16", "fp32"]
@@ -170,9 +170,9 @@ def finetune(
         w = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
         weight = torch.tensor(w, dtype=torch.float32, device=device)
     augment = BatchedViews(views) if views is not None else None
-    rng = np.random.default_rng(draw_seed(seed, 5))
+    rng = np.random.default_rng(draw_seed(seed, Stream.FINETUNE_ORDER))
     g = torch.Generator(device=device)
-    g.manual_seed(draw_seed(seed, 6))
+    g.manual_seed(draw_seed(seed, Stream.FINETUNE_AUGMENT))
     images = torch.from_numpy(np.asarray(train_x, dtype=np.float32))
     labels = torch.from_numpy(train_y.astype(np.int64))
     bs = min(settings.batch_size, max(n, 2))

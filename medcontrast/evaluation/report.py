@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medcontrast import __version__
+from medcontrast._version import __version__
 from medcontrast.evaluation.folder import EMBEDDINGS, RETRIEVAL, SUMMARY, EvalFolder
 from medcontrast.evaluation.headline import PROTOCOL_NAMES, Comparison, compare, sentence
 from medcontrast.evaluation.labels_saved import LabelsSaved, complete_budgets, labels_saved
