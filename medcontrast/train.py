@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from medcontrast.augment.batched import BatchedViews
@@ -32,6 +31,7 @@ from medcontrast.config.resolve import resolve_pretrain, resolve_steps
 from medcontrast.data.batches import BatchSampler, RawPairDataset
 from medcontrast.data.cache import ImageCache, build_cache
 from medcontrast.data.manifest import read_manifest
+from medcontrast.data.pairs import check_partners, group_codes
 from medcontrast.data.selection import class_names, select_rows
 from medcontrast.distributed import DistInfo, init_distributed
 from medcontrast.errors import MedContrastError
@@ -164,11 +164,11 @@ def _build_data(
             f"train.batch_size {cfg.train.batch_size} x {info.world_size} process(es) = {global_batch} "
             f"is larger than the {n} training samples; lower train.batch_size"
         )
-    patients, _ = _group_codes(cache.rows["patient"])
+    patients, _ = group_codes(cache.rows["patient"])
     group_of, groups = (None, None)
     if cfg.pairs.positives != "image":
-        group_of, groups = _group_codes(cache.rows[cfg.pairs.positives])
-        _check_partners(groups, n, cfg.pairs.positives, info.is_main)
+        group_of, groups = group_codes(cache.rows[cfg.pairs.positives])
+        check_partners(groups, n, cfg.pairs.positives, info.is_main)
     labels = None
     if needs_labels:
         names = class_names(cache.rows["label"])
@@ -224,32 +224,6 @@ def _load_cache(
     if info.enabled and info.is_main:
         torch.distributed.barrier()
     return cache, manifest.digest()
-
-
-def _check_partners(groups: list[np.ndarray], n: int, group: str, say: bool) -> None:
-    """Patient-aware positives need images that share a patient (or study): stop when none do,
-    rather than silently training plain two-views-of-one-image SimCLR; else say how many."""
-    paired = sum(len(g) for g in groups if len(g) > 1)
-    if paired == 0:
-        raise MedContrastError(
-            f"pairs.positives={group}, but no {group} has two usable training images "
-            f"({n} images of {len(groups)} {group}s): there is no other image to pair with; "
-            "set pairs.positives=image"
-        )
-    if say:
-        print(
-            f"note: pairs.positives={group}: {paired} of {n} images have another image of the "
-            f"same {group} to pair with; the other {n - paired} pair with themselves",
-            file=sys.stderr,
-        )
-
-
-def _group_codes(values: pd.Series) -> tuple[np.ndarray, list[np.ndarray]]:
-    codes, uniques = pd.factorize(values)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    groups = [order[bounds[i] : bounds[i + 1]] for i in range(len(uniques))]
-    return codes.astype(np.int64), groups
 
 
 def _write_run_files(

@@ -34,6 +34,7 @@ from monai.transforms import (
 from torch.utils.data import Dataset
 
 from medcontrast.augment.params import AugmentParams
+from medcontrast.data.pairs import partner_index
 from medcontrast.seeding import Stream, draw_seed
 
 
@@ -164,19 +165,6 @@ class MonaiViews:
         out = self.transform(x.clone())
         out = out.as_tensor() if hasattr(out, "as_tensor") else torch.as_tensor(out)
         return out.to(torch.float32).contiguous()
-
-
-def partner_index(
-    i: int, groups: list[np.ndarray] | None, group_of: np.ndarray | None, seed: int
-) -> int:
-    """For MICLe-style positives: another image of the same patient or study (or ``i`` itself)."""
-    if groups is None or group_of is None:
-        return i
-    members = groups[group_of[i]]
-    if len(members) < 2:
-        return i
-    others = members[members != i]
-    return int(others[draw_seed(seed, i, Stream.PARTNER) % len(others)])
 
 
 class TwoViewDataset(Dataset):

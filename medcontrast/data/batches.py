@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medcontrast.augment.monai_views import partner_index
+from medcontrast.data.pairs import partner_index
 from medcontrast.seeding import Stream, draw_seed
 
 
