@@ -32,7 +32,7 @@ from medcontrast.data.batches import BatchSampler, RawPairDataset
 from medcontrast.data.cache import ImageCache, build_cache
 from medcontrast.data.manifest import read_manifest
 from medcontrast.data.pairs import check_partners, group_codes
-from medcontrast.data.selection import class_names, select_rows
+from medcontrast.data.selection import label_codes, select_rows
 from medcontrast.distributed import DistInfo, init_distributed
 from medcontrast.errors import MedContrastError
 from medcontrast.export import WEIGHTS, export_encoder
@@ -171,8 +171,7 @@ def _build_data(
         check_partners(groups, n, cfg.pairs.positives, info.is_main)
     labels = None
     if needs_labels:
-        names = class_names(cache.rows["label"])
-        labels = cache.rows["label"].map({c: i for i, c in enumerate(names)}).to_numpy()
+        _, labels = label_codes(cache.rows["label"])
     params = AugmentParams.from_config(cfg.views, cfg.data.ndim, tuple(cfg.data.size))
     sampler = BatchSampler(n, cfg.train.batch_size, cfg.train.seed, info.rank, info.world_size)
     workers = cfg.train.num_workers

@@ -49,3 +49,10 @@ def class_names(labels: pd.Series) -> list[str]:
         return sorted(names, key=float)
     except ValueError:
         return names
+
+
+def label_codes(labels: pd.Series, names: list[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """The class names (``names``, or :func:`class_names` of ``labels``) and the (N,) integer
+    class index of each label (pretraining's SupCon and the evaluation use the same codes)."""
+    names = names if names is not None else class_names(labels)
+    return names, labels.map({c: i for i, c in enumerate(names)}).to_numpy()

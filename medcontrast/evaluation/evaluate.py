@@ -26,7 +26,7 @@ from medcontrast.config import EvaluateConfig, save_config
 from medcontrast.config.resolve import resolve_evaluate
 from medcontrast.data.cache import ImageCache, build_cache
 from medcontrast.data.manifest import read_manifest
-from medcontrast.data.selection import class_names, select_rows
+from medcontrast.data.selection import class_names, label_codes, select_rows
 from medcontrast.errors import MedContrastError, first_line
 from medcontrast.evaluation.budgets import Budget, Selection, budgets_from, patient_order, select
 from medcontrast.evaluation.feature_figures import feature_figures
@@ -96,7 +96,7 @@ class Evaluation:
             progress=progress,
         )
         t = self.cache.rows
-        self.y = t["label"].map({c: i for i, c in enumerate(self.classes)}).to_numpy()
+        _, self.y = label_codes(t["label"], self.classes)
         self.split = {
             s: np.flatnonzero((t["split"] == s).to_numpy()) for s in ("train", "val", "test")
         }
