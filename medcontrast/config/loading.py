@@ -182,9 +182,9 @@ def load_config(cls: type[C], path: str | Path | None, overrides: list[str] | No
     """Defaults <- YAML file <- ``key=value`` overrides, validated into ``cls``.
 
     ``path`` is a YAML file or the name of a shipped config of ``cls`` (``pneumoniamnist``: see
-    :func:`medcontrast.configs.shipped_configs`). Relative paths inside the YAML (``data.manifest``, ``out_dir``) stay
-    as written: they are interpreted from the current directory, like every other command-line
-    path.
+    :func:`medcontrast.configs.shipped_configs`). Relative paths inside the YAML
+    (``data.manifest``, ``out_dir``) stay as written: they are interpreted from the current
+    directory, like every other command-line path.
     """
     tree: dict[str, Any] = {}
     if path is not None:

@@ -100,11 +100,8 @@ class MethodConfig:
     head: HeadSpec = field(default_factory=HeadSpec)
 
     def __post_init__(self) -> None:
-        try:
-            METHODS.get(self.name)
-        except MedContrastError as exc:
-            raise MedContrastError(f"method.name: {exc}") from None
-        if self.name.lower() != (self.method or self.name.lower()):
+        _method_class(self.name)
+        if self.method and self.name.lower() != self.method:
             raise MedContrastError(
                 f"method.name is {self.name!r} but the settings are those of {self.method}"
             )
@@ -123,23 +120,30 @@ class MethodConfig:
     def check_keys(cls, keys: list[str], prefix: str) -> None:
         """Refuse a key the method does not take, naming the keys it does (for the loader)."""
         if cls.method:
-            shared = {f.name for f in fields(MethodConfig)}
-            own = [k for k in keys if k not in shared]
+            own = [k for k in keys if k not in _SHARED]
             check_settings(cls.method, own, prefix=prefix)
 
     def settings(self) -> dict[str, Any]:
         """The method's own keyword arguments."""
-        shared = {f.name for f in fields(MethodConfig)}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in shared}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _SHARED}
+
+
+# The keys of every method block; the rest are the method's own.
+_SHARED = frozenset(f.name for f in fields(MethodConfig))
+
+
+def _method_class(name: str) -> type:
+    """The registered method ``name``, or an error naming ``method.name``."""
+    try:
+        return METHODS.get(name)
+    except MedContrastError as exc:
+        raise MedContrastError(f"method.name: {exc}") from None
 
 
 @functools.cache
 def method_config(name: str) -> type[MethodConfig]:
     """:class:`MethodConfig` with method ``name``'s own settings as fields (see there)."""
-    try:
-        cls = METHODS.get(name)
-    except MedContrastError as exc:
-        raise MedContrastError(f"method.name: {exc}") from None
+    cls = _method_class(name)
     hints = typing.get_type_hints(cls.__init__)
     own = [(k, hints[k], field(default=p.default)) for k, p in method_settings(name).items()]
     variant = dataclasses.make_dataclass(

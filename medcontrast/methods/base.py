@@ -79,13 +79,11 @@ def check_settings(name: str, keys: Iterable[str], prefix: str = "method.") -> N
             continue
         close = difflib.get_close_matches(key, accepted, n=1)
         owners = [m for m in METHODS.names() if key in method_settings(m)]
-        hint = (
-            f" (did you mean {prefix}{close[0]}?)"
-            if close
-            else f" (a setting of {', '.join(owners)})"
-            if owners
-            else ""
-        )
+        hint = ""
+        if close:
+            hint = f" (did you mean {prefix}{close[0]}?)"
+        elif owners:
+            hint = f" (a setting of {', '.join(owners)})"
         takes = ", ".join(accepted) or "no settings of its own"
         if prefix:
             takes += f" (besides {prefix}name and {prefix}head)"

@@ -23,9 +23,9 @@ class HeadSpec:
         at_least = {"hidden": 1, "dim": 1, "layers": 1, "pred_hidden": 1}
         check_ranges("method.head", self, at_least=at_least)
 
-    def projector(self, in_dim: int, last_bn: bool = False) -> nn.Sequential:
+    def projector(self, in_dim: int) -> nn.Sequential:
         """(B, in_dim) -> (B, dim)."""
-        return mlp(in_dim, self.hidden, self.dim, self.layers, last_bn)
+        return mlp(in_dim, self.hidden, self.dim, self.layers)
 
     def predictor(self) -> nn.Sequential:
         """(B, dim) -> (B, dim): two layers, as in BYOL (Grill et al., 2020)."""
