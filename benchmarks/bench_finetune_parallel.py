@@ -26,7 +26,7 @@ from bench_label_efficiency import data_overrides, shipped_config
 from medcontrast.config import EvaluateConfig
 from medcontrast.evaluation.evaluate import evaluate
 from medcontrast.evaluation.results_file import read_results
-from medcontrast.runinfo import resolve_device
+from medcontrast.runtime import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 # The random initialisation: the network the shipped pretrain config trains.

@@ -67,6 +67,6 @@ def check_ranges(
 
 def check_device(key: str, value: str) -> None:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (whether that GPU exists is known only where
-    the config runs: :func:`medcontrast.runinfo.resolve_device` says so there)."""
+    the config runs: :func:`medcontrast.runtime.resolve_device` says so there)."""
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
         raise MedContrastError(f"{key}: {value!r} is not one of auto, cpu, cuda, cuda:N")

@@ -10,7 +10,8 @@ class MedContrastError(Exception):
     exit_code = 2  # a user error; subclasses that are not one say so
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (at most 200 characters), for one-line reports."""
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (at most ``limit`` characters; the exception's
+    type where it has no message), for one-line reports."""
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    return text[0][:limit] if text else type(exc).__name__

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from medcontrast.checkpoint import atomic_save
-from medcontrast.errors import MedContrastError
+from medcontrast.errors import MedContrastError, first_line
 from medcontrast.models.encoders import Encoder, EncoderSpec, build_from_spec
 
 WEIGHTS, SPEC = "encoder.pth", "encoder.json"
@@ -53,7 +53,5 @@ def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> 
     try:
         encoder.backbone.load_state_dict(state)
     except RuntimeError as exc:
-        raise MedContrastError(
-            f"{weights} does not fit {info['name']}: {str(exc).splitlines()[0]}"
-        ) from exc
+        raise MedContrastError(f"{weights} does not fit {info['name']}: {first_line(exc)}") from exc
     return encoder

@@ -1,4 +1,5 @@
-"""A pretraining run folder: who may write it, whether a run starts or resumes, what changed.
+"""A run folder: what it records of its environment, its CSV logs, and for pretraining who may
+write it, whether a run starts or resumes, what changed.
 
 Everything here is decided before anything in the folder is written, so a refused start or resume
 leaves the folder exactly as it was.
@@ -7,8 +8,10 @@ leaves the folder exactly as it was.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import platform
 import socket
 import sys
 import time
@@ -17,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from medcontrast import checkpoint
+from medcontrast._version import __version__
 from medcontrast.errors import MedContrastError
 
 LOCK = "run.lock"
@@ -61,6 +66,52 @@ HARMLESS = frozenset(
         "train.channels_last",
     }
 )
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries results depend on, plus the device."""
+    out = {
+        "medcontrast": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
+    for name in ("timm", "monai", "numpy", "pydicom", "nibabel", "sklearn", "pandas"):
+        try:
+            module = __import__(name)
+            out[name] = getattr(module, "__version__", "?")
+        except ImportError:
+            out[name] = "not installed"
+    if torch.cuda.is_available():
+        out["cuda"] = str(torch.version.cuda)
+        out["gpu"] = torch.cuda.get_device_name(0)
+    else:
+        out["cpu_threads"] = str(torch.get_num_threads())
+    return out
+
+
+def write_versions(folder: Path, **extra: Any) -> None:
+    """``versions.json``: :func:`versions` and ``extra`` (for example the world size)."""
+    (folder / "versions.json").write_text(json.dumps({**versions(), **extra}, indent=2))
+
+
+def append_csv(
+    path: Path, fields: list[str], rows: list[dict], sync: bool = False, strict: bool = True
+) -> None:
+    """Append ``rows`` to ``path`` in one write, with the header first where the file is new or
+    empty. ``sync`` flushes to disk, so that a kill leaves whole rows behind; with ``strict``
+    a key outside ``fields`` is an error, otherwise it is left out."""
+    buffer = io.StringIO()
+    extras = "raise" if strict else "ignore"
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction=extras, lineterminator="\n")
+    if not path.exists() or path.stat().st_size == 0:
+        writer.writeheader()
+    writer.writerows(rows)
+    with open(path, "a", newline="") as fh:
+        fh.write(buffer.getvalue())
+        if sync:
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -251,14 +302,9 @@ class MetricsLog:
     def write(self, row: dict[str, float]) -> None:
         if not self.enabled:
             return
-        new = not self.path.exists()
         if self.fields is None:
             self.fields = list(row)
-        with open(self.path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        append_csv(self.path, self.fields, [row], strict=False)
 
 
 def open_tensorboard(run: Path, enabled: bool) -> Any:

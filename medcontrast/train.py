@@ -28,18 +28,16 @@ from medcontrast.augment.params import AugmentParams
 from medcontrast.config import PretrainConfig, from_dict, save_config, to_dict
 from medcontrast.config.renamed import upgrade_saved
 from medcontrast.config.resolve import resolve_pretrain, resolve_steps
-from medcontrast.data.batches import BatchSampler, RawPairDataset
-from medcontrast.data.cache import ImageCache, build_cache
-from medcontrast.data.manifest import read_manifest
-from medcontrast.data.pairs import check_partners, group_codes
-from medcontrast.data.selection import label_codes, select_rows
+from medcontrast.data.cache import ImageCache, load_selection
+from medcontrast.data.pairs import PairBatchDataset, check_partners, group_codes
+from medcontrast.data.sampling import BatchSampler
+from medcontrast.data.selection import label_codes
 from medcontrast.distributed import DistInfo, init_distributed
 from medcontrast.errors import MedContrastError
 from medcontrast.export import WEIGHTS, export_encoder
 from medcontrast.methods import METHODS, Method, build_method
 from medcontrast.models.encoders import build_encoder
 from medcontrast.preemption import ignore_stop_signals
-from medcontrast.runinfo import autocast_dtype, resolve_device, versions
 from medcontrast.runs import (
     RunLock,
     Start,
@@ -47,7 +45,9 @@ from medcontrast.runs import (
     check_same_data,
     decide_start,
     record_resume,
+    write_versions,
 )
+from medcontrast.runtime import autocast_dtype, resolve_device
 from medcontrast.train_loop import PretrainData, TrainLoop
 
 
@@ -188,7 +188,7 @@ def _build_data(
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, **loader_kw)
         batched = None
     else:
-        dataset = RawPairDataset(cache.array, patients, cfg.train.seed, groups, group_of, labels)
+        dataset = PairBatchDataset(cache.array, patients, cfg.train.seed, groups, group_of, labels)
         loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, **loader_kw)
         batched = BatchedViews(params)
     digest = hashlib.sha256("\n".join(cache.rows["sample_id"]).encode()).hexdigest()
@@ -198,31 +198,20 @@ def _build_data(
 def _load_cache(
     cfg: PretrainConfig, info: DistInfo, needs_labels: bool, progress: bool = True
 ) -> tuple[ImageCache, str]:
-    """The selected samples, cached, and the manifest's digest (read once here)."""
-    manifest = read_manifest(cfg.data.manifest) if cfg.data.manifest else None
-    if manifest is None:
-        raise MedContrastError("data.manifest is not set (make one with `medcontrast index`)")
-    rows = select_rows(
-        manifest,
-        cfg.data.ndim,
-        cfg.data.modalities,
-        cfg.data.splits,
+    """The selected samples, cached (rank 0 builds the cache first), and the manifest's digest."""
+    if info.enabled and not info.is_main:
+        torch.distributed.barrier()
+    cache, digest = load_selection(
+        cfg.data,
+        splits=cfg.data.splits,
         labeled=needs_labels,
         max_samples=cfg.data.max_samples,
         seed=cfg.train.seed,
+        progress=progress and info.is_main,
     )
-    spec = cfg.data.preprocess_spec()
-    kw = dict(
-        cache_dir=cfg.data.cache_dir or None,
-        in_memory=cfg.data.cache == "memory",
-        workers=cfg.data.workers,
-    )
-    if info.enabled and not info.is_main:
-        torch.distributed.barrier()  # rank 0 builds the cache first
-    cache = build_cache(manifest, rows, spec, progress=progress and info.is_main, **kw)
     if info.enabled and info.is_main:
         torch.distributed.barrier()
-    return cache, manifest.digest()
+    return cache, digest
 
 
 def _write_run_files(
@@ -233,9 +222,7 @@ def _write_run_files(
         return
     (run / "checkpoints").mkdir(parents=True, exist_ok=True)
     save_config(cfg, run / "config.yaml")
-    (run / "versions.json").write_text(
-        json.dumps({**versions(), "world_size": info.world_size}, indent=2)
-    )
+    write_versions(run, world_size=info.world_size)
     if start.state is not None:
         record_resume(run, start.state["step"], start.source, changes)
     cache = data.cache

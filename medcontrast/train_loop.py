@@ -21,15 +21,15 @@ from medcontrast import checkpoint as ckpt
 from medcontrast.augment.batched import BatchedViews
 from medcontrast.augment.monai_views import TwoViewDataset
 from medcontrast.config import PretrainConfig, to_dict
-from medcontrast.data.batches import BatchSampler, RawPairDataset
 from medcontrast.data.cache import ImageCache
+from medcontrast.data.pairs import PairBatchDataset
+from medcontrast.data.sampling import BatchSampler
 from medcontrast.distributed import DistInfo, all_reduce_mean
 from medcontrast.errors import MedContrastError
 from medcontrast.methods import Method
 from medcontrast.optim import build_optimizer, warmup_cosine
 from medcontrast.preemption import PreemptedError, StopOnSignal
-from medcontrast.runinfo import versions
-from medcontrast.runs import MetricsLog, open_tensorboard
+from medcontrast.runs import MetricsLog, open_tensorboard, versions
 from medcontrast.seeding import Stream, draw_seed
 
 
@@ -39,7 +39,7 @@ class PretrainData:
 
     cache: ImageCache
     sampler: BatchSampler
-    dataset: TwoViewDataset | RawPairDataset
+    dataset: TwoViewDataset | PairBatchDataset
     loader: torch.utils.data.DataLoader
     batched: BatchedViews | None  # on-device views; None when MONAI makes them in the loader
     samples_sha256: str  # the selected sample ids, in order: what a resume must train on again

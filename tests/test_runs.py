@@ -21,7 +21,7 @@ from medcontrast import checkpoint
 from medcontrast.cli import main
 from medcontrast.data.manifest import read_manifest, sidecar_path, write_manifest
 from medcontrast.errors import MedContrastError
-from medcontrast.runs import RunLock, config_changes
+from medcontrast.runs import MetricsLog, RunLock, append_csv, config_changes, write_versions
 from medcontrast.train import pretrain
 from tests.test_train import _cfg, _overrides
 
@@ -242,3 +242,30 @@ def test_a_lock_held_by_a_zombie_is_stale(tmp_path):
     RunLock(tmp_path).acquire()
     assert json.loads((tmp_path / "run.lock").read_text())["pid"] == os.getpid()
     zombie.wait()
+
+
+def test_csv_appends_write_one_header_and_check_their_keys(tmp_path):
+    path = tmp_path / "log.csv"
+    append_csv(path, ["a", "b"], [{"a": 1, "b": 2}])
+    append_csv(path, ["a", "b"], [{"a": 3, "b": 4}, {"a": 5, "b": 6}], sync=True)
+    assert path.read_text() == "a,b\n1,2\n3,4\n5,6\n"
+    with pytest.raises(ValueError, match="c"):
+        append_csv(path, ["a", "b"], [{"a": 1, "b": 2, "c": 3}])
+    append_csv(path, ["a", "b"], [{"a": 7, "b": 8, "c": 9}], strict=False)
+    assert pd.read_csv(path)["a"].tolist() == [1, 3, 5, 7]
+
+
+def test_a_resumed_metrics_log_drops_the_steps_after_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.csv"
+    log = MetricsLog(path, resume_step=0, enabled=True)
+    for step in (10, 20, 30):
+        log.write({"step": step, "loss": step / 10})
+    log = MetricsLog(path, resume_step=20, enabled=True)
+    log.write({"step": 30, "loss": 2.5, "extra": 1.0})
+    assert pd.read_csv(path).to_dict("list") == {"step": [10, 20, 30], "loss": [1.0, 2.0, 2.5]}
+
+
+def test_versions_json_records_the_libraries_and_extras(tmp_path):
+    write_versions(tmp_path, world_size=2)
+    record = json.loads((tmp_path / "versions.json").read_text())
+    assert record["world_size"] == 2 and record["medcontrast"] and record["torch"]

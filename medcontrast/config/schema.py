@@ -52,19 +52,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         check_choices("data", self)
         check_ranges("data", self, at_least={"max_samples": 0, "workers": 0})
-        self.preprocess_spec()  # the preprocessing contract checks its settings: now, at load
-
-    def preprocess_spec(self) -> PreprocessSpec:
-        """The cache-defining part of these settings."""
-        return PreprocessSpec(
-            ndim=self.ndim,
-            size=tuple(self.size),
-            spacing=tuple(self.spacing) if self.spacing else None,
-            intensity=self.intensity,
-            window=tuple(self.window),
-            percentiles=tuple(self.percentiles),
-            resize=self.resize,
-        )
+        # the preprocessing contract checks its settings: now, at load
+        PreprocessSpec.from_settings(self)
 
 
 @dataclass

@@ -15,6 +15,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -22,8 +23,10 @@ from tqdm import tqdm
 
 from medcontrast._version import __version__
 from medcontrast.data.loading import SampleLoadError, check_pixels, load_sample
-from medcontrast.data.manifest import Manifest
-from medcontrast.data.preprocessing import PreprocessSpec, preprocess
+from medcontrast.data.manifest import Manifest, read_manifest
+from medcontrast.data.preprocessing import PreprocessSettings, PreprocessSpec, preprocess
+from medcontrast.data.selection import select_rows
+from medcontrast.errors import MedContrastError, first_line
 from medcontrast.privacy_paths import scrub
 
 
@@ -62,10 +65,7 @@ def _work(
     except SampleLoadError as exc:
         return None, str(exc)
     except Exception as exc:  # one bad sample in a million must not stop the run
-        return (
-            None,
-            f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
-        )
+        return None, f"{name}: {type(exc).__name__}: {first_line(exc)}"
 
 
 def _hide_paths(manifest: Manifest, row: pd.Series, paths: list[Path] | None, err: str) -> str:
@@ -194,3 +194,42 @@ def build_cache(
     os.replace(meta_tmp, meta_path)
     array = np.load(arr_path, mmap_mode="r")
     return ImageCache(np.asarray(array) if in_memory else array, kept, failed, arr_path)
+
+
+class CacheSettings(PreprocessSettings, Protocol):
+    """What :func:`load_selection` reads (the config's ``data:`` section has it)."""
+
+    manifest: str
+    modalities: list[str]
+    cache: str  # "disk" (memory-mapped) or "memory"
+    cache_dir: str
+    workers: int
+
+
+def load_selection(
+    settings: CacheSettings,
+    *,
+    splits: list[str] | None,
+    labeled: bool,
+    max_samples: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[ImageCache, str]:
+    """manifest -> rows -> cache, as pretraining and evaluation both need it: the selected rows
+    of ``settings.manifest``, preprocessed and cached, and the manifest's digest."""
+    if not settings.manifest:
+        raise MedContrastError("data.manifest is not set (make one with `medcontrast index`)")
+    manifest = read_manifest(settings.manifest)
+    rows = select_rows(
+        manifest, settings.ndim, settings.modalities, splits, labeled, max_samples, seed
+    )
+    cache = build_cache(
+        manifest,
+        rows,
+        PreprocessSpec.from_settings(settings),
+        cache_dir=settings.cache_dir or None,
+        in_memory=settings.cache == "memory",
+        workers=settings.workers,
+        progress=progress,
+    )
+    return cache, manifest.digest()

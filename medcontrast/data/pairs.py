@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 import pandas as pd
+import torch
+from torch.utils.data import Dataset
 
 from medcontrast.errors import MedContrastError
 from medcontrast.seeding import Stream, draw_seed
@@ -51,3 +53,51 @@ def partner_index(
         return i
     others = members[members != i]
     return int(others[draw_seed(seed, i, Stream.PARTNER) % len(others)])
+
+
+class PairBatchDataset(Dataset):
+    """For the batched path: item = one whole batch of un-augmented pairs from the cache
+    (``x1`` and, where partners are paired, ``x2``: (B, C, *size) float32).
+
+    Used with ``batch_size=None`` so DataLoader workers read (and pin) whole batches ahead of the
+    training step; augmentation then runs on the device.
+    """
+
+    def __init__(
+        self,
+        array: np.ndarray,
+        patients: np.ndarray,
+        seed: int,
+        groups: list[np.ndarray] | None = None,
+        group_of: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+    ) -> None:
+        self.array, self.patients, self.seed = array, patients, seed
+        self.groups, self.group_of, self.labels = groups, group_of, labels
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, batch: list[int]) -> dict[str, torch.Tensor]:
+        idx = np.asarray(batch)
+        order = np.argsort(idx)  # sorted reads are faster on a memory map
+        x = np.empty((len(idx), *self.array.shape[1:]), dtype=np.float32)
+        x[order] = self.array[idx[order]]
+        out = {
+            "x1": torch.from_numpy(x),
+            "index": torch.from_numpy(idx),
+            "patient": torch.from_numpy(self.patients[idx].astype(np.int64)),
+        }
+        if self.groups is not None:
+            seed = draw_seed(self.seed, self.epoch)
+            partner = np.array(
+                [partner_index(int(i), self.groups, self.group_of, seed) for i in idx]
+            )
+            out["x2"] = torch.from_numpy(np.asarray(self.array[partner], dtype=np.float32))
+        if self.labels is not None:
+            out["label"] = torch.from_numpy(self.labels[idx].astype(np.int64))
+        return out

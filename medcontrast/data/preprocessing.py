@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -18,6 +19,18 @@ from medcontrast.errors import MedContrastError
 
 INTENSITY_MODES = ("auto", "percentile", "window", "minmax", "none")
 RESIZE_MODES = ("pad", "stretch")
+
+
+class PreprocessSettings(Protocol):
+    """What :meth:`PreprocessSpec.from_settings` reads (the config's ``data:`` section has it)."""
+
+    ndim: int
+    size: list[int]
+    spacing: list[float] | None
+    intensity: str
+    window: list[float]
+    percentiles: list[float]
+    resize: str
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,19 @@ class PreprocessSpec:
                 f"data.percentiles must be [low, high] with 0 <= low < high <= 100, not "
                 f"{list(self.percentiles)}"
             )
+
+    @classmethod
+    def from_settings(cls, settings: PreprocessSettings) -> PreprocessSpec:
+        """The cache-defining part of a ``data:`` section (lists become tuples)."""
+        return cls(
+            ndim=settings.ndim,
+            size=tuple(settings.size),
+            spacing=tuple(settings.spacing) if settings.spacing else None,
+            intensity=settings.intensity,
+            window=tuple(settings.window),
+            percentiles=tuple(settings.percentiles),
+            resize=settings.resize,
+        )
 
     def key(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medcontrast.errors import first_line
+
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima", "")
@@ -130,8 +132,7 @@ def _has_dicm_magic(path: Path) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:160] if lines else type(exc).__name__
+    return first_line(exc, 160)  # a manifest's status column stays short
 
 
 def scan_file(path: Path, root: Path) -> FileRecord:

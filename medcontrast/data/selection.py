@@ -35,9 +35,10 @@ def select_rows(
         what = f"{ndim}D" + (f" {'/'.join(modalities)}" if modalities else "")
         where = f" in splits {', '.join(splits)}" if splits else ""
         lab = " labeled" if labeled else ""
+        hint = ". Labels come from `medcontrast index --labels` or --labels-from-folders"
         raise MedContrastError(
             f"manifest {manifest.path} has no usable{lab} {what} samples{where} "
-            f"({len(manifest.ok)} usable rows in all)"
+            f"({len(manifest.ok)} usable rows in all){hint if labeled else ''}"
         )
     return t.reset_index(drop=True)
 

@@ -24,9 +24,8 @@ from tqdm import tqdm
 from medcontrast.augment.params import AugmentParams
 from medcontrast.config import EvaluateConfig, save_config
 from medcontrast.config.resolve import resolve_evaluate
-from medcontrast.data.cache import ImageCache, build_cache
-from medcontrast.data.manifest import read_manifest
-from medcontrast.data.selection import class_names, label_codes, select_rows
+from medcontrast.data.cache import load_selection
+from medcontrast.data.selection import class_names, label_codes
 from medcontrast.errors import MedContrastError, first_line
 from medcontrast.evaluation.budgets import Budget, Selection, budgets_from, patient_order, select
 from medcontrast.evaluation.feature_figures import feature_figures
@@ -60,7 +59,8 @@ from medcontrast.evaluation.probes import extract_features, knn_probe, linear_pr
 from medcontrast.evaluation.report import write_report
 from medcontrast.evaluation.results_file import RUN_KEY, append_results
 from medcontrast.evaluation.scores import choose_threshold
-from medcontrast.runinfo import autocast_dtype, resolve_device, versions
+from medcontrast.runs import write_versions
+from medcontrast.runtime import autocast_dtype, resolve_device
 
 
 class Evaluation:
@@ -69,32 +69,14 @@ class Evaluation:
     def __init__(self, cfg: EvaluateConfig, folder: Path, progress: bool) -> None:
         self.cfg, self.folder, self.progress = cfg, folder, progress
         self.device = resolve_device(cfg.device)
-        manifest = read_manifest(cfg.data.manifest) if cfg.data.manifest else None
-        if manifest is None:
-            raise MedContrastError("data.manifest is not set")
-        try:
-            rows = select_rows(
-                manifest, cfg.data.ndim, cfg.data.modalities, splits=None, labeled=True
-            )
-        except MedContrastError as exc:
-            raise MedContrastError(
-                f"{exc}. An evaluation needs labels: index with --labels or --labels-from-folders"
-            ) from exc
-        self.classes = class_names(rows["label"])
+        self.cache, self.manifest_sha256 = load_selection(
+            cfg.data, splits=None, labeled=True, progress=progress
+        )
+        self.classes = class_names(self.cache.rows["label"])
         if len(self.classes) < 2:
             raise MedContrastError(
                 f"only one class ({self.classes[0]}) among the labeled rows; need two or more"
             )
-        self.manifest_sha256 = manifest.digest()
-        self.cache: ImageCache = build_cache(
-            manifest,
-            rows,
-            cfg.data.preprocess_spec(),
-            cache_dir=cfg.data.cache_dir or None,
-            in_memory=cfg.data.cache == "memory",
-            workers=cfg.data.workers,
-            progress=progress,
-        )
         t = self.cache.rows
         _, self.y = label_codes(t["label"], self.classes)
         self.split = {
@@ -201,7 +183,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     before = recorded_digests(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_config(cfg, folder / CONFIG)
-    (folder / "versions.json").write_text(json.dumps(versions(), indent=2))
+    write_versions(folder)
     ev = Evaluation(cfg, folder, progress)
     inits = resolve_inits(cfg.inits, cfg.data.ndim, cfg.data.size)
     valid = forget_changed(folder, before, inits, ev.manifest_sha256, cfg.on_change)

@@ -9,7 +9,6 @@ no notion of a torn trailing row (pandas reads it as NA), hence this small reade
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import sys
@@ -17,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from medcontrast.errors import MedContrastError
+from medcontrast.errors import MedContrastError, first_line
+from medcontrast.runs import append_csv
 
 RESULT_COLUMNS = [
     "init",
@@ -43,7 +43,7 @@ def _parse(path: Path, text: str) -> pd.DataFrame:
         table = pd.read_csv(io.StringIO(text))
     except (pd.errors.ParserError, ValueError) as exc:
         raise MedContrastError(
-            f"{path} is damaged ({str(exc).splitlines()[0]}); move it away to redo every run"
+            f"{path} is damaged ({first_line(exc)}); move it away to redo every run"
         ) from exc
     missing = [c for c in RESULT_COLUMNS if c not in table.columns]
     if missing:
@@ -98,12 +98,4 @@ def write_results(path: Path, table: pd.DataFrame) -> None:
 def append_results(path: Path, rows: list[dict]) -> None:
     """Append one run's rows in a single write and flush, ``seconds`` row last."""
     rows = sorted(rows, key=lambda r: r["metric"] == LAST_METRIC)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
-    if not path.exists() or path.stat().st_size == 0:
-        writer.writeheader()
-    writer.writerows(rows)
-    with open(path, "a", newline="") as fh:
-        fh.write(buffer.getvalue())
-        fh.flush()
-        os.fsync(fh.fileno())
+    append_csv(path, RESULT_COLUMNS, rows, sync=True)

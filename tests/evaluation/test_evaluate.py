@@ -137,7 +137,7 @@ def test_bad_inputs_are_clear(phantom_manifest, tiny_run, tmp_path):
     t["label"] = ""
     t.to_csv(unlabeled, index=False)
     (tmp_path / "m.json").write_text((phantom_manifest.with_suffix(".json")).read_text())
-    with pytest.raises(MedContrastError, match="needs labels"):
+    with pytest.raises(MedContrastError, match="Labels come from"):
         evaluate(_eval_cfg(unlabeled, root, run, "name=u"), progress=False)
     with pytest.raises(MedContrastError, match=r"3D encoder|2D"):
         evaluate(
