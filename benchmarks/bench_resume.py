@@ -30,8 +30,8 @@ from medcontrast.checkpoint import LAST
 
 def _archive(work: Path) -> Path:
     """A small phantom archive and its manifest (the demo's data, made here)."""
-    from medcontrast.data.index import build_index, write_index
-    from medcontrast.data.phantoms import make_phantoms
+    from medcontrast.archive.index import build_index, write_index
+    from medcontrast.phantoms.writer import make_phantoms
 
     manifest = work / "manifest.csv"
     if not manifest.exists():

@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 from _common import print_table, record, smooth_images
 
+from medcontrast.archive.index import build_index, write_index
 from medcontrast.config import PretrainConfig, load_config
-from medcontrast.data.index import build_index, write_index
 from medcontrast.train import pretrain
 
 WORKLOADS = {

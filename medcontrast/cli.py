@@ -21,7 +21,7 @@ from medcontrast.outputs import writable_folder
 
 
 def _cmd_phantoms(args: argparse.Namespace) -> int:
-    from medcontrast.data.phantoms import make_phantoms
+    from medcontrast.phantoms.writer import make_phantoms
 
     summary = make_phantoms(
         args.out_dir,
@@ -40,7 +40,7 @@ def _cmd_phantoms(args: argparse.Namespace) -> int:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from medcontrast.data.index import build_index, outside_archive, write_index
+    from medcontrast.archive.index import build_index, outside_archive, write_index
 
     fractions = tuple(float(x) for x in args.split.split(","))
     if len(fractions) != 3:

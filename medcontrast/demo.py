@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from medcontrast.archive.index import build_index, write_index
 from medcontrast.config import (
     EvaluateConfig,
     InitConfig,
@@ -19,9 +20,8 @@ from medcontrast.config import (
     load_config,
     save_config,
 )
-from medcontrast.data.index import build_index, write_index
-from medcontrast.data.phantoms import make_phantoms
 from medcontrast.errors import MedContrastError
+from medcontrast.phantoms.writer import make_phantoms
 
 # The demo's settings are the shipped phantoms_2d configs (a small, fast encoder; views that undo
 # the phantoms' nuisance: pose, body size, exposure, contrast curve, heel effect, blur, noise;

@@ -36,7 +36,7 @@ def shared_data(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def phantom_archive(tmp_path_factory) -> Path:
-    from medcontrast.data.phantoms import make_phantoms
+    from medcontrast.phantoms.writer import make_phantoms
 
     out = tmp_path_factory.mktemp("phantoms") / "archive"
     make_phantoms(out, patients=40, seed=5, workers=2, progress=False)  # labels in every split
@@ -45,7 +45,7 @@ def phantom_archive(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def phantom_manifest(phantom_archive, tmp_path_factory) -> Path:
-    from medcontrast.data.index import build_index, write_index
+    from medcontrast.archive.index import build_index, write_index
 
     result = build_index(phantom_archive, labels=phantom_archive / "labels.csv", progress=False)
     out = tmp_path_factory.mktemp("manifest") / "manifest.csv"

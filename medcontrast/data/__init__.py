@@ -1,1 +1,1 @@
-"""Archive indexing, the manifest, phantoms, preprocessing and cached datasets."""
+"""manifest -> cached, preprocessed tensors -> batches: what learning reads of an archive."""

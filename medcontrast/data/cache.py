@@ -25,9 +25,9 @@ from medcontrast._version import __version__
 from medcontrast.data.loading import SampleLoadError, check_pixels, load_sample
 from medcontrast.data.manifest import Manifest, read_manifest
 from medcontrast.data.preprocessing import PreprocessSettings, PreprocessSpec, preprocess
+from medcontrast.data.private_paths import scrub
 from medcontrast.data.selection import select_rows
 from medcontrast.errors import MedContrastError, first_line
-from medcontrast.privacy_paths import scrub
 
 
 @dataclass

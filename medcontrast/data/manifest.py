@@ -2,7 +2,7 @@
 
 One CSV row per sample, plus a small JSON sidecar (``<name>.json``) with the archive root and
 counts. Source paths are relative to that root; identifiers are pseudonyms (see
-:mod:`medcontrast.privacy`). Nothing after the manifest rescans folders.
+:mod:`medcontrast.archive.pseudonyms`). Nothing after the manifest rescans folders.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from medcontrast.data.private_paths import real_path, resolve_private
 from medcontrast.errors import MedContrastError
-from medcontrast.privacy_paths import real_path, resolve_private
 
 COLUMNS = [
     "sample_id",  # pseudonym of the sample (stable for a salt)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pydicom
 
-from medcontrast.data.phantoms import make_phantoms
+from medcontrast.phantoms.writer import make_phantoms
 
 
 def _tree_digest(root: Path) -> str:

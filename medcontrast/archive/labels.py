@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from medcontrast.data.grouping import Draft
+from medcontrast.archive.series import Draft
 from medcontrast.errors import MedContrastError
 
 KEY_ALIASES = {

@@ -22,8 +22,15 @@ import pandas as pd
 from tqdm import tqdm
 
 from medcontrast._version import __version__
-from medcontrast.data.grouping import Draft, group_records
-from medcontrast.data.labels import LabelTable, folder_label
+from medcontrast.archive.labels import LabelTable, folder_label
+from medcontrast.archive.pseudonyms import (
+    Pseudonymizer,
+    default_salt_path,
+    load_salt,
+    unit_interval,
+)
+from medcontrast.archive.scan import FileRecord, normalise, scan_file
+from medcontrast.archive.series import Draft, group_records
 from medcontrast.data.loading import (
     NpzStore,
     SampleLoadError,
@@ -36,15 +43,13 @@ from medcontrast.data.manifest import (
     PRIVATE_PREFIX,
     write_manifest,
 )
-from medcontrast.data.scan import FileRecord, normalise, scan_file
-from medcontrast.errors import MedContrastError
-from medcontrast.privacy import Pseudonymizer, default_salt_path, load_salt, unit_interval
-from medcontrast.privacy_paths import (
+from medcontrast.data.private_paths import (
     private_map_path,
     pseudonymous_path,
     scrub,
     store_private,
 )
+from medcontrast.errors import MedContrastError
 
 
 @dataclass

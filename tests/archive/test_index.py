@@ -14,8 +14,8 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from medcontrast.archive.index import build_index, write_index
 from medcontrast.cli import main
-from medcontrast.data.index import build_index, write_index
 from medcontrast.data.loading import load_sample
 from medcontrast.data.manifest import read_manifest
 from tests.conftest import shared_data

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from medcontrast.privacy import Pseudonymizer, load_salt, unit_interval
+from medcontrast.archive.pseudonyms import Pseudonymizer, load_salt, unit_interval
 
 IDENTIFYING = (
     "PatientName",
@@ -76,9 +76,9 @@ def test_no_identifier_in_manifest_or_logs(phantom_archive, tmp_path):
 
 
 def test_identifier_in_a_path_is_kept_private(tmp_path):
-    from medcontrast.data.index import build_index, write_index
+    from medcontrast.archive.index import build_index, write_index
     from medcontrast.data.manifest import read_manifest
-    from medcontrast.data.phantoms import make_phantoms
+    from medcontrast.phantoms.writer import make_phantoms
 
     archive = tmp_path / "archive"
     make_phantoms(archive, patients=4, seed=1, workers=1, progress=False)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from medcontrast.archive.scan import FileRecord
 from medcontrast.data.dicom_geometry import order_by_position
-from medcontrast.data.scan import FileRecord
 
 VOLUME_MODALITIES = {"CT", "MR", "PT", "NM", "OT"}
 MIN_SLICES = 3

@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from medcontrast.data.phantom_anatomy import (
+from medcontrast.errors import MedContrastError
+from medcontrast.phantoms.anatomy import (
     chest_anatomy,
     chest_radiograph,
     consolidation_site,
     head_volume,
     radiograph_acquisition,
 )
-from medcontrast.errors import MedContrastError
 
 FAMILY = [
     "MUELLER",
