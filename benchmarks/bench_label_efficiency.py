@@ -25,7 +25,7 @@ from _common import print_table, record
 
 from medcontrast.archive.index import build_index, write_index
 from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
-from medcontrast.evaluation.evaluate import evaluate
+from medcontrast.evaluate import evaluate
 from medcontrast.evaluation.report import headline_text
 from medcontrast.train import pretrain
 

@@ -32,7 +32,7 @@ from _common import print_table, record
 from bench_label_efficiency import data_overrides, shipped_config
 
 from medcontrast.config import EvaluateConfig, PretrainConfig
-from medcontrast.evaluation.evaluate import evaluate
+from medcontrast.evaluate import evaluate
 from medcontrast.evaluation.results_file import read_results
 from medcontrast.train import pretrain
 

@@ -78,7 +78,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from medcontrast.config import EvaluateConfig, load_config
-    from medcontrast.evaluation.evaluate import evaluate
+    from medcontrast.evaluate import evaluate
     from medcontrast.evaluation.report import headline_text
 
     cfg = load_config(EvaluateConfig, args.config, args.overrides)
@@ -88,9 +88,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from medcontrast.evaluation.report import headline_text, write_report
+    from medcontrast.evaluate import report
+    from medcontrast.evaluation.report import headline_text
 
-    write_report(args.eval_dir)
+    report(args.eval_dir)
     print(f"{headline_text(Path(args.eval_dir))}\n\nreport: {Path(args.eval_dir) / 'report.html'}")
     return 0
 

@@ -53,7 +53,7 @@ def run_demo(
     progress: bool = True,
 ) -> Path:
     """Run every stage into ``out``; returns the path of report.html."""
-    from medcontrast.evaluation.evaluate import evaluate
+    from medcontrast.evaluate import evaluate
     from medcontrast.evaluation.report import headline_text
     from medcontrast.train import pretrain
 

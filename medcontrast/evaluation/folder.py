@@ -15,9 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from medcontrast.config import EvaluateConfig, from_dict
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.results_file import read_results
 
@@ -104,12 +102,28 @@ def read_timing(folder: Path) -> list[dict]:
     return out
 
 
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the report reads of an evaluation's settings (its entry point takes them from the
+    folder's ``config.yaml``, which may be edited before ``medcontrast report``)."""
+
+    protocols: list[str]
+    metrics: list[str]
+    headline_metric: str
+    threshold: str  # youden, argmax or a fixed number in (0, 1)
+    positive_class: str  # empty: the one the evaluation resolved
+    bootstrap: int  # resamples of the test patients
+    seeds: list[int]  # of the label budgets
+    finetune_mode: str  # plain or lpft
+    wise_alphas: list[float]  # WiSE-FT weights tried after LP-FT
+
+
 @dataclass
 class EvalFolder:
     """Everything the report needs, read from an evaluation folder."""
 
     path: Path
-    cfg: EvaluateConfig
+    settings: ReportSettings
     results: pd.DataFrame
     inits: list[dict]
     dataset: dict
@@ -119,7 +133,9 @@ class EvalFolder:
     timing: list[dict] = field(default_factory=list)
 
     @classmethod
-    def read(cls, path: str | Path) -> EvalFolder:
+    def read(cls, path: str | Path, settings: ReportSettings) -> EvalFolder:
+        """The folder's files; ``settings`` come from its ``config.yaml`` (an entry point reads
+        it, see :func:`medcontrast.evaluate.saved_report_settings`)."""
         path = Path(path)
         for name in (CONFIG, RESULTS, INITS, DATASET, LABELS):
             if not (path / name).exists():
@@ -131,14 +147,13 @@ class EvalFolder:
                         else ""
                     )
                 )
-        cfg = from_dict(EvaluateConfig, yaml.safe_load((path / CONFIG).read_text()) or {})
         results = read_results(path / RESULTS)
         if results.empty:
             raise MedContrastError(f"{path / RESULTS} holds no finished run")
         labels = np.load(path / LABELS)
         return cls(
             path=path,
-            cfg=cfg,
+            settings=settings,
             results=results,
             inits=json.loads((path / INITS).read_text()),
             dataset=json.loads((path / DATASET).read_text()),
@@ -157,7 +172,7 @@ class EvalFolder:
         """The class sensitivity refers to: the saved config's ``positive_class`` (it may be
         edited before ``medcontrast report``), else the one the evaluation resolved."""
         return resolve_positive(
-            self.cfg.positive_class,
+            self.settings.positive_class,
             self.classes,
             int(self.dataset["positive"]),
             f"{self.path / CONFIG}: ",

@@ -16,13 +16,9 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from medcontrast.config import EvaluateConfig, from_dict, to_dict
-from medcontrast.config.renamed import upgrade
-from medcontrast.config.resolve import resolve_evaluate
 from medcontrast.errors import MedContrastError
-from medcontrast.evaluation.folder import CONFIG, DATASET, INITS, RESULTS, feature_path, safe_name
+from medcontrast.evaluation.folder import DATASET, INITS, RESULTS, feature_path, safe_name
 from medcontrast.evaluation.inits import Init
 from medcontrast.evaluation.results_file import read_results, write_results
 from medcontrast.runs import config_changes
@@ -46,10 +42,6 @@ _SCHEDULE_KEYS = (
 )
 
 
-# Settings added with a default other than the behaviour before them: what that behaviour was.
-_BEFORE_THEY_EXISTED = {("finetune", "mode"): "plain"}
-
-
 def _identity(saved: dict) -> dict:
     """The settings that give results.csv rows their meaning (all but the schedule keys)."""
     out = copy.deepcopy(saved)
@@ -61,24 +53,13 @@ def _identity(saved: dict) -> dict:
     return out
 
 
-def _plain(cfg: EvaluateConfig) -> dict:
-    """A config as the YAML file holds it (lists, not tuples)."""
-    return yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-
-
-def check_same_settings(folder: Path, cfg: EvaluateConfig, cuda: bool) -> None:
-    """Refuse to continue a folder whose results were computed with other settings (``cfg`` is
-    resolved; so is the saved config, as it would be on this machine, for an older folder)."""
-    saved = folder / CONFIG
-    if not saved.exists():
+def check_same_settings(folder: Path, previous: dict | None, now: dict) -> None:
+    """Refuse to continue a folder whose results were computed with other settings: ``previous``
+    is its saved config (None for a new folder) and ``now`` today's, both resolved on this
+    machine and as their YAML files hold them."""
+    if previous is None:
         return
-    # Settings a folder predates take their defaults, so an older folder can be continued;
-    # those whose default changed since take the value that was in force before they existed.
-    raw = upgrade(yaml.safe_load(saved.read_text()) or {}, warn=False)
-    for (section, key), value in _BEFORE_THEY_EXISTED.items():
-        raw.setdefault(section, {}).setdefault(key, value)
-    previous = _plain(resolve_evaluate(from_dict(EvaluateConfig, raw), cuda))
-    changes = config_changes(_identity(previous), _identity(_plain(cfg)))
+    changes = config_changes(_identity(previous), _identity(now))
     if changes:
         listed = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in changes.items())
         raise MedContrastError(

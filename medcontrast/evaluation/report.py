@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 
 from medcontrast._version import __version__
-from medcontrast.evaluation.folder import EMBEDDINGS, RETRIEVAL, SUMMARY, EvalFolder
+from medcontrast.evaluation.folder import (
+    EMBEDDINGS,
+    RETRIEVAL,
+    SUMMARY,
+    EvalFolder,
+    ReportSettings,
+)
 from medcontrast.evaluation.headline import PROTOCOL_NAMES, Comparison, compare, sentence
 from medcontrast.evaluation.labels_saved import LabelsSaved, complete_budgets, labels_saved
 from medcontrast.evaluation.plots import label_efficiency
@@ -112,7 +118,7 @@ def _compare_init(
     out: Headline,
 ) -> None:
     """Labels saved and each budget's comparison for one pretrained init, into ``out``."""
-    metric = folder.cfg.headline_metric
+    metric = folder.settings.headline_metric
     name = METRIC_NAMES.get(metric, metric)
     comparisons = {b: c for b in budgets if (c := compare(scores, pre, randoms, b, metric))}
     for b in _picks(folder, budgets):
@@ -224,17 +230,17 @@ def choice_table(comparisons: list[Comparison]) -> pd.DataFrame:
     )
 
 
-def write_report(path: str | Path) -> Headline:
+def write_report(path: str | Path, settings: ReportSettings) -> Headline:
     """Write summary.csv, the label-efficiency figure, report.md and report.html of an
     evaluation folder; returns the headline (for the console)."""
-    folder = EvalFolder.read(path)
-    cfg = folder.cfg
+    folder = EvalFolder.read(path, settings)
+    settings = folder.settings
     scores = score_folder(folder)
     randoms = [r for r in folder.random_inits() if any(k[0] == r for k in scores.runs)]
     summary = summarise(scores, randoms[0] if randoms else None)
     summary.to_csv(folder.path / SUMMARY, index=False)
     head = build_headline(folder, scores)
-    metric = cfg.headline_metric
+    metric = settings.headline_metric
     figures = [_curve_figure(folder, summary, head, metric)]
     figures += [f for f in FEATURE_FIGURES if (folder.path / f[0]).exists()]
     md = _header(folder, head) + _tables(folder, summary, head, metric)
@@ -278,8 +284,8 @@ _WISE = (
 )
 
 
-def _wise_on(cfg) -> bool:
-    return cfg.finetune.mode == "lpft" and bool(cfg.finetune.wise_alphas)
+def _wise_on(settings: ReportSettings) -> bool:
+    return settings.finetune_mode == "lpft" and bool(settings.wise_alphas)
 
 
 def _compute_line(results: pd.DataFrame, timing: list[dict]) -> str:
@@ -305,12 +311,12 @@ def _compute_line(results: pd.DataFrame, timing: list[dict]) -> str:
 
 
 def _header(folder: EvalFolder, head: Headline) -> list[str]:
-    cfg = folder.cfg
+    settings = folder.settings
     rule = {
         "youden": "chosen per run on the validation split by Youden's J",
         "argmax": "the most probable class",
-    }.get(cfg.threshold, f"fixed at {cfg.threshold}")
-    seeds = ", ".join(map(str, cfg.budgets.seeds))
+    }.get(settings.threshold, f"fixed at {settings.threshold}")
+    seeds = ", ".join(map(str, settings.seeds))
     return [
         "# Label-efficiency report",
         "",
@@ -327,17 +333,21 @@ def _header(folder: EvalFolder, head: Headline) -> list[str]:
         "",
         "## What was run",
         "",
-        f"- Protocols: {', '.join(PROTOCOL_NAMES.get(p, p) for p in cfg.protocols)}."
-        + (FINETUNE_MODES.get(cfg.finetune.mode, "") if "finetune" in cfg.protocols else "")
-        + (_WISE if "finetune" in cfg.protocols and _wise_on(cfg) else ""),
+        f"- Protocols: {', '.join(PROTOCOL_NAMES.get(p, p) for p in settings.protocols)}."
+        + (
+            FINETUNE_MODES.get(settings.finetune_mode, "")
+            if "finetune" in settings.protocols
+            else ""
+        )
+        + (_WISE if "finetune" in settings.protocols and _wise_on(settings) else ""),
         "- Label budgets (labelled train split only; stratified by class, whole patients, nested): "
         + ", ".join(folder.results.sort_values("labels_used")["budget"].unique())
         + ".",
         f"- Seeds: {seeds}; every initialisation uses the same budget draws, so differences are paired.",
-        f"- Metrics on the fixed test split: {', '.join(METRIC_NAMES.get(m, m) for m in cfg.metrics)}. "
+        f"- Metrics on the fixed test split: {', '.join(METRIC_NAMES.get(m, m) for m in settings.metrics)}. "
         f"Decisions for accuracy-type metrics: {rule}; positive class `{folder.classes[folder.positive]}`.",
         _compute_line(folder.results, folder.timing),
-        f"- 95% intervals: {cfg.bootstrap} bootstrap replicates, each redrawing the test split's "
+        f"- 95% intervals: {settings.bootstrap} bootstrap replicates, each redrawing the test split's "
         "patients (all images of a patient together) and the seeds.",
         "",
         "Initialisations:",
@@ -398,7 +408,7 @@ def _tables(folder: EvalFolder, summary: pd.DataFrame, head: Headline, metric: s
             md_table(diffs),
             "",
         ]
-    for other in folder.cfg.metrics:
+    for other in folder.settings.metrics:
         if other != metric:
             md += [
                 f"### {METRIC_NAMES.get(other, other)}",

@@ -75,13 +75,13 @@ class Scores:
 
 def score_folder(folder: EvalFolder, seed: int = 0) -> Scores:
     """Score every run of an evaluation folder (bootstrap over test patients)."""
-    cfg = folder.cfg
-    metrics = list(dict.fromkeys([cfg.headline_metric, *cfg.metrics]))
-    weights = bootstrap_weights(len(folder.y_test), cfg.bootstrap, seed, folder.test_groups)
+    settings = folder.settings
+    metrics = list(dict.fromkeys([settings.headline_metric, *settings.metrics]))
+    weights = bootstrap_weights(len(folder.y_test), settings.bootstrap, seed, folder.test_groups)
     res = folder.results
-    out = Scores(n_boot=cfg.bootstrap, metrics=metrics)
+    out = Scores(n_boot=settings.bootstrap, metrics=metrics)
     out.labels = res.groupby("budget")["labels_used"].mean().to_dict()
-    head, positive = cfg.headline_metric, folder.positive
+    head, positive = settings.headline_metric, folder.positive
     runs = res[["init", "protocol", "budget", "seed"]].drop_duplicates()
     for init, protocol, budget, s in runs.itertuples(index=False):
         test = folder.prediction(init, protocol, budget, int(s))
@@ -89,7 +89,7 @@ def score_folder(folder: EvalFolder, seed: int = 0) -> Scores:
             continue  # a row without its prediction file: nothing to score
         val = folder.prediction(init, protocol, budget, int(s), "val")
         out.missing_val += val is None
-        t = choose_threshold(cfg.threshold, folder.y_val, val, positive)
+        t = choose_threshold(settings.threshold, folder.y_val, val, positive)
         val_score = (
             point_metrics(folder.y_val, val, [head], t, positive)[head]
             if val is not None and len(folder.y_val)

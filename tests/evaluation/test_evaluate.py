@@ -14,7 +14,7 @@ from medcontrast.cli import main
 from medcontrast.config import EvaluateConfig, FinetuneConfig, load_config
 from medcontrast.config.resolve import evaluation_name
 from medcontrast.errors import MedContrastError
-from medcontrast.evaluation.evaluate import evaluate
+from medcontrast.evaluate import evaluate
 from medcontrast.runs import flatten
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from medcontrast.config import EvaluateConfig, load_config
 from medcontrast.errors import MedContrastError
-from medcontrast.evaluation.evaluate import evaluate
+from medcontrast.evaluate import evaluate
 from medcontrast.export import WEIGHTS
 
 

@@ -7,10 +7,12 @@ import pytest
 
 from medcontrast.cli import main
 from medcontrast.errors import MedContrastError
+from medcontrast.evaluate import report as write_report
+from medcontrast.evaluate import saved_report_settings
 from medcontrast.evaluation.folder import EvalFolder
 from medcontrast.evaluation.headline import sentence
 from medcontrast.evaluation.labels_saved import AT_MOST, MATCH, MORE_THAN, crossing
-from medcontrast.evaluation.report import build_headline, write_report
+from medcontrast.evaluation.report import build_headline
 from medcontrast.evaluation.scores import score_folder
 from tests.evaluation.constructed import write_folder
 
@@ -19,7 +21,7 @@ WEAK = {10: 0.55, 20: 0.57, 40: 0.59, 80: 0.61}
 
 
 def _headline(folder):
-    f = EvalFolder.read(folder)
+    f = EvalFolder.read(folder, saved_report_settings(folder))
     return build_headline(f, score_folder(f))
 
 

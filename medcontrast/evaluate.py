@@ -24,6 +24,7 @@ from tqdm import tqdm
 from medcontrast.augment.params import AugmentParams
 from medcontrast.config import EvaluateConfig, save_config
 from medcontrast.config.resolve import resolve_evaluate
+from medcontrast.config.saved import as_saved, read_saved_evaluation
 from medcontrast.data.cache import load_selection
 from medcontrast.data.selection import class_names, label_codes
 from medcontrast.errors import MedContrastError, first_line
@@ -42,6 +43,7 @@ from medcontrast.evaluation.folder import (
     INITS,
     LABELS,
     RESULTS,
+    ReportSettings,
     feature_path,
     prediction_path,
     record_timing,
@@ -56,7 +58,7 @@ from medcontrast.evaluation.identity import (
 from medcontrast.evaluation.inits import Init, resolve_inits
 from medcontrast.evaluation.metrics import point_metrics
 from medcontrast.evaluation.probes import extract_features, knn_probe, linear_probe
-from medcontrast.evaluation.report import write_report
+from medcontrast.evaluation.report import Headline, write_report
 from medcontrast.evaluation.results_file import RUN_KEY, append_results
 from medcontrast.evaluation.scores import choose_threshold
 from medcontrast.runs import write_versions
@@ -179,7 +181,10 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     cuda = torch.cuda.is_available()
     cfg = resolve_evaluate(cfg, cuda)
     folder = Path(cfg.out_dir) / cfg.name
-    check_same_settings(folder, cfg, cuda)
+    saved = folder / CONFIG
+    # the saved config as it would resolve on this machine (an older folder saved "auto")
+    previous = resolve_evaluate(read_saved_evaluation(saved), cuda) if saved.exists() else None
+    check_same_settings(folder, previous and as_saved(previous), as_saved(cfg))
     before = recorded_digests(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_config(cfg, folder / CONFIG)
@@ -269,8 +274,37 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
         cfg.embedding_plot,
         cfg.retrieval_queries,
     )
-    write_report(folder)
+    write_report(folder, report_settings(cfg))
     return folder
+
+
+def report_settings(cfg: EvaluateConfig) -> ReportSettings:
+    """What the report reads of an evaluation's settings."""
+    return ReportSettings(
+        protocols=list(cfg.protocols),
+        metrics=list(cfg.metrics),
+        headline_metric=cfg.headline_metric,
+        threshold=cfg.threshold,
+        positive_class=cfg.positive_class,
+        bootstrap=cfg.bootstrap,
+        seeds=list(cfg.budgets.seeds),
+        finetune_mode=cfg.finetune.mode,
+        wise_alphas=list(cfg.finetune.wise_alphas),
+    )
+
+
+def saved_report_settings(folder: str | Path) -> ReportSettings:
+    """The report settings of an evaluation folder's ``config.yaml`` (edited by hand, for
+    example ``threshold``, they are checked as at load)."""
+    saved = Path(folder) / CONFIG
+    if not saved.exists():
+        raise MedContrastError(f"{folder} is not a finished evaluation folder: {CONFIG} is missing")
+    return report_settings(read_saved_evaluation(saved))
+
+
+def report(folder: str | Path) -> Headline:
+    """(Re)write the report of an evaluation folder from its files and saved settings."""
+    return write_report(folder, saved_report_settings(folder))
 
 
 def _probe(
