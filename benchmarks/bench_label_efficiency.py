@@ -27,7 +27,7 @@ from medcontrast.archive.index import build_index, write_index
 from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
 from medcontrast.evaluate import evaluate
 from medcontrast.evaluation.report import headline_text
-from medcontrast.train import pretrain
+from medcontrast.pretrain import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 C = TypeVar("C")

@@ -34,7 +34,7 @@ from bench_label_efficiency import data_overrides, shipped_config
 from medcontrast.config import EvaluateConfig, PretrainConfig
 from medcontrast.evaluate import evaluate
 from medcontrast.evaluation.results_file import read_results
-from medcontrast.train import pretrain
+from medcontrast.pretrain import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED, RANDOM = "pretrained", "random"

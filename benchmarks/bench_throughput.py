@@ -21,7 +21,7 @@ from _common import print_table, record, smooth_images
 
 from medcontrast.archive.index import build_index, write_index
 from medcontrast.config import PretrainConfig, load_config
-from medcontrast.train import pretrain
+from medcontrast.pretrain import pretrain
 
 WORKLOADS = {
     "2d-64": dict(ndim=2, size=64, encoder="timm:resnet18", preset="radiograph", batch=256),

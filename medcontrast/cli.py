@@ -68,7 +68,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from medcontrast.config import PretrainConfig, load_config
-    from medcontrast.train import pretrain
+    from medcontrast.pretrain import pretrain
 
     cfg = load_config(PretrainConfig, args.config, args.overrides)
     run_dir = pretrain(cfg, resume=args.resume)

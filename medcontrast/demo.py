@@ -55,7 +55,7 @@ def run_demo(
     """Run every stage into ``out``; returns the path of report.html."""
     from medcontrast.evaluate import evaluate
     from medcontrast.evaluation.report import headline_text
-    from medcontrast.train import pretrain
+    from medcontrast.pretrain import pretrain
 
     out = Path(out).resolve()
     archive = out / "archive"

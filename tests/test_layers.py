@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "medcontrast"
 # The commands: only these read the config; below them code receives plain arguments.
 # train_loop is the pretraining entry point's loop, split off for length.
-ENTRY_POINTS = {"cli", "demo", "train", "train_loop", "evaluate"}
+ENTRY_POINTS = {"cli", "demo", "pretrain", "train_loop", "evaluate"}
 
 
 def _module(path: Path) -> str:

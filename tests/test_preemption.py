@@ -15,8 +15,8 @@ import pytest
 
 from medcontrast import checkpoint
 from medcontrast.config import PretrainConfig, load_config
-from medcontrast.train import pretrain
-from tests.test_train import _overrides
+from medcontrast.pretrain import pretrain
+from tests.test_pretrain import _overrides
 
 
 def _wait_for_steps(proc: subprocess.Popen, metrics: Path, steps: int, timeout: float) -> None:

@@ -21,9 +21,9 @@ from medcontrast import checkpoint
 from medcontrast.cli import main
 from medcontrast.data.manifest import read_manifest, sidecar_path, write_manifest
 from medcontrast.errors import MedContrastError
+from medcontrast.pretrain import pretrain
 from medcontrast.runs import MetricsLog, RunLock, append_csv, config_changes, write_versions
-from medcontrast.train import pretrain
-from tests.test_train import _cfg, _overrides
+from tests.test_pretrain import _cfg, _overrides
 
 BASE = ["train.max_steps=6", "train.checkpoint_every=2", "train.seed=2"]
 

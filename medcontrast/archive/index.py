@@ -30,7 +30,7 @@ from medcontrast.archive.pseudonyms import (
     unit_interval,
 )
 from medcontrast.archive.scan import FileRecord, normalise, scan_file
-from medcontrast.archive.series import Draft, group_records
+from medcontrast.archive.series import Draft, samples_from_files
 from medcontrast.data.loading import (
     NpzStore,
     SampleLoadError,
@@ -236,7 +236,7 @@ def build_index(
         # A trailing "/" marks a folder: every part of its path is a folder name to hide.
         rel = path.relative_to(root).as_posix() + "/" if path and path.is_relative_to(root) else "?"
         records.append(FileRecord(rel, "other", err))
-    drafts = group_records(records)
+    drafts = samples_from_files(records)
 
     for draft in drafts:
         if draft.error:

@@ -1,7 +1,7 @@
 """Look at one archive file, by content, without decoding pixels.
 
 ``scan_file`` is a pure function of a path, so the walk can run it in a process pool; its result,
-:class:`FileRecord`, holds what grouping, labels and privacy need. Raw identifiers stay in memory
+:class:`FileRecord`, holds what series stacking, labels and pseudonyms need. Raw identifiers stay in memory
 (``DicomInfo.keys`` and ``phi``): they are hashed before anything is written.
 """
 
@@ -51,7 +51,7 @@ _NON_WORD = re.compile(r"[^a-z0-9]+")
 
 @dataclass
 class DicomInfo:
-    """What grouping and loading need from a DICOM header (raw values; never written)."""
+    """What series stacking and loading need from a DICOM header (raw values; never written)."""
 
     modality: str
     sop_class: str

@@ -138,29 +138,29 @@ def _series_volumes(recs: list[FileRecord]) -> list[Draft]:
         else:
             out.append(_single(rec))
     orientations = {key[0] for key in stackable}
-    for (ori, rows, cols), group in stackable.items():
-        if len(group) < MIN_SLICES:
+    for (ori, rows, cols), slices in stackable.items():
+        if len(slices) < MIN_SLICES:
             note = (
                 "image of a series whose slices differ in orientation; kept as a 2D image"
                 if len(orientations) > 1
                 else ""
             )
-            out.extend(_single(r, note) for r in group)
+            out.extend(_single(r, note) for r in slices)
             continue
-        out.extend(_stack(group, list(ori), rows, cols))
+        out.extend(_stack(slices, list(ori), rows, cols))
     return out
 
 
-def _stack(group: list[FileRecord], ori: list[float], rows: int, cols: int) -> list[Draft]:
-    order, dist = order_by_position([r.dicom.position for r in group], ori)
+def _stack(slices: list[FileRecord], ori: list[float], rows: int, cols: int) -> list[Draft]:
+    order, dist = order_by_position([r.dicom.position for r in slices], ori)
     unique = np.unique(np.round(dist, 3))
     if len(unique) == 1:
         # Same plane repeated (several encodings or echoes of one slice): separate images.
-        return [_single(r) for r in group]
+        return [_single(r) for r in slices]
     if len(unique) < len(dist):
         # Several acquisitions or echoes interleaved in one series: split and try again.
         parts: dict[tuple, list[FileRecord]] = defaultdict(list)
-        for r in group:
+        for r in slices:
             parts[(r.dicom.acquisition, r.dicom.echo, r.dicom.temporal)].append(r)
         if len(parts) > 1:
             drafts = []
@@ -171,21 +171,21 @@ def _stack(group: list[FileRecord], ori: list[float], rows: int, cols: int) -> l
                     else [_single(r) for r in part]
                 )
             return drafts
-        first = group[0]
+        first = slices[0]
         return [
             Draft(
-                [r.rel for r in group],
+                [r.rel for r in slices],
                 "dicom-series",
                 first.dicom.modality,
                 3,
                 (),
                 None,
                 _dicom_keys(first),
-                error=f"series of {len(group)} slices with only {len(unique)} distinct "
+                error=f"series of {len(slices)} slices with only {len(unique)} distinct "
                 "positions and nothing (acquisition, echo, time) to tell them apart",
             )
         ]
-    ordered = [group[i] for i in order]
+    ordered = [slices[i] for i in order]
     gaps = np.diff(dist)
     step = float(np.median(gaps))
     notes = []
@@ -210,7 +210,7 @@ def _stack(group: list[FileRecord], ori: list[float], rows: int, cols: int) -> l
     ]
 
 
-def group_records(records: list[FileRecord]) -> list[Draft]:
+def samples_from_files(records: list[FileRecord]) -> list[Draft]:
     """All samples (including skipped ones) from the scanned files, in a stable order."""
     drafts: list[Draft] = []
     series: dict[str, list[FileRecord]] = defaultdict(list)

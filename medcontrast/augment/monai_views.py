@@ -175,7 +175,8 @@ class TwoViewDataset(Dataset):
         params: augmentation parameters.
         seed: run seed; call :meth:`set_epoch` before each epoch.
         patients: (N,) integer patient codes, used for same-patient masking.
-        groups / group_of: positive groups for patient-aware positives (None: two views of one image).
+        partner_sets / set_of: the images each image may pair with, for patient-aware
+            positives (:func:`medcontrast.data.pairs.partner_index`; None: two views of one image).
         labels: (N,) integer class codes (SupCon).
     """
 
@@ -185,8 +186,8 @@ class TwoViewDataset(Dataset):
         params: AugmentParams,
         seed: int,
         patients: np.ndarray | None = None,
-        groups: list[np.ndarray] | None = None,
-        group_of: np.ndarray | None = None,
+        partner_sets: list[np.ndarray] | None = None,
+        set_of: np.ndarray | None = None,
         labels: np.ndarray | None = None,
     ) -> None:
         self.array = array
@@ -195,7 +196,7 @@ class TwoViewDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.patients = patients if patients is not None else np.arange(len(array))
-        self.groups, self.group_of = groups, group_of
+        self.partner_sets, self.set_of = partner_sets, set_of
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -204,7 +205,7 @@ class TwoViewDataset(Dataset):
         return len(self.array)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        j = partner_index(i, self.groups, self.group_of, draw_seed(self.seed, self.epoch))
+        j = partner_index(i, self.partner_sets, self.set_of, draw_seed(self.seed, self.epoch))
         x1 = torch.from_numpy(np.asarray(self.array[i], dtype=np.float32))
         x2 = x1 if j == i else torch.from_numpy(np.asarray(self.array[j], dtype=np.float32))
         item = {

@@ -14,41 +14,43 @@ from medcontrast.errors import MedContrastError
 from medcontrast.seeding import Stream, draw_seed
 
 
-def group_codes(values: pd.Series) -> tuple[np.ndarray, list[np.ndarray]]:
+def codes_and_members(values: pd.Series) -> tuple[np.ndarray, list[np.ndarray]]:
     """(N,) integer codes of ``values`` (patient or study per sample) and, per code, the sample
-    indices that carry it."""
+    indices that carry it: the partner sets of pairing by that column."""
     codes, uniques = pd.factorize(values)
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    groups = [order[bounds[i] : bounds[i + 1]] for i in range(len(uniques))]
-    return codes.astype(np.int64), groups
+    members = [order[bounds[i] : bounds[i + 1]] for i in range(len(uniques))]
+    return codes.astype(np.int64), members
 
 
-def check_partners(groups: list[np.ndarray], n: int, group: str, say: bool) -> None:
+def check_partners(partner_sets: list[np.ndarray], n: int, unit: str, say: bool) -> None:
     """Patient-aware positives need images that share a patient (or study): stop when none do,
     rather than silently training plain two-views-of-one-image SimCLR; else say how many."""
-    paired = sum(len(g) for g in groups if len(g) > 1)
+    paired = sum(len(g) for g in partner_sets if len(g) > 1)
     if paired == 0:
         raise MedContrastError(
-            f"pairs.positives={group}, but no {group} has two usable training images "
-            f"({n} images of {len(groups)} {group}s): there is no other image to pair with; "
+            f"pairs.positives={unit}, but no {unit} has two usable training images "
+            f"({n} images of {len(partner_sets)} {unit}s): there is no other image to pair with; "
             "set pairs.positives=image"
         )
     if say:
         print(
-            f"note: pairs.positives={group}: {paired} of {n} images have another image of the "
-            f"same {group} to pair with; the other {n - paired} pair with themselves",
+            f"note: pairs.positives={unit}: {paired} of {n} images have another image of the "
+            f"same {unit} to pair with; the other {n - paired} pair with themselves",
             file=sys.stderr,
         )
 
 
 def partner_index(
-    i: int, groups: list[np.ndarray] | None, group_of: np.ndarray | None, seed: int
+    i: int, partner_sets: list[np.ndarray] | None, set_of: np.ndarray | None, seed: int
 ) -> int:
-    """For MICLe-style positives: another image of the same patient or study (or ``i`` itself)."""
-    if groups is None or group_of is None:
+    """For MICLe-style positives: another image of the same patient or study (or ``i`` itself).
+    ``partner_sets`` lists the images of each patient (or study), ``set_of`` (N,) is the set of
+    each image; None pairs every image with itself."""
+    if partner_sets is None or set_of is None:
         return i
-    members = groups[group_of[i]]
+    members = partner_sets[set_of[i]]
     if len(members) < 2:
         return i
     others = members[members != i]
@@ -68,12 +70,12 @@ class PairBatchDataset(Dataset):
         array: np.ndarray,
         patients: np.ndarray,
         seed: int,
-        groups: list[np.ndarray] | None = None,
-        group_of: np.ndarray | None = None,
+        partner_sets: list[np.ndarray] | None = None,
+        set_of: np.ndarray | None = None,
         labels: np.ndarray | None = None,
     ) -> None:
         self.array, self.patients, self.seed = array, patients, seed
-        self.groups, self.group_of, self.labels = groups, group_of, labels
+        self.partner_sets, self.set_of, self.labels = partner_sets, set_of, labels
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -92,10 +94,10 @@ class PairBatchDataset(Dataset):
             "index": torch.from_numpy(idx),
             "patient": torch.from_numpy(self.patients[idx].astype(np.int64)),
         }
-        if self.groups is not None:
+        if self.partner_sets is not None:
             seed = draw_seed(self.seed, self.epoch)
             partner = np.array(
-                [partner_index(int(i), self.groups, self.group_of, seed) for i in idx]
+                [partner_index(int(i), self.partner_sets, self.set_of, seed) for i in idx]
             )
             out["x2"] = torch.from_numpy(np.asarray(self.array[partner], dtype=np.float32))
         if self.labels is not None:

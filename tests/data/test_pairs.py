@@ -6,18 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medcontrast.data.pairs import check_partners, group_codes, partner_index
+from medcontrast.data.pairs import check_partners, codes_and_members, partner_index
 from medcontrast.errors import MedContrastError
 
 
-def test_group_codes_lists_the_members_of_each_patient():
-    codes, members = group_codes(pd.Series(["p1", "p2", "p1", "p3", "p1"]))
+def test_codes_and_members_lists_the_members_of_each_patient():
+    codes, members = codes_and_members(pd.Series(["p1", "p2", "p1", "p3", "p1"]))
     assert codes.tolist() == [0, 1, 0, 2, 0]
     assert [m.tolist() for m in members] == [[0, 2, 4], [1], [3]]
 
 
 def test_a_partner_is_another_image_of_the_same_patient_drawn_by_the_seed():
-    codes, members = group_codes(pd.Series(["p1", "p2", "p1", "p3", "p1"]))
+    codes, members = codes_and_members(pd.Series(["p1", "p2", "p1", "p3", "p1"]))
     partners = {partner_index(0, members, codes, seed) for seed in range(50)}
     assert partners == {2, 4}  # never itself while others exist, both drawn over seeds
     assert partner_index(0, members, codes, 5) == partner_index(0, members, codes, 5)
@@ -26,10 +26,10 @@ def test_a_partner_is_another_image_of_the_same_patient_drawn_by_the_seed():
 
 
 def test_no_patient_with_two_images_is_an_error_naming_the_setting(capsys):
-    _, alone = group_codes(pd.Series(["a", "b", "c"]))
+    _, alone = codes_and_members(pd.Series(["a", "b", "c"]))
     with pytest.raises(MedContrastError, match=r"pairs\.positives=patient, but no patient"):
         check_partners(alone, 3, "patient", say=True)
-    _, some = group_codes(pd.Series(["a", "a", "c"]))
+    _, some = codes_and_members(pd.Series(["a", "a", "c"]))
     check_partners(some, 3, "patient", say=True)
     assert "2 of 3 images have another image" in capsys.readouterr().err
-    assert np.array_equal(group_codes(pd.Series(["x"]))[0], [0])
+    assert np.array_equal(codes_and_members(pd.Series(["x"]))[0], [0])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from medcontrast.config import PretrainConfig, load_config
-from medcontrast.train import pretrain
+from medcontrast.pretrain import pretrain
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from medcontrast.config import PretrainConfig, from_dict, save_config, to_dict
 from medcontrast.config.renamed import upgrade_saved
 from medcontrast.config.resolve import resolve_pretrain, resolve_steps
 from medcontrast.data.cache import ImageCache, load_selection
-from medcontrast.data.pairs import PairBatchDataset, check_partners, group_codes
+from medcontrast.data.pairs import PairBatchDataset, check_partners, codes_and_members
 from medcontrast.data.sampling import BatchSampler
 from medcontrast.data.selection import label_codes
 from medcontrast.distributed import DistInfo, init_distributed
@@ -164,11 +164,11 @@ def _build_data(
             f"train.batch_size {cfg.train.batch_size} x {info.world_size} process(es) = {global_batch} "
             f"is larger than the {n} training samples; lower train.batch_size"
         )
-    patients, _ = group_codes(cache.rows["patient"])
-    group_of, groups = (None, None)
+    patients, _ = codes_and_members(cache.rows["patient"])
+    set_of, partner_sets = (None, None)
     if cfg.pairs.positives != "image":
-        group_of, groups = group_codes(cache.rows[cfg.pairs.positives])
-        check_partners(groups, n, cfg.pairs.positives, info.is_main)
+        set_of, partner_sets = codes_and_members(cache.rows[cfg.pairs.positives])
+        check_partners(partner_sets, n, cfg.pairs.positives, info.is_main)
     labels = None
     if needs_labels:
         _, labels = label_codes(cache.rows["label"])
@@ -184,11 +184,13 @@ def _build_data(
     )
     if cfg.views.path == "monai":
         seed = cfg.train.seed
-        dataset = TwoViewDataset(cache.array, params, seed, patients, groups, group_of, labels)
+        dataset = TwoViewDataset(cache.array, params, seed, patients, partner_sets, set_of, labels)
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, **loader_kw)
         batched = None
     else:
-        dataset = PairBatchDataset(cache.array, patients, cfg.train.seed, groups, group_of, labels)
+        dataset = PairBatchDataset(
+            cache.array, patients, cfg.train.seed, partner_sets, set_of, labels
+        )
         loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, **loader_kw)
         batched = BatchedViews(params)
     digest = hashlib.sha256("\n".join(cache.rows["sample_id"]).encode()).hexdigest()

@@ -15,8 +15,8 @@ from medcontrast.config import PretrainConfig, load_config
 from medcontrast.errors import MedContrastError
 from medcontrast.export import load_encoder
 from medcontrast.methods import METHODS
+from medcontrast.pretrain import pretrain
 from medcontrast.runs import flatten
-from medcontrast.train import pretrain
 
 
 def _overrides(manifest, tmp_path, name, *extra) -> list[str]:
