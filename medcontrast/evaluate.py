@@ -25,11 +25,11 @@ from medcontrast.augment.params import AugmentParams
 from medcontrast.config import EvaluateConfig, save_config
 from medcontrast.config.resolve import resolve_evaluate
 from medcontrast.config.saved import as_saved, read_saved_evaluation
-from medcontrast.data.cache import load_selection
-from medcontrast.data.selection import class_names, label_codes
-from medcontrast.errors import MedContrastError, first_line
-from medcontrast.evaluation.budgets import Budget, Selection, budgets_from, patient_order, select
+from medcontrast.errors import MedContrastError
+from medcontrast.evaluation.budgets import Budget, budgets_from
+from medcontrast.evaluation.context import EvalData
 from medcontrast.evaluation.feature_figures import feature_figures
+from medcontrast.evaluation.findings import Headline
 from medcontrast.evaluation.finetune import FinetuneConfig
 from medcontrast.evaluation.finetune_pool import (
     FinetuneData,
@@ -39,15 +39,11 @@ from medcontrast.evaluation.finetune_pool import (
 )
 from medcontrast.evaluation.folder import (
     CONFIG,
-    DATASET,
     INITS,
-    LABELS,
     RESULTS,
     ReportSettings,
-    feature_path,
     prediction_path,
     record_timing,
-    resolve_positive,
     save_array,
 )
 from medcontrast.evaluation.identity import (
@@ -57,211 +53,37 @@ from medcontrast.evaluation.identity import (
 )
 from medcontrast.evaluation.inits import Init, resolve_inits
 from medcontrast.evaluation.metrics import point_metrics
-from medcontrast.evaluation.probes import extract_features, knn_probe, linear_probe
-from medcontrast.evaluation.report import Headline, write_report
+from medcontrast.evaluation.probes import knn_probe, linear_probe
+from medcontrast.evaluation.report import write_report
 from medcontrast.evaluation.results_file import RUN_KEY, append_results
 from medcontrast.evaluation.scores import choose_threshold
 from medcontrast.runs import write_versions
 from medcontrast.runtime import autocast_dtype, resolve_device
 
 
-class Evaluation:
-    """State shared by the runs of one evaluation (data, budgets, features)."""
-
-    def __init__(self, cfg: EvaluateConfig, folder: Path, progress: bool) -> None:
-        self.cfg, self.folder, self.progress = cfg, folder, progress
-        self.device = resolve_device(cfg.device)
-        self.cache, self.manifest_sha256 = load_selection(
-            cfg.data, splits=None, labeled=True, progress=progress
-        )
-        self.classes = class_names(self.cache.rows["label"])
-        if len(self.classes) < 2:
-            raise MedContrastError(
-                f"only one class ({self.classes[0]}) among the labeled rows; need two or more"
-            )
-        t = self.cache.rows
-        _, self.y = label_codes(t["label"], self.classes)
-        self.split = {
-            s: np.flatnonzero((t["split"] == s).to_numpy()) for s in ("train", "val", "test")
-        }
-        for s in ("train", "test"):
-            if len(self.split[s]) == 0:
-                raise MedContrastError(
-                    f"no labeled images in the {s} split; the manifest's splits "
-                    f"hold {t['split'].value_counts().to_dict()}"
-                )
-        missing = set(range(len(self.classes))) - set(self.y[self.split["train"]])
-        if missing:
-            raise MedContrastError(
-                f"class(es) {[self.classes[i] for i in missing]} have no labeled training image"
-            )
-        # Sensitivity refers to this class; by default the last in sorted order.
-        self.positive = resolve_positive(
-            cfg.positive_class, self.classes, len(self.classes) - 1, ""
-        )
-        self.train_rows = t.iloc[self.split["train"]].reset_index(drop=True)
-        self.budgets: list[Budget] = budgets_from(cfg.budgets.fractions, cfg.budgets.shots)
-        self.selections: dict[tuple[str, int], Selection] = {}
-        for s in cfg.budgets.seeds:
-            strata = patient_order(self.train_rows, self.classes, s, cfg.budgets.group)
-            for b in self.budgets:
-                self.selections[(b.name, s)] = select(
-                    self.train_rows, self.classes, b, s, cfg.budgets.group, strata
-                )
-        self._features: dict[str, np.ndarray] = {}
-
-    def features(self, init: Init) -> np.ndarray:
-        """Frozen features (N, D) of every labeled image (computed once per init, kept on
-        disk; a file that a kill left damaged, or of another length, is recomputed)."""
-        if init.name not in self._features:
-            path = feature_path(self.folder, init.name)
-            feats = _load_features(path, len(self.cache))
-            if feats is None:
-                encoder = init.make(0)
-                feats = extract_features(
-                    encoder, self.cache.array, self.device, self.cfg.batch_size
-                )
-                if not np.isfinite(feats).all():
-                    raise MedContrastError(f"initialisation {init.name} gives NaN features")
-                save_array(path, feats)
-            self._features[init.name] = feats
-        return self._features[init.name]
-
-    def write_labels(self) -> None:
-        """What the report needs of the data, without a patient identifier: labels of the
-        validation and test splits, test patients as integer codes, counts per split and class.
-        """
-        t = self.cache.rows
-        te = self.split["test"]
-        groups = pd.factorize(t["patient"].iloc[te])[0]
-        np.savez(
-            self.folder / LABELS,
-            y_val=self.y[self.split["val"]],
-            y_test=self.y[te],
-            test_groups=groups,
-        )
-        table = []
-        for split in ("train", "val", "test"):
-            s = t[t["split"] == split]
-            row = {"split": split}
-            for c in self.classes:
-                sc = s[s["label"] == c]
-                row[c] = f"{len(sc)} ({sc['patient'].nunique()})"
-            row["total"] = f"{len(s)} ({s['patient'].nunique()})"
-            table.append(row)
-        dataset = {
-            "classes": self.classes,
-            "positive": self.positive,
-            "manifest": Path(self.cfg.data.manifest).name,
-            "manifest_sha256": self.manifest_sha256,
-            "failed": len(self.cache.failed),
-            "table": table,
-        }
-        (self.folder / DATASET).write_text(json.dumps(dataset, indent=2))
-
-
-def _load_features(path: Path, n: int) -> np.ndarray | None:
-    """Saved features (n, D), or None (with a note) when absent, unreadable or of another shape."""
-    if not path.exists():
-        return None
-    try:
-        feats = np.load(path)
-    except (ValueError, OSError, EOFError) as exc:
-        reason = first_line(exc)
-    else:
-        if feats.ndim == 2 and len(feats) == n and np.isfinite(feats).all():
-            return feats
-        reason = f"shape {feats.shape}, expected ({n}, D) finite values"
-    print(f"note: {path} is damaged ({reason}); recomputing it", file=sys.stderr)
-    return None
-
-
 def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     """Run (or continue) an evaluation and write its report; returns the evaluation folder."""
     cuda = torch.cuda.is_available()
     cfg = resolve_evaluate(cfg, cuda)
-    folder = Path(cfg.out_dir) / cfg.name
-    saved = folder / CONFIG
-    # the saved config as it would resolve on this machine (an older folder saved "auto")
-    previous = resolve_evaluate(read_saved_evaluation(saved), cuda) if saved.exists() else None
-    check_same_settings(folder, previous and as_saved(previous), as_saved(cfg))
-    before = recorded_digests(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, folder / CONFIG)
-    write_versions(folder)
-    ev = Evaluation(cfg, folder, progress)
+    folder, before = _open_folder(cfg, cuda)
+    ev = EvalData(
+        cfg.data,
+        folder,
+        resolve_device(cfg.device),
+        cfg.positive_class,
+        budgets_from(cfg.budgets.fractions, cfg.budgets.shots),
+        cfg.budgets.seeds,
+        cfg.budgets.group,
+        cfg.batch_size,
+        progress,
+    )
     inits = resolve_inits(cfg.inits, cfg.data.ndim, cfg.data.size)
     valid = forget_changed(folder, before, inits, ev.manifest_sha256, cfg.on_change)
     ev.write_labels()
-    (folder / INITS).write_text(
-        json.dumps(
-            [
-                {
-                    "name": i.name,
-                    "kind": i.kind,
-                    "source": i.source,
-                    "encoder": asdict(i.spec),
-                    "notes": i.notes,
-                    "sha256": i.digest,
-                }
-                for i in inits
-            ],
-            indent=2,
-        )
-    )
-    done = set(zip(*(valid[k] for k in RUN_KEY), strict=True))
-    ft_only = set(cfg.finetune.budgets)  # fine-tuning is the costly protocol: maybe fewer budgets
-    # Smallest budgets first, every init and protocol side by side: an evaluation stopped part
-    # way still holds complete, paired comparisons for the budgets it reached.
-    jobs = [
-        (i, p, b, s)
-        for b in ev.budgets
-        for s in cfg.budgets.seeds
-        for i in inits
-        for p in cfg.protocols
-        if (i.name, p, b.name, s) not in done
-        and not (p == "finetune" and ft_only and b.name not in ft_only)
-    ]
-    views = AugmentParams.from_config(cfg.views, cfg.data.ndim, tuple(cfg.data.size))
-    settings = cfg.finetune
-    data = FinetuneData(
-        ev.cache.array,
-        ev.y,
-        ev.split["val"],
-        ev.split["test"],
-        len(ev.classes),
-        settings,
-        views if cfg.finetune.augment else None,
-        str(ev.device),
-        autocast_dtype(cfg.finetune.precision),
-        cfg.headline_metric,
-        tuple(cfg.linear.c_grid),
-    )
+    _write_inits(folder, inits)
+    jobs = _jobs(ev, cfg, inits, valid)
     started, wall = datetime.now(UTC), time.time()
-    bar = tqdm(total=len(jobs), desc="evaluate", unit="run", disable=not progress, file=sys.stderr)
-    # Frozen-feature probes are deterministic given the labeled subset; a budget that draws the
-    # same subset for every seed (100%, or a class smaller than k) is computed once.
-    frozen: dict[tuple, tuple[np.ndarray, np.ndarray, list[str], int]] = {}
-    with FinetunePool(data, cfg.finetune.parallel) as pool:
-        for run in jobs:
-            init, protocol, budget, seed = run
-            idx = ev.split["train"][ev.selections[(budget.name, seed)].indices]
-            if protocol == "finetune":
-                for done in pool.submit(run, _finetune_job(ev, init, idx, settings, seed)):
-                    _record(ev, *done, bar)
-                continue
-            start = time.time()
-            key = (init.name, protocol, tuple(np.sort(idx)))
-            if key in frozen:
-                val_prob, prob, extra, first = frozen[key]
-                notes = [*extra, f"same labeled subset as seed {first}: probe reused"]
-            else:
-                val_prob, prob, notes = _probe(ev, init, protocol, idx)
-                frozen[key] = (val_prob, prob, notes, seed)
-            _record(ev, run, FinetuneOutcome(val_prob, prob, notes, time.time() - start), bar)
-        for done in pool.finish():
-            _record(ev, *done, bar)
-    bar.close()
+    _run(ev, cfg, jobs, progress)
     record_timing(folder, started, time.time() - wall, len(jobs), cfg.finetune.parallel, ev.device)
     feature_figures(
         ev.features,
@@ -276,6 +98,100 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     )
     write_report(folder, report_settings(cfg))
     return folder
+
+
+def _open_folder(cfg: EvaluateConfig, cuda: bool) -> tuple[Path, tuple[str, dict[str, str]]]:
+    """The evaluation folder, refused when its results were computed with other settings, with
+    today's config and versions saved; and the digests its results were computed with."""
+    folder = Path(cfg.out_dir) / cfg.name
+    saved = folder / CONFIG
+    # the saved config as it would resolve on this machine (an older folder saved "auto")
+    previous = resolve_evaluate(read_saved_evaluation(saved), cuda) if saved.exists() else None
+    check_same_settings(folder, previous and as_saved(previous), as_saved(cfg))
+    before = recorded_digests(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, folder / CONFIG)
+    write_versions(folder)
+    return folder, before
+
+
+def _write_inits(folder: Path, inits: list[Init]) -> None:
+    """``inits.json``: each initialisation's kind, source, encoder and weights digest."""
+    record = [
+        {
+            "name": i.name,
+            "kind": i.kind,
+            "source": i.source,
+            "encoder": asdict(i.spec),
+            "notes": i.notes,
+            "sha256": i.digest,
+        }
+        for i in inits
+    ]
+    (folder / INITS).write_text(json.dumps(record, indent=2))
+
+
+Run = tuple[Init, str, Budget, int]  # initialisation, protocol, budget, seed
+
+
+def _jobs(ev: EvalData, cfg: EvaluateConfig, inits: list[Init], valid: pd.DataFrame) -> list[Run]:
+    """The runs still to do. Smallest budgets first, every init and protocol side by side: an
+    evaluation stopped part way still holds complete, paired comparisons for the budgets it
+    reached."""
+    done = set(zip(*(valid[k] for k in RUN_KEY), strict=True))
+    ft_only = set(cfg.finetune.budgets)  # fine-tuning is the costly protocol: maybe fewer budgets
+    return [
+        (i, p, b, s)
+        for b in ev.budgets
+        for s in cfg.budgets.seeds
+        for i in inits
+        for p in cfg.protocols
+        if (i.name, p, b.name, s) not in done
+        and not (p == "finetune" and ft_only and b.name not in ft_only)
+    ]
+
+
+def _run(ev: EvalData, cfg: EvaluateConfig, jobs: list[Run], progress: bool) -> None:
+    """Do the runs: probes here, fine-tuning in the pool (``finetune.parallel`` at once)."""
+    views = AugmentParams.from_config(cfg.views, cfg.data.ndim, tuple(cfg.data.size))
+    settings = cfg.finetune
+    data = FinetuneData(
+        ev.cache.array,
+        ev.y,
+        ev.split["val"],
+        ev.split["test"],
+        len(ev.classes),
+        settings,
+        views if settings.augment else None,
+        str(ev.device),
+        autocast_dtype(settings.precision),
+        cfg.headline_metric,
+        tuple(cfg.linear.c_grid),
+    )
+    bar = tqdm(total=len(jobs), desc="evaluate", unit="run", disable=not progress, file=sys.stderr)
+    # Frozen-feature probes are deterministic given the labeled subset; a budget that draws the
+    # same subset for every seed (100%, or a class smaller than k) is computed once.
+    frozen: dict[tuple, tuple[np.ndarray, np.ndarray, list[str], int]] = {}
+    with FinetunePool(data, settings.parallel) as pool:
+        for run in jobs:
+            init, protocol, budget, seed = run
+            idx = ev.split["train"][ev.selections[(budget.name, seed)].indices]
+            if protocol == "finetune":
+                for done in pool.submit(run, _finetune_job(ev, init, idx, settings, seed)):
+                    _record(ev, cfg, *done, bar)
+                continue
+            start = time.time()
+            key = (init.name, protocol, tuple(np.sort(idx)))
+            if key in frozen:
+                val_prob, prob, extra, first = frozen[key]
+                notes = [*extra, f"same labeled subset as seed {first}: probe reused"]
+            else:
+                val_prob, prob, notes = _probe(ev, cfg, init, protocol, idx)
+                frozen[key] = (val_prob, prob, notes, seed)
+            _record(ev, cfg, run, FinetuneOutcome(val_prob, prob, notes, time.time() - start), bar)
+        for done in pool.finish():
+            _record(ev, cfg, *done, bar)
+    bar.close()
 
 
 def report_settings(cfg: EvaluateConfig) -> ReportSettings:
@@ -308,10 +224,10 @@ def report(folder: str | Path) -> Headline:
 
 
 def _probe(
-    ev: Evaluation, init: Init, protocol: str, idx: np.ndarray
+    ev: EvalData, cfg: EvaluateConfig, init: Init, protocol: str, idx: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """A frozen-feature probe: validation and test probabilities, and notes."""
-    cfg, f, y = ev.cfg, ev.features(init), ev.y
+    f, y = ev.features(init), ev.y
     va, te = ev.split["val"], ev.split["test"]
     n_classes = len(ev.classes)
     if protocol == "linear":
@@ -334,7 +250,7 @@ def _probe(
 
 
 def _finetune_job(
-    ev: Evaluation, init: Init, idx: np.ndarray, settings: FinetuneConfig, seed: int
+    ev: EvalData, init: Init, idx: np.ndarray, settings: FinetuneConfig, seed: int
 ) -> FinetuneJob:
     """A fine-tuning run on the training rows ``idx``. LP-FT's probe of an encoder that is the
     same for every seed (pretrained weights) takes the features extracted once for the probes."""
@@ -347,8 +263,9 @@ def _finetune_job(
 
 
 def _record(
-    ev: Evaluation,
-    run: tuple[Init, str, Budget, int],
+    ev: EvalData,
+    cfg: EvaluateConfig,
+    run: Run,
     outcome: FinetuneOutcome,
     bar: tqdm,
 ) -> None:
@@ -356,7 +273,7 @@ def _record(
     init, protocol, budget, seed = run
     bar.set_postfix_str(f"{init.name} {protocol} {budget.name} seed {seed}")
     bar.update(1)
-    cfg, folder = ev.cfg, ev.folder
+    folder = ev.folder
     sel = ev.selections[(budget.name, seed)]
     for split, p in (("test", outcome.prob), ("val", outcome.val_prob)):
         path = prediction_path(folder, init.name, protocol, budget.name, seed, split)

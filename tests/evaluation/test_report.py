@@ -9,10 +9,10 @@ from medcontrast.cli import main
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluate import report as write_report
 from medcontrast.evaluate import saved_report_settings
+from medcontrast.evaluation.findings import build_headline
 from medcontrast.evaluation.folder import EvalFolder
 from medcontrast.evaluation.headline import sentence
 from medcontrast.evaluation.labels_saved import AT_MOST, MATCH, MORE_THAN, crossing
-from medcontrast.evaluation.report import build_headline
 from medcontrast.evaluation.scores import score_folder
 from tests.evaluation.constructed import write_folder
 
