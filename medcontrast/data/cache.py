@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,15 @@ class ImageCache:
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
     return Path(base) / "medcontrast"
+
+
+def _one_thread() -> None:
+    """A forked worker computes on one thread: the OpenMP pool of a parent that has already run
+    torch does not survive the fork, and the first multi-threaded operation in the child would
+    wait on it forever (torch's DataLoader workers do the same)."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _work(
@@ -109,11 +119,7 @@ def build_cache(
     """
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    ident = hashlib.sha256()
-    ident.update(f"{__version__}|{spec.key()}|{manifest.root}".encode())
-    for sid, src, member in zip(rows["sample_id"], rows["source"], rows["member"], strict=True):
-        ident.update(f"{sid}|{src}|{member}\n".encode())
-    key = ident.hexdigest()[:24]
+    key = _cache_key(manifest, rows, spec)
     arr_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     if arr_path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
@@ -126,51 +132,21 @@ def build_cache(
     shape = (len(rows), 1, *spec.size)
     tmp = arr_path.with_name(arr_path.name + f".tmp{os.getpid()}")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-    npz_mask = (rows["format"] == "npz").to_numpy()
-    results: list[tuple[np.ndarray | None, str]] = [(None, "")] * len(rows)
+    paths = {i: manifest.source_paths(rows.iloc[i]) for i in np.flatnonzero(_one_file(rows))}
+    errors = [""] * len(rows)
     bar = tqdm(
         total=len(rows), desc="preprocess", unit="img", disable=not progress, file=sys.stderr
     )
-    if npz_mask.any():
-        idx = np.flatnonzero(npz_mask)
-        for i, res in zip(idx, _npz_batch(manifest, rows.iloc[idx], spec), strict=True):
-            results[i] = (None, res[1])
-            if res[0] is not None:
-                out[i] = res[0]
-            bar.update()
-    idx = np.flatnonzero(~npz_mask)
-    paths = {i: manifest.source_paths(rows.iloc[i]) for i in idx}
-    jobs = [
-        (
-            rows.at[i, "format"],
-            paths[i],
-            rows.at[i, "member"],
-            spec,
-            Path(str(rows.at[i, "source"]).split("|")[0]).name,
-            rows.at[i, "modality"],
-        )
-        for i in idx
-    ]
-    if workers > 1 and len(jobs) > 32:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            stream = pool.map(_work, jobs, chunksize=8)
-            for i, res in zip(idx, stream, strict=True):
-                results[i] = (None, res[1])
-                if res[0] is not None:
-                    out[i] = res[0]
-                bar.update()
-    else:
-        for i, job in zip(idx, jobs, strict=True):
-            res = _work(job)
-            results[i] = (None, res[1])
-            if res[0] is not None:
-                out[i] = res[0]
-            bar.update()
+    for i, array, error in _preprocessed(manifest, rows, spec, paths, workers):
+        errors[i] = error
+        if array is not None:
+            out[i] = array
+        bar.update()
     bar.close()
-    good = np.array([not err for _, err in results], dtype=bool)
+    good = np.array([not err for err in errors], dtype=bool)
     failed = [
         (rows.at[i, "sample_id"], _hide_paths(manifest, rows.iloc[i], paths.get(i), err))
-        for i, (_, err) in enumerate(results)
+        for i, err in enumerate(errors)
         if err
     ]
     if not good.all():
@@ -194,6 +170,56 @@ def build_cache(
     os.replace(meta_tmp, meta_path)
     array = np.load(arr_path, mmap_mode="r")
     return ImageCache(np.asarray(array) if in_memory else array, kept, failed, arr_path)
+
+
+def _cache_key(manifest: Manifest, rows: pd.DataFrame, spec: PreprocessSpec) -> str:
+    """The cache file's name: version, preprocessing, archive root and the rows' sources."""
+    ident = hashlib.sha256()
+    ident.update(f"{__version__}|{spec.key()}|{manifest.root}".encode())
+    for sid, src, member in zip(rows["sample_id"], rows["source"], rows["member"], strict=True):
+        ident.update(f"{sid}|{src}|{member}\n".encode())
+    return ident.hexdigest()[:24]
+
+
+def _one_file(rows: pd.DataFrame) -> np.ndarray:
+    """(N,) True for rows read from files of their own (MedMNIST rows share one .npz)."""
+    return (rows["format"] != "npz").to_numpy()
+
+
+def _preprocessed(
+    manifest: Manifest,
+    rows: pd.DataFrame,
+    spec: PreprocessSpec,
+    paths: dict[int, list[Path]],
+    workers: int,
+) -> Iterator[tuple[int, np.ndarray | None, str]]:
+    """(row, (1, *size) float16 array or None, reason it failed) for every row: MedMNIST rows
+    from their shared files, the others one file each, in ``workers`` processes when worth it."""
+    own = _one_file(rows)
+    shared = np.flatnonzero(~own)
+    if len(shared):
+        arrays = _npz_batch(manifest, rows.iloc[shared], spec)
+        for i, (array, error) in zip(shared, arrays, strict=True):
+            yield int(i), array, error
+    idx = np.flatnonzero(own)
+    jobs = [
+        (
+            rows.at[i, "format"],
+            paths[i],
+            rows.at[i, "member"],
+            spec,
+            Path(str(rows.at[i, "source"]).split("|")[0]).name,
+            rows.at[i, "modality"],
+        )
+        for i in idx
+    ]
+    if workers > 1 and len(jobs) > 32:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread) as pool:
+            for i, (array, error) in zip(idx, pool.map(_work, jobs, chunksize=8), strict=True):
+                yield int(i), array, error
+    else:
+        for i, job in zip(idx, jobs, strict=True):
+            yield int(i), *_work(job)
 
 
 class CacheSettings(PreprocessSettings, Protocol):
