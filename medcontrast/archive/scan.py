@@ -12,10 +12,14 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medcontrast.errors import first_line
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -252,9 +256,7 @@ def _float_list(value, n: int) -> list[float] | None:
 
 
 def _scan_dicom(path: Path, rel: str, size: int, has_magic: bool) -> FileRecord:
-    from pydicom.pixels import get_decoder
-
-    from medcontrast.data.loading import SampleLoadError, frame_geometry, read_dicom_header
+    from medcontrast.data.loading import SampleLoadError, read_dicom_header
 
     try:
         ds = read_dicom_header(path)
@@ -271,45 +273,59 @@ def _scan_dicom(path: Path, rel: str, size: int, has_magic: bool) -> FileRecord:
         )
     modality = str(ds.get("Modality", "") or "").upper()
     phi = _phi_values(ds)
+    reason = _not_an_image(ds, sop_name, modality) or _undecodable(ds, size)
+    if reason:
+        return FileRecord(rel, "dicom", reason, phi=phi)
+    info = _dicom_info(ds, modality, sop_name)
+    spacing = None
+    for tag in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = _float_list(ds.get(tag), 2)
+        if value and all(v > 0 for v in value):
+            spacing = (value[0], value[1])
+            break
+    return FileRecord(
+        rel, "dicom", dicom=info, shape=(info.rows, info.cols), spacing=spacing, phi=phi
+    )
+
+
+def _not_an_image(ds: Dataset, sop_name: str, modality: str) -> str:
+    """Why a readable DICOM file holds no image we can use ("" when it holds one)."""
     if sop_name == "Media Storage Directory Storage":
-        return FileRecord(
-            rel, "dicom", "DICOMDIR index file (lists other files, holds no image)", phi=phi
-        )
+        return "DICOMDIR index file (lists other files, holds no image)"
     if modality in NON_IMAGE_MODALITIES:
-        return FileRecord(rel, "dicom", f"DICOM {NON_IMAGE_MODALITIES[modality]}", phi=phi)
+        return f"DICOM {NON_IMAGE_MODALITIES[modality]}"
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-            return FileRecord(
-                rel, "dicom", "float pixel data (parametric map) is not supported", phi=phi
-            )
-        what = sop_name or "unknown SOP class"
-        return FileRecord(rel, "dicom", f"DICOM without pixel data ({what})", phi=phi)
+            return "float pixel data (parametric map) is not supported"
+        return f"DICOM without pixel data ({sop_name or 'unknown SOP class'})"
+    return ""
+
+
+def _undecodable(ds: Dataset, size: int) -> str:
+    """Why an image's pixels cannot be decoded: unknown encoding, no decoder installed, wrong
+    dimensions, or fewer bytes than the header promises ("" when they can)."""
+    from pydicom.pixels import get_decoder
+
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     if ts is None:
-        return FileRecord(
-            rel,
-            "dicom",
+        return (
             "DICOM without a transfer syntax (no file meta header): "
-            "cannot tell how the pixels are encoded",
-            phi=phi,
+            "cannot tell how the pixels are encoded"
         )
     try:
         decoder_ok = get_decoder(ts).is_available
     except NotImplementedError:
         decoder_ok = False
     if not decoder_ok:
-        return FileRecord(
-            rel,
-            "dicom",
+        return (
             f"pixel data compressed as {getattr(ts, 'name', ts)} and no "
             "decoder for it is installed (pylibjpeg, pylibjpeg-libjpeg, "
-            "pylibjpeg-openjpeg)",
-            phi=phi,
+            "pylibjpeg-openjpeg)"
         )
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows < 2 or cols < 2:
-        return FileRecord(rel, "dicom", f"wrong dimensions: {rows} rows x {cols} columns", phi=phi)
+        return f"wrong dimensions: {rows} rows x {cols} columns"
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     element = ds.get_item(0x7FE00010, keep_deferred=True)
@@ -318,13 +334,19 @@ def _scan_dicom(path: Path, rel: str, size: int, has_magic: bool) -> FileRecord:
         expected = rows * cols * frames * samples * bits // 8
         tell = getattr(element, "value_tell", None)
         if element.length < expected or (tell is not None and tell + element.length > size):
-            return FileRecord(
-                rel,
-                "dicom",
+            return (
                 "truncated pixel data: the file is shorter than its "
-                f"header says ({rows}x{cols}x{frames} frames)",
-                phi=phi,
+                f"header says ({rows}x{cols}x{frames} frames)"
             )
+    return ""
+
+
+def _dicom_info(ds: Dataset, modality: str, sop_name: str) -> DicomInfo:
+    """What series stacking and loading need of a decodable image's header."""
+    from medcontrast.data.loading import frame_geometry
+
+    ts = ds.file_meta.TransferSyntaxUID
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
     keys = {
         "patient_id": str(ds.get("PatientID", "") or ""),
         "patient_name": str(ds.get("PatientName", "") or ""),
@@ -333,14 +355,14 @@ def _scan_dicom(path: Path, rel: str, size: int, has_magic: bool) -> FileRecord:
         "series_uid": str(ds.get("SeriesInstanceUID", "") or ""),
         "accession": str(ds.get("AccessionNumber", "") or ""),
     }
-    info = DicomInfo(
+    return DicomInfo(
         modality=modality or "OT",
         sop_class=sop_name,
         transfer_syntax=getattr(ts, "name", str(ts)),
-        rows=rows,
-        cols=cols,
+        rows=int(ds.Rows),
+        cols=int(ds.Columns),
         frames=frames,
-        samples_per_pixel=samples,
+        samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
         photometric=str(ds.get("PhotometricInterpretation", "") or ""),
         position=_float_list(ds.get("ImagePositionPatient"), 3),
         orientation=_float_list(ds.get("ImageOrientationPatient"), 6),
@@ -350,10 +372,3 @@ def _scan_dicom(path: Path, rel: str, size: int, has_magic: bool) -> FileRecord:
         temporal=str(ds.get("TemporalPositionIdentifier", "") or ""),
         keys=keys,
     )
-    spacing = None
-    for tag in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = _float_list(ds.get(tag), 2)
-        if value and all(v > 0 for v in value):
-            spacing = (value[0], value[1])
-            break
-    return FileRecord(rel, "dicom", dicom=info, shape=(rows, cols), spacing=spacing, phi=phi)
