@@ -37,62 +37,8 @@ from medcontrast.phantoms.anatomy import (
     head_volume,
     radiograph_acquisition,
 )
+from medcontrast.phantoms.identities import patient_identity
 
-FAMILY = [
-    "MUELLER",
-    "OKAFOR",
-    "NAKAMURA",
-    "FERREIRA",
-    "KOWALSKI",
-    "SOLBERG",
-    "HADDAD",
-    "MORENO",
-    "VAN DER BERG",
-    "O'NEILL",
-    "ABERNATHY",
-    "CASTELLANOS",
-    "DUBOIS",
-    "LINDQVIST",
-    "PETROVA",
-    "RAMIREZ",
-    "SUZUKI",
-    "WHITFIELD",
-    "YILMAZ",
-    "ZIEGLER",
-    "BRENNAN",
-    "ACHTERBERG",
-]
-GIVEN = [
-    "ANNA",
-    "CHIDI",
-    "HARUTO",
-    "BEATRIZ",
-    "PIOTR",
-    "INGRID",
-    "LAYLA",
-    "MATEO",
-    "SANNE",
-    "SIOBHAN",
-    "THEODORE",
-    "LUCIA",
-    "AMELIE",
-    "OSKAR",
-    "DARIA",
-    "JAVIER",
-    "YUKI",
-    "EDMUND",
-    "ELIF",
-    "FRIEDA",
-    "CORMAC",
-    "WILLEMIJN",
-]
-INSTITUTIONS = [
-    "Riverside General Hospital",
-    "St. Aldric Medical Centre",
-    "Northfield University Clinic",
-    "Lakeshore Community Hospital",
-]
-PHYSICIANS = ["HARGREAVES^MARTIN", "OYELARAN^FUNMI", "KEMPF^ULRIKE", "TANAKA^REN"]
 LABEL_FRACTION = 0.4
 
 
@@ -120,21 +66,6 @@ class _Uids:
         # when asked for the 2.25 form, so it would not be reproducible).
         text = "\x00".join(["medcontrast-phantom", str(self.seed), *map(str, parts)])
         return "2.25." + str(int(hashlib.sha256(text.encode()).hexdigest()[:32], 16))
-
-
-def _patient_identity(rng: np.random.Generator, i: int) -> dict[str, str]:
-    family = FAMILY[int(rng.integers(len(FAMILY)))]
-    given = GIVEN[int(rng.integers(len(GIVEN)))]
-    year = int(rng.integers(1938, 2006))
-    return {
-        "PatientName": f"{family}^{given}",
-        "PatientID": f"MRN{int(rng.integers(10**7, 10**8))}",
-        "PatientBirthDate": f"{year}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}",
-        "PatientSex": "F" if rng.random() < 0.5 else "M",
-        "InstitutionName": INSTITUTIONS[i % len(INSTITUTIONS)],
-        "ReferringPhysicianName": PHYSICIANS[int(rng.integers(len(PHYSICIANS)))],
-        "OtherPatientIDs": f"NHS{int(rng.integers(10**9, 10**10))}",
-    }
 
 
 def _base_dataset(sop_class: str, sop_uid: str, identity: dict[str, str], study: dict[str, str]):
@@ -295,7 +226,7 @@ def _write_patient(
     out, seed, p, volume_fraction = args
     prng = np.random.default_rng([seed, p])
     uids = _Uids(seed)
-    identity = _patient_identity(prng, p)
+    identity = patient_identity(prng, p)
     labeled = prng.random() < LABEL_FRACTION
     anatomy = chest_anatomy(prng)
     n_studies = 1 if prng.random() < 0.6 else 2
@@ -344,45 +275,57 @@ def _write_patient(
                     (path.relative_to(out).as_posix(), "consolidation" if finding else "normal")
                 )
     if prng.random() < volume_fraction:
-        modality = "CT" if prng.random() < 0.5 else "MR"
-        lesion = prng.random() < 0.45
-        vol = head_volume(prng, lesion, modality)
-        if prng.random() < 0.5:
-            study = {
-                "StudyInstanceUID": uids("study", p, "head"),
-                "StudyDate": "20240601",
-                "StudyTime": "090000",
-                "AccessionNumber": f"ACC{int(prng.integers(10**8, 10**9))}",
-                "StudyDescription": f"{modality} HEAD",
-            }
-            folder = out / "volumes" / f"ST{p * 4 + 3:06d}" / "SE000003"
-            inplane = float(np.round(prng.uniform(3.8, 4.4), 3))
-            spacing3 = (inplane, inplane, float(np.round(prng.uniform(5.5, 7.0), 3)))
-            counts["dicom"] += _volume_series(
-                folder,
-                vol,
-                modality,
-                spacing3,
-                prng,
-                uids,
-                (p, "vol"),
-                identity,
-                study,
-                uids("series", p, "head"),
-            )
-            rel = folder.relative_to(out).as_posix()
-        else:
-            sub = f"sub-{p + 1:04d}"
-            path = (
-                out / "nifti" / sub / "anat" / f"{sub}_{'T1w' if modality == 'MR' else 'ct'}.nii.gz"
-            )
-            _write_nifti(path, vol, modality, prng)
-            counts["nifti"] += 1
-            rel = path.relative_to(out).as_posix()
-        counts["volumes"] += 1
+        rel, lesion = _write_head(out, p, prng, uids, identity, counts)
         if labeled:
             labels.append((rel, "lesion" if lesion else "normal"))
     return labels, counts
+
+
+def _write_head(
+    out: Path,
+    p: int,
+    prng: np.random.Generator,
+    uids: _Uids,
+    identity: dict[str, str],
+    counts: dict[str, int],
+) -> tuple[str, bool]:
+    """Patient ``p``'s head MR or CT, as a DICOM series or a NIfTI file (counted into
+    ``counts``); returns its path under ``out`` and whether it shows a lesion."""
+    modality = "CT" if prng.random() < 0.5 else "MR"
+    lesion = prng.random() < 0.45
+    vol = head_volume(prng, lesion, modality)
+    if prng.random() < 0.5:
+        study = {
+            "StudyInstanceUID": uids("study", p, "head"),
+            "StudyDate": "20240601",
+            "StudyTime": "090000",
+            "AccessionNumber": f"ACC{int(prng.integers(10**8, 10**9))}",
+            "StudyDescription": f"{modality} HEAD",
+        }
+        folder = out / "volumes" / f"ST{p * 4 + 3:06d}" / "SE000003"
+        inplane = float(np.round(prng.uniform(3.8, 4.4), 3))
+        spacing3 = (inplane, inplane, float(np.round(prng.uniform(5.5, 7.0), 3)))
+        counts["dicom"] += _volume_series(
+            folder,
+            vol,
+            modality,
+            spacing3,
+            prng,
+            uids,
+            (p, "vol"),
+            identity,
+            study,
+            uids("series", p, "head"),
+        )
+        rel = folder.relative_to(out).as_posix()
+    else:
+        sub = f"sub-{p + 1:04d}"
+        path = out / "nifti" / sub / "anat" / f"{sub}_{'T1w' if modality == 'MR' else 'ct'}.nii.gz"
+        _write_nifti(path, vol, modality, prng)
+        counts["nifti"] += 1
+        rel = path.relative_to(out).as_posix()
+    counts["volumes"] += 1
+    return rel, lesion
 
 
 def make_phantoms(
