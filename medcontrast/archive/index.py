@@ -198,6 +198,57 @@ def _split(pseudonym: str, fractions: tuple[float, float, float]) -> str:
     return "test"
 
 
+def _scan(
+    root: Path, only: Path | None, workers: int, progress: bool
+) -> tuple[list[Path], list[FileRecord]]:
+    """The archive's files (or ``only``) and a header record of each, plus one record per
+    folder that could not be read."""
+    files, folder_errors = [], []
+    entries = [(only, "")] if only else walk(root)
+    for path, err in tqdm(entries, desc="walk", unit="file", disable=not progress, file=sys.stderr):
+        if err:
+            folder_errors.append((path, err))
+        else:
+            files.append(path)
+    records = list(_map(_scan_one, [(p, root) for p in files], workers, "scan", progress, 64))
+    for path, err in folder_errors:
+        # A trailing "/" marks a folder: every part of its path is a folder name to hide.
+        rel = path.relative_to(root).as_posix() + "/" if path and path.is_relative_to(root) else "?"
+        records.append(FileRecord(rel, "other", err))
+    return files, records
+
+
+def _join_labels(
+    drafts: list[Draft], label_table: LabelTable | None, labels_from_folders: bool
+) -> None:
+    """Each usable sample's label from the labels CSV, else (when asked) its folder's name."""
+    for draft in drafts:
+        if draft.error:
+            continue
+        label, note = label_table.lookup(draft) if label_table else ("", "")
+        if not label and labels_from_folders and draft.format in ("image", "nifti"):
+            label = folder_label(draft)
+        if label:
+            draft.label = label
+        if note:
+            draft.notes.append(note)
+
+
+def _verify(root: Path, drafts: list[Draft], workers: int, progress: bool) -> None:
+    """Decode every usable sample once: one that fails gets its reason, the rest their shape."""
+    todo = [d for d in drafts if not d.error and d.format != "npz"]
+    jobs = [(d.format, [root / f for f in d.files], d.member, Path(d.files[0]).name) for d in todo]
+    for draft, (err, shape, spacing) in zip(
+        todo, _map(_verify_one, jobs, workers, "verify", progress, 4), strict=True
+    ):
+        if err:
+            draft.error = err
+        else:
+            draft.shape = shape
+            draft.spacing = spacing or draft.spacing
+    _verify_npz(root, [d for d in drafts if not d.error and d.format == "npz"])
+
+
 def build_index(
     root: str | Path,
     labels: str | Path | None = None,
@@ -224,45 +275,12 @@ def build_index(
     salt = load_salt(salt_file)
     pseudo = Pseudonymizer(salt)
 
-    files, folder_errors = [], []
-    entries = [(only, "")] if only else walk(root)
-    for path, err in tqdm(entries, desc="walk", unit="file", disable=not progress, file=sys.stderr):
-        if err:
-            folder_errors.append((path, err))
-        else:
-            files.append(path)
-    records = list(_map(_scan_one, [(p, root) for p in files], workers, "scan", progress, 64))
-    for path, err in folder_errors:
-        # A trailing "/" marks a folder: every part of its path is a folder name to hide.
-        rel = path.relative_to(root).as_posix() + "/" if path and path.is_relative_to(root) else "?"
-        records.append(FileRecord(rel, "other", err))
+    files, records = _scan(root, only, workers, progress)
     drafts = samples_from_files(records)
 
-    for draft in drafts:
-        if draft.error:
-            continue
-        label, note = label_table.lookup(draft) if label_table else ("", "")
-        if not label and labels_from_folders and draft.format in ("image", "nifti"):
-            label = folder_label(draft)
-        if label:
-            draft.label = label
-        if note:
-            draft.notes.append(note)
-
+    _join_labels(drafts, label_table, labels_from_folders)
     if verify:
-        todo = [d for d in drafts if not d.error and d.format != "npz"]
-        jobs = [
-            (d.format, [root / f for f in d.files], d.member, Path(d.files[0]).name) for d in todo
-        ]
-        for draft, (err, shape, spacing) in zip(
-            todo, _map(_verify_one, jobs, workers, "verify", progress, 4), strict=True
-        ):
-            if err:
-                draft.error = err
-            else:
-                draft.shape = shape
-                draft.spacing = spacing or draft.spacing
-        _verify_npz(root, [d for d in drafts if not d.error and d.format == "npz"])
+        _verify(root, drafts, workers, progress)
 
     folders: dict[str, str] = {}
     hidden = _PathHider(pseudo, folders)
