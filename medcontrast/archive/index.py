@@ -24,12 +24,14 @@ from tqdm import tqdm
 from medcontrast._version import __version__
 from medcontrast.archive.labels import LabelTable, folder_label
 from medcontrast.archive.pseudonyms import (
+    PathHider,
+    PhiMatcher,
     Pseudonymizer,
     default_salt_path,
     load_salt,
     unit_interval,
 )
-from medcontrast.archive.scan import FileRecord, normalise, scan_file
+from medcontrast.archive.scan import FileRecord, scan_file
 from medcontrast.archive.series import Draft, samples_from_files
 from medcontrast.data.loading import (
     NpzStore,
@@ -45,7 +47,6 @@ from medcontrast.data.manifest import (
 )
 from medcontrast.data.private_paths import (
     private_map_path,
-    pseudonymous_path,
     scrub,
     store_private,
 )
@@ -283,7 +284,7 @@ def build_index(
         _verify(root, drafts, workers, progress)
 
     folders: dict[str, str] = {}
-    hidden = _PathHider(pseudo, folders)
+    hidden = PathHider(pseudo, folders)
     for draft in drafts:  # reader messages quote paths: of the archive root, of patient folders
         if draft.error:
             quoted = [(root / f, hidden(f)) for f in draft.files]
@@ -305,43 +306,12 @@ def build_index(
     return IndexResult(table=table, n_files=len(files), seconds=time.time() - start)
 
 
-class PhiMatcher:
-    """Finds identifying phrases inside file paths, indexed by first word for large archives."""
-
-    def __init__(self, values: set[tuple[str, ...]]) -> None:
-        self._by_word: dict[str, list[tuple[str, ...]]] = {}
-        for value in values:
-            self._by_word.setdefault(value[0].split()[0], []).append(value)
-
-    def __call__(self, files: list[str]) -> bool:
-        for f in files:
-            text = f" {normalise(f)} "
-            for word in set(text.split()):
-                for value in self._by_word.get(word, ()):
-                    if all(f" {phrase} " in text for phrase in value):
-                        return True
-        return False
-
-
-class _PathHider:
-    """Relative path -> the same path with every folder name pseudonymised (memoised: a large
-    archive repeats its folders in every path)."""
-
-    def __init__(self, pseudo: Pseudonymizer, folders: dict[str, str]) -> None:
-        self.pseudo, self.folders, self.memo = pseudo, folders, {}
-
-    def __call__(self, rel: str) -> str:
-        if rel not in self.memo:
-            self.memo[rel] = pseudonymous_path(rel, self.pseudo, self.folders)
-        return self.memo[rel]
-
-
 def _rows(
     drafts: list[Draft],
     pseudo: Pseudonymizer,
     fractions: tuple[float, float, float],
     phi: PhiMatcher,
-    hidden: _PathHider,
+    hidden: PathHider,
 ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     rows, private = [], {}
     for d in drafts:

@@ -9,6 +9,9 @@ Where the salt comes from, first match wins:
 1. an explicit ``salt_file`` argument (``--salt-file`` on the command line);
 2. the ``MEDCONTRAST_SALT_FILE`` environment variable;
 3. ``~/.config/medcontrast/salt`` (created with mode 0600 on first use).
+
+:class:`PathHider` pseudonymises every folder name of a path; :class:`PhiMatcher` finds a
+patient's identifying values written into a file's path.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import os
 import secrets
 from pathlib import Path
 from typing import ClassVar
+
+from medcontrast.archive.scan import normalise
+from medcontrast.data.private_paths import pseudonymous_path
 
 ENV_VAR = "MEDCONTRAST_SALT_FILE"
 
@@ -82,3 +88,34 @@ def unit_interval(pseudonym: str) -> float:
     """Map a pseudonym to a number in [0, 1), uniformly; used for deterministic splits."""
     digest = hashlib.sha256(pseudonym.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class PhiMatcher:
+    """Finds identifying phrases inside file paths, indexed by first word for large archives."""
+
+    def __init__(self, values: set[tuple[str, ...]]) -> None:
+        self._by_word: dict[str, list[tuple[str, ...]]] = {}
+        for value in values:
+            self._by_word.setdefault(value[0].split()[0], []).append(value)
+
+    def __call__(self, files: list[str]) -> bool:
+        for f in files:
+            text = f" {normalise(f)} "
+            for word in set(text.split()):
+                for value in self._by_word.get(word, ()):
+                    if all(f" {phrase} " in text for phrase in value):
+                        return True
+        return False
+
+
+class PathHider:
+    """Relative path -> the same path with every folder name pseudonymised (memoised: a large
+    archive repeats its folders in every path)."""
+
+    def __init__(self, pseudo: Pseudonymizer, folders: dict[str, str]) -> None:
+        self.pseudo, self.folders, self.memo = pseudo, folders, {}
+
+    def __call__(self, rel: str) -> str:
+        if rel not in self.memo:
+            self.memo[rel] = pseudonymous_path(rel, self.pseudo, self.folders)
+        return self.memo[rel]
