@@ -56,7 +56,13 @@ class _Maybe(RandomizableTransform):
 
 
 def build_monai_transform(p: AugmentParams) -> Compose:
-    """The per-sample pipeline for one view; input and output (C, *size) tensors."""
+    """The per-sample pipeline for one view; input and output (C, *size) tensors: the spatial
+    steps, then the intensity steps (a step whose probability is 0 is left out)."""
+    return Compose(_spatial_steps(p) + _intensity_steps(p))
+
+
+def _spatial_steps(p: AugmentParams) -> list:
+    """Crop and resize, flips, 90-degree turns, affine, smooth deformation."""
     nd, size = p.ndim, p.size
     mode = "bilinear"
     ts: list = []
@@ -101,6 +107,13 @@ def build_monai_transform(p: AugmentParams) -> Compose:
                 grid_padding_mode="zeros",
             )
         )
+    return ts
+
+
+def _intensity_steps(p: AugmentParams) -> list:
+    """Contrast, histogram shift, scale and shift, bias field, noise, blur, sharpen, dropout."""
+    size = p.size
+    ts: list = []
     if p.views.contrast_prob > 0:
         ts.append(RandAdjustContrast(prob=p.views.contrast_prob, gamma=p.views.gamma))
     if p.views.hist_shift_prob > 0:
@@ -148,7 +161,7 @@ def build_monai_transform(p: AugmentParams) -> Compose:
                 prob=p.views.dropout_prob,
             )
         )
-    return Compose(ts)
+    return ts
 
 
 class MonaiViews:
