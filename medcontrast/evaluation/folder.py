@@ -137,7 +137,7 @@ class EvalFolder:
         """The folder's files; ``settings`` come from its ``config.yaml`` (an entry point reads
         it, see :func:`medcontrast.evaluate.saved_report_settings`)."""
         path = Path(path)
-        for name in (CONFIG, RESULTS, INITS, DATASET, LABELS):
+        for name in (RESULTS, INITS, DATASET, LABELS):  # CONFIG: read by the entry point
             if not (path / name).exists():
                 raise MedContrastError(
                     f"{path} is not a finished evaluation folder: {name} is missing"
