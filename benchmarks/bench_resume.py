@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from _common import print_table, record
+from _common import Table, add_common_args
 
 from medcontrast.checkpoint import LAST
 
@@ -73,7 +73,8 @@ def _run(cmd: list[str], timeout: float) -> float:
     start = time.time()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-3000:]}")
+        print(done.stderr[-3000:], file=sys.stderr)
+        raise RuntimeError(f"exit {done.returncode}: {' '.join(cmd[-3:])}")
     return time.time() - start
 
 
@@ -102,20 +103,48 @@ def _kill_after_checkpoint(cmd: list[str], run: Path, step: int, timeout: float)
             return reached
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
-    sys.exit(f"no checkpoint at step {step} before the run ended: {proc.stderr.read()[-3000:]}")
+    print(proc.stderr.read()[-3000:], file=sys.stderr)
+    raise RuntimeError(f"no checkpoint at step {step} before the run ended")
 
 
 def _max_diff(a: Path, b: Path) -> float:
     la = pd.read_csv(a / "metrics.csv").set_index("step")["loss"]
     lb = pd.read_csv(b / "metrics.csv").set_index("step")["loss"]
     if list(la.index) != list(lb.index):
-        sys.exit(f"steps differ: {list(la.index)} vs {list(lb.index)}")
+        raise RuntimeError(f"steps differ: {list(la.index)} vs {list(lb.index)}")
     return float((la - lb).abs().max())
 
 
 def _weights_diff(a: Path, b: Path) -> float:
     wa, wb = torch.load(a / "encoder.pth"), torch.load(b / "encoder.pth")
     return max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa)
+
+
+def resume_check(args: argparse.Namespace) -> dict:
+    """Two clean runs and one killed and resumed; the row of figures."""
+    work = Path(args.work or tempfile.mkdtemp(prefix="medcontrast-resume-"))
+    manifest = Path(args.manifest) if args.manifest else _archive(work)
+    runs = work / "runs"
+    seconds = {}
+    for name in ("clean-a", "clean-b"):
+        seconds[name] = _run(_torchrun(args, _overrides(args, manifest, work, name)), args.timeout)
+    killed = _overrides(args, manifest, work, "killed")
+    at = _kill_after_checkpoint(
+        _torchrun(args, killed), runs / "killed", args.kill_after, args.timeout
+    )
+    _run(_torchrun(args, killed, resume=True), args.timeout)
+    noise = _max_diff(runs / "clean-a", runs / "clean-b")
+    resumed = _max_diff(runs / "clean-a", runs / "killed")
+    return {
+        "steps": args.steps,
+        "killed_at_checkpoint": at,
+        "loss_diff_clean_runs": noise,
+        "loss_diff_resumed": resumed,
+        "weights_diff_clean_runs": _weights_diff(runs / "clean-a", runs / "clean-b"),
+        "weights_diff_resumed": _weights_diff(runs / "clean-a", runs / "killed"),
+        "seconds_clean_run": seconds["clean-a"],
+        "passed": resumed <= noise + 1e-6,
+    }
 
 
 def main() -> None:
@@ -133,40 +162,19 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--work", default="")
     p.add_argument("--manifest", default="", help="default: a small phantom archive made in --work")
-    p.add_argument("--no-record", action="store_true")
+    add_common_args(p)
     args = p.parse_args()
-    work = Path(args.work or tempfile.mkdtemp(prefix="medcontrast-resume-"))
-    manifest = Path(args.manifest) if args.manifest else _archive(work)
-    runs = work / "runs"
-    seconds = {}
-    for name in ("clean-a", "clean-b"):
-        seconds[name] = _run(_torchrun(args, _overrides(args, manifest, work, name)), args.timeout)
-    killed = _overrides(args, manifest, work, "killed")
-    at = _kill_after_checkpoint(
-        _torchrun(args, killed), runs / "killed", args.kill_after, args.timeout
-    )
-    _run(_torchrun(args, killed, resume=True), args.timeout)
-    noise = _max_diff(runs / "clean-a", runs / "clean-b")
-    resumed = _max_diff(runs / "clean-a", runs / "killed")
-    row = {
-        "nproc": args.nproc,
-        "device": args.device,
-        "steps": args.steps,
-        "killed_at_checkpoint": at,
-        "loss_diff_clean_runs": noise,
-        "loss_diff_resumed": resumed,
-        "weights_diff_clean_runs": _weights_diff(runs / "clean-a", runs / "clean-b"),
-        "weights_diff_resumed": _weights_diff(runs / "clean-a", runs / "killed"),
-        "seconds_clean_run": seconds["clean-a"],
-        "passed": resumed <= noise + 1e-6,
-    }
-    print_table([row], list(row))
-    if not args.no_record:
-        device = torch.device(
-            "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
+    if args.quick:
+        args.device, args.encoder, args.size, args.batch = "cpu", "timm:resnet10t", 32, 8
+        args.steps, args.checkpoint_every, args.kill_after = 12, 3, 3
+    device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+    columns = ["nproc", "device", "steps", "killed_at_checkpoint", "loss_diff_clean_runs"]
+    columns += ["loss_diff_resumed", "weights_diff_resumed", "seconds_clean_run", "passed"]
+    with Table("resume", device, columns, args.fail) as table:
+        row = table.measure(
+            {"nproc": args.nproc, "device": args.device}, lambda: resume_check(args)
         )
-        record("resume", device, [row])
-    if not row["passed"]:
+    if row is not None and not row["passed"]:
         sys.exit("the resumed run differs from the clean run by more than two clean runs differ")
 
 

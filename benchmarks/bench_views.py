@@ -4,7 +4,8 @@
 
 2D views are 1x224x224 and 3D views 1x96x96x96 (``--size2d``/``--size3d`` to change). The MONAI
 path runs in DataLoader workers (``--workers``; 0 = the main process), exactly as in training; the
-batched path runs on ``--device``. Target (issue 5): batched >= 3x per-sample on CPU in 2D.
+batched path runs on ``--device``. Target (issue 5): batched >= 3x per-sample on CPU in 2D. Each
+(size, path, device) is its own row: a failure (out of memory, ...) costs that row only.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 
 import numpy as np
 import torch
-from _common import median_time, print_table, record, smooth_images
+from _common import Table, add_common_args, median_time, smooth_images
 
 from medcontrast.augment.batched import BatchedViews
 from medcontrast.augment.monai_views import TwoViewDataset
@@ -40,6 +41,38 @@ def monai_views_per_s(
     return views / (time.perf_counter() - start)
 
 
+def batched_views_per_s(
+    images: torch.Tensor, params: AugmentParams, batch: int, dev: torch.device
+) -> float:
+    views = BatchedViews(params)
+    x = images[:batch].to(dev)
+    g = torch.Generator(device=dev).manual_seed(0)
+    reps = 5 if dev.type == "cpu" else 20
+    return batch / median_time(lambda: views(x, g), dev, warmup=2, reps=reps)
+
+
+def one_size(
+    table: Table, nd: int, size: tuple[int, ...], batch: int, preset: str, args, device
+) -> None:
+    """The rows of one image size: MONAI per-sample, batched on the CPU and on ``device``."""
+    params = AugmentParams.from_config(views_preset(preset, flip_axes=[0]), nd, size)
+    images = smooth_images(max(batch, 16), size)
+    array = images.numpy().astype(np.float16)
+    n = max(batch * 2, args.samples if nd == 2 else args.samples // 8)
+    label = {"ndim": nd, "size": "x".join(map(str, size)), "batch": batch}
+    monai = table.measure(
+        {**label, "path": f"monai per-sample ({args.workers} workers)", "device": "cpu"},
+        lambda: {"views_per_s": monai_views_per_s(array, params, args.workers, batch, n)},
+    )
+    for dev in dict.fromkeys([torch.device("cpu"), device]):
+        row = table.measure(
+            {**label, "path": "batched", "device": dev.type},
+            lambda dev=dev: {"views_per_s": batched_views_per_s(images, params, batch, dev)},
+        )
+        if row and monai:
+            row["vs_monai"] = row["views_per_s"] / monai["views_per_s"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -53,49 +86,19 @@ def main() -> None:
     )
     parser.add_argument("--preset2d", default="radiograph")
     parser.add_argument("--preset3d", default="mri")
+    add_common_args(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.size2d, args.size3d, args.batch2d, args.batch3d, args.samples = 32, 16, 8, 2, 16
     device = torch.device(args.device)
-    rows = []
-    for nd, size, batch, preset in (
-        (2, (args.size2d,) * 2, args.batch2d, args.preset2d),
-        (3, (args.size3d,) * 3, args.batch3d, args.preset3d),
-    ):
-        params = AugmentParams.from_config(views_preset(preset, flip_axes=[0]), nd, size)
-        images = smooth_images(max(batch, 16), size)
-        array = images.numpy().astype(np.float16)
-        n = max(batch * 2, args.samples if nd == 2 else args.samples // 8)
-        per_sample = monai_views_per_s(array, params, args.workers, batch, n)
-        rows.append(
-            {
-                "ndim": nd,
-                "size": "x".join(map(str, size)),
-                "path": f"monai per-sample ({args.workers} workers)",
-                "device": "cpu",
-                "views_per_s": per_sample,
-            }
-        )
-        views = BatchedViews(params)
-        for dev in dict.fromkeys([torch.device("cpu"), device]):
-            x = images[:batch].to(dev)
-            g = torch.Generator(device=dev).manual_seed(0)
-            t = median_time(
-                lambda x=x, g=g, views=views: views(x, g),
-                dev,
-                warmup=2,
-                reps=5 if dev.type == "cpu" else 20,
-            )
-            rows.append(
-                {
-                    "ndim": nd,
-                    "size": "x".join(map(str, size)),
-                    "path": "batched",
-                    "device": dev.type,
-                    "views_per_s": batch / t,
-                    "vs_monai": batch / t / per_sample,
-                }
-            )
-    print_table(rows, ["ndim", "size", "path", "device", "views_per_s", "vs_monai"])
-    print(f"written to {record('views', device, rows, {'workers': args.workers})}")
+    columns = ["ndim", "size", "path", "device", "batch", "views_per_s", "vs_monai"]
+    with Table("views", device, columns, args.fail) as table:
+        table.extra = {"workers": args.workers}
+        for nd, size, batch, preset in (
+            (2, (args.size2d,) * 2, args.batch2d, args.preset2d),
+            (3, (args.size3d,) * 3, args.batch3d, args.preset3d),
+        ):
+            one_size(table, nd, size, batch, preset, args, device)
 
 
 if __name__ == "__main__":

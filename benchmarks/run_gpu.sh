@@ -1,35 +1,72 @@
 #!/usr/bin/env bash
-# Run the benchmarks on a GPU machine, in order, each under a time limit; logs and JSON results go
-# to $OUT (or benchmarks/results). Usage: benchmarks/run_gpu.sh DATA_DIR [micro|resume|report|pneumoniamnist|adrenalmnist3d|mednist ...]
-# (resume needs no DATA_DIR content: it makes a small phantom archive; pass any folder, e.g. .)
+# The benchmarks on a GPU machine, from a plain checkout, in at most $BUDGET seconds (default 480).
+#
+#   benchmarks/run_gpu.sh [PART ...]        default parts: views loss throughput resume
+#
+# Parts: views, loss, throughput (with lightly beside it), resume (kill -9 and --resume under
+# torchrun), report (headline on PneumoniaMNIST at four budgets), finetune-parallel, and the full
+# configs pneumoniamnist, adrenalmnist3d, mednist. Each part runs under its own time limit, cut
+# to what is left of the budget (a part with under 20 s left is skipped and says so); a part
+# stopped by its limit keeps the rows it finished. Results: JSON lines in $OUT (default
+# benchmarks/results), turned into docs/benchmarks.md by `python benchmarks/make_docs.py`; the
+# log of every part is $OUT/log.txt.
+#
+# What the GPU image lacks is installed from wheels in $WHEELS (default .whl/, ignored by git) and
+# the data is read from $DATA (default .gpudata/, ignored; MedMNIST .npz files under medmnist/):
+# see docs/benchmarks.md for how to prepare both (benchmarks/prepare_gpu.sh).
 set -u
-DATA=${1:?data folder}; shift
-OUT=${OUT:-$PWD/benchmarks/results}
-export MEDCONTRAST_BENCH_RESULTS=$OUT PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:-}:$PWD
-cd "$(dirname "$0")"
-run() { local limit=$1; shift; echo "== $*"; timeout "$limit" "$@" 2>&1 | grep -v -i "warn" | tee -a "$OUT/log.txt" | tail -40; }
-for what in "$@"; do
-  case $what in
-    micro)
-      run 60 python bench_loss.py --batch 256 1024 --dim 128
-      run 100 python bench_views.py --workers 8
-      run 210 python bench_throughput.py --workers 8 --steps 30
-      PYTHONPATH=$LIGHTLY:$PYTHONPATH run 120 python bench_lightly.py --workers 8 --steps 30 ;;
-    resume)  # issue 12: torchrun --nproc_per_node 1 on CUDA, kill -9 after a checkpoint, --resume
-      run 300 python bench_resume.py --nproc 1 --device cuda --steps 60 --kill-after 30 ;;
-    report)  # issue 13: the headline against a fine-tuned random init and the labels saved, on real data
-      run "${LIMIT:-420}" python bench_label_efficiency.py pneumoniamnist --data "$DATA" --work /tmp/le \
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DATA=${DATA:-$ROOT/.gpudata}
+WHEELS=${WHEELS:-$ROOT/.whl}
+OUT=${OUT:-$ROOT/benchmarks/results}
+BUDGET=${BUDGET:-480}
+START=$SECONDS
+mkdir -p "$OUT"
+PY=$(command -v python || command -v python3)
+if ls "$WHEELS"/*.whl >/dev/null 2>&1; then  # --no-deps: the image's torch must stay as it is
+  "$PY" -m pip install -q --no-index --no-deps --target /tmp/medcontrast-site "$WHEELS"/*.whl
+  export PYTHONPATH=/tmp/medcontrast-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export MEDCONTRAST_BENCH_RESULTS=$OUT PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:-}:$ROOT
+cd "$ROOT/benchmarks"
+
+run() {  # run LIMIT CMD ...: CMD under min(LIMIT, what is left of the budget)
+  local limit=$1 left=$((BUDGET - (SECONDS - START))) began=$SECONDS rc
+  shift
+  ((limit > left)) && limit=$left
+  if ((limit < 20)); then
+    echo "== skipped, the budget is spent: $*" | tee -a "$OUT/log.txt"
+    return
+  fi
+  echo "== [limit ${limit} s] $*" | tee -a "$OUT/log.txt"
+  # SIGTERM first (the scripts write the rows they have), SIGKILL 15 s later.
+  timeout -k 15 "$limit" "$@" >"$OUT/part.log" 2>&1
+  rc=$?
+  grep -v -i "warn" "$OUT/part.log" | tee -a "$OUT/log.txt" | tail -25
+  echo "== exit $rc after $((SECONDS - began)) s" | tee -a "$OUT/log.txt"
+}
+
+Q=${QUICK:+--quick}  # QUICK=1: tiny settings, a CPU check of this script (the test suite's)
+[ $# -gt 0 ] || set -- views loss throughput resume
+for part in "$@"; do
+  case $part in
+    views) run 60 "$PY" bench_views.py --workers 8 $Q ;;
+    loss) run 45 "$PY" bench_loss.py --batch 256 1024 4096 8192 --dim 128 $Q ;;
+    throughput) run 240 "$PY" bench_throughput.py $Q ;;
+    resume) run 120 "$PY" bench_resume.py --nproc 1 --device cuda --steps 60 --kill-after 30 $Q ;;
+    report)
+      run 420 "$PY" bench_label_efficiency.py pneumoniamnist --data "$DATA" --work /tmp/le \
         --evaluate "budgets.fractions=[0.01,0.03,0.1,0.3]"
       # Rebuilt from whatever finished (budgets run smallest first), also if the limit cut it short.
       E=/tmp/le/eval/pneumoniamnist
-      run 60 python -m medcontrast.cli report "$E"
+      run 60 "$PY" -m medcontrast.cli report "$E"
       cp "$E/report.md" "$E/label_efficiency_auroc.png" "$E/summary.csv" "$E/results.csv" "$OUT/" ;;
-    finetune-parallel)  # issue 15: fine-tunes of one budget side by side on one GPU
-      run "${LIMIT:-240}" python bench_finetune_parallel.py pneumoniamnist --data "$DATA" \
-        --parallel 1 4 8 --seeds 8 ;;
-    pneumoniamnist|adrenalmnist3d|mednist)
-      # The full configs; FT_PARALLEL fine-tunes at once (results do not depend on it).
-      run "${LIMIT:-500}" python bench_label_efficiency.py "$what" --data "$DATA" --work /tmp/le \
+    finetune-parallel)
+      run 240 "$PY" bench_finetune_parallel.py pneumoniamnist --data "$DATA" --parallel 1 4 8 --seeds 8 ;;
+    pneumoniamnist | adrenalmnist3d | mednist)  # FT_PARALLEL fine-tunes at once (same results)
+      run 480 "$PY" bench_label_efficiency.py "$part" --data "$DATA" --work /tmp/le \
         --evaluate "finetune.parallel=${FT_PARALLEL:-6}" ;;
+    *) echo "== unknown part: $part" | tee -a "$OUT/log.txt" ;;
   esac
 done
+echo "== done in $((SECONDS - START)) s; results in $OUT" | tee -a "$OUT/log.txt"

@@ -89,7 +89,7 @@ def pretrain(
         if _finished(run, start, total, info):
             return run
         _write_run_files(run, cfg, info, data, start, changes)
-        method = _build_method(cfg)
+        method = method_from_config(cfg)
         loop = TrainLoop(cfg, run, info, device, amp_dtype, data, total, start.source, method)
         step = loop.restore(start.state)
         if not loop.train(step, stop_after, progress):
@@ -248,7 +248,8 @@ def _write_run_files(
 # ---- model and optimisation ----------------------------------------------------------------
 
 
-def _build_method(cfg: PretrainConfig) -> Method:
+def method_from_config(cfg: PretrainConfig) -> Method:
+    """The encoder and method a pretraining config describes, freshly initialised (on the CPU)."""
     encoder = build_encoder(
         cfg.model.encoder,
         cfg.data.ndim,

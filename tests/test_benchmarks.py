@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import shared_data
 
@@ -34,65 +38,80 @@ def _run(tmp_path, script, *args, env_extra=None):
     return entry
 
 
-def test_loss(tmp_path):
-    entry = _run(tmp_path, "bench_loss.py", "--device", "cpu", "--batch", "32", "--reps", "2")
-    values = {r["loss"]: r["value"] for r in entry["rows"]}
-    assert values["medcontrast"] == pytest.approx(values["monai"], rel=1e-4)
+def _rows(entry, key):
+    return {r[key]: r for r in entry["rows"]}
+
+
+def test_loss_rows_fail_alone(tmp_path):
+    entry = _run(tmp_path, "bench_loss.py", "--device", "cpu", "--quick", "--fail", "lightly")
+    rows = entry["rows"]
+    assert {r["batch"] for r in rows} == {16, 32}
+    for b in (16, 32):
+        at = {r["loss"]: r for r in rows if r["batch"] == b}
+        assert at["lightly"]["result"] == f"OOM at batch {b}"  # failed on purpose, alone
+        assert at["medcontrast"]["result"] == at["monai"]["result"] == "ok"
+        assert at["medcontrast"]["value"] == pytest.approx(at["monai"]["value"], rel=1e-4)
+        assert at["monai"]["slower_than_medcontrast"] > 0
 
 
 def test_views(tmp_path):
-    _run(
-        tmp_path,
-        "bench_views.py",
-        "--device",
-        "cpu",
-        "--size2d",
-        "32",
-        "--size3d",
-        "16",
-        "--samples",
-        "16",
-        "--batch2d",
-        "8",
-        "--batch3d",
-        "2",
-    )
+    entry = _run(tmp_path, "bench_views.py", "--device", "cpu", "--quick", "--fail", "16x16x16")
+    assert [r["result"] for r in entry["rows"]] == ["ok", "ok"] + ["OOM at batch 2"] * 2
+    assert entry["rows"][1]["vs_monai"] > 0
 
 
-def test_throughput(tmp_path):
+def test_throughput_steady_state_with_lightly_beside(tmp_path):
     entry = _run(
         tmp_path,
         "bench_throughput.py",
-        "--device",
-        "cpu",
-        "--workers",
-        "0",
-        "--steps",
-        "10",
-        "--batch",
-        "4",
-        "--workloads",
-        "2d-64",
+        *("--device", "cpu", "--workers", "0", "--quick", "--fail", "views in memory"),
+        *("--workloads", "2d-64", "3d-96"),
     )
-    assert entry["rows"][0]["pipeline_efficiency"] > 0
+    rows = {(r["workload"], r["pipeline"].split(",")[0]): r for r in entry["rows"]}
+    live = rows[("2d-32", "medcontrast live")]
+    assert live["result"] == "ok" and live["windows"] == 2  # one warm-up window dropped
+    assert live["images_per_s"] > 0 and live["spread_pct"] >= 0
+    # ResNet-18: 1.82 GMAC forward at 224^2, so (32/224)^2 * 2 * 1.82 = 0.074 GFLOP per view at
+    # 32^2; two views, forward and backward (x3): about 0.45.
+    assert 0.38 < live["gflop_per_image"] < 0.5 and 0 < live["peak_pct"] < 100
+    assert rows[("2d-32", "medcontrast views in memory")]["result"] == "OOM at batch 4"
+    assert rows[("3d-16", "medcontrast live")]["result"] == "ok"
+    assert rows[("3d-16", "lightly")]["result"] == "n/a: lightly has no 3D augmentation"
+    peer = rows[("2d-32", "lightly")]
+    if importlib.util.find_spec("lightly") is None:
+        assert peer["result"] == "not installed: lightly"
+    else:
+        assert peer["result"] == "ok" and live["medcontrast_vs_lightly"] > 0
+    assert entry["peak"]["tflop_per_s"] > 0 and entry["peak"]["source"]
 
 
-def test_lightly(tmp_path):
-    pytest.importorskip("lightly.transforms")
-    _run(
-        tmp_path,
-        "bench_lightly.py",
-        "--device",
-        "cpu",
-        "--workers",
-        "0",
-        "--sizes",
-        "32",
-        "--batch",
-        "4",
-        "--steps",
-        "7",
+def test_resume_quick_row_fails_alone(tmp_path):
+    entry = _run(tmp_path, "bench_resume.py", "--quick", "--fail", "cpu")
+    assert entry["rows"][0]["result"] == "OOM"  # injected; no run was started
+
+
+def test_run_gpu_script_keeps_to_its_budget(tmp_path):
+    script = BENCH / "run_gpu.sh"
+    env = {**os.environ, "OUT": str(tmp_path), "WHEELS": str(tmp_path / "none"), "QUICK": "1"}
+    done = subprocess.run(
+        ["bash", str(script), "loss", "nonsense"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
+    assert done.returncode == 0, done.stderr
+    log = (tmp_path / "log.txt").read_text()
+    assert "== exit 0" in log and "unknown part: nonsense" in log
+    assert json.loads((tmp_path / "loss.jsonl").read_text())["rows"]
+    spent = subprocess.run(
+        ["bash", str(script), "views"],
+        env={**env, "BUDGET": "5"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "skipped, the budget is spent" in spent.stdout
 
 
 def test_label_efficiency(tmp_path):
@@ -192,3 +211,57 @@ def test_proxy_summary_pairs_seeds_against_the_strongest_random_init(tmp_path):
     assert ft["paired_sd"] == pytest.approx(np.std([0.05, 0.05, 0.08], ddof=1))
     assert ft["over_2sd"]
     assert rows["linear"]["minus_strongest_random"] == pytest.approx(-0.04)
+
+
+def _common(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import _common
+
+    monkeypatch.setattr(_common, "RESULTS", tmp_path)
+    return _common
+
+
+def test_table_keeps_each_failure_in_its_row(monkeypatch, tmp_path):
+    common = _common(monkeypatch, tmp_path)
+    from medcontrast.errors import MedContrastError
+
+    def trainer_oom() -> dict:  # how the trainer reports it: our error, caused by torch's
+        try:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        except torch.cuda.OutOfMemoryError as exc:
+            raise MedContrastError("out of GPU memory at train.batch_size=4096") from exc
+
+    def missing() -> dict:
+        raise ModuleNotFoundError("No module named 'lightly'", name="lightly")
+
+    with common.Table("t", torch.device("cpu"), ["what"]) as table:
+        table.measure({"what": "oom", "batch": 4096}, trainer_oom)
+        table.measure({"what": "missing"}, missing)
+        table.measure({"what": "broken"}, lambda: 1 / 0)
+        table.measure({"what": "fine"}, lambda: {"ms": 1.0})
+    (entry,) = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert [r["result"] for r in entry["rows"]] == [
+        "OOM at batch 4096",
+        "not installed: lightly",
+        "failed: ZeroDivisionError: division by zero",
+        "ok",
+    ]
+
+
+def test_table_writes_finished_rows_when_the_time_limit_stops_it(monkeypatch, tmp_path):
+    common = _common(monkeypatch, tmp_path)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def killed() -> dict:
+        os.kill(os.getpid(), signal.SIGTERM)  # what `timeout` sends
+        time.sleep(10)
+        return {}
+
+    ran = []
+    with common.Table("t", torch.device("cpu"), ["what"]) as table:
+        table.measure({"what": "first"}, lambda: {"ms": 1.0})
+        table.measure({"what": "second"}, killed)
+        ran.append("third")  # never reached
+    entry = json.loads((tmp_path / "t.jsonl").read_text())
+    assert [r["result"] for r in entry["rows"]] == ["ok", "stopped by the time limit"]
+    assert not ran and signal.getsignal(signal.SIGTERM) is before
