@@ -197,22 +197,29 @@ class Table:
         return False
 
     def measure(self, label: dict, fn: Callable[[], dict]) -> dict | None:
-        """Run ``fn`` for the row ``label``; its figures, or None when it failed."""
+        """Run ``fn`` for the row ``label``; the row with its figures, or None when it failed."""
+        rows = self.measure_rows(label, lambda: [fn()])
+        return rows[0] if rows else None
+
+    def measure_rows(self, label: dict, fn: Callable[[], list[dict]]) -> list[dict]:
+        """Run ``fn``, which makes several rows (an evaluation's summary); on a failure one row,
+        ``label`` with the failure as its result, stands for them all."""
         row = dict(label)
         self.rows.append(row)
         try:
             if self.fail and self.fail in " ".join(map(str, label.values())):
                 raise torch.cuda.OutOfMemoryError(f"injected by --fail {self.fail}")
-            row.update(fn())
-            row["result"] = "ok"
-            return row
+            made = [{**label, **r, "result": "ok"} for r in fn()]
+            at = next(i for i, r in enumerate(self.rows) if r is row)
+            self.rows[at : at + 1] = made
+            return made
         except (TimeLimitError, PreemptedError) as exc:  # the trainer takes SIGTERM itself
             row["result"] = "stopped by the time limit"
             raise TimeLimitError from exc
         except Exception as exc:
             row["result"] = failure(exc, label.get("batch"))
             print(f"{label}: {row['result']}", file=sys.stderr)
-            return None
+            return []
         finally:
             gc.collect()  # what a failed row held must not fail the next one
             if self.device.type == "cuda":

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
-from _common import print_table, record
+from _common import Table, add_common_args
 from bench_label_efficiency import data_overrides, shipped_config
 
 from medcontrast.config import EvaluateConfig
@@ -66,6 +66,19 @@ def run_k(dataset: str, common: list[str], work: Path, k: int, args) -> tuple[di
     return timing, auroc
 
 
+def figures(timing: dict, auroc: pd.Series, first: tuple[dict, pd.Series]) -> dict:
+    """One k's row; speed-up and AUROC difference against the first k measured."""
+    base_timing, base_auroc = first
+    return {
+        "runs": timing["runs"],
+        "wall_s": round(timing["seconds"], 1),
+        "runs_per_min": round(60 * timing["runs"] / timing["seconds"], 2),
+        "speedup": round(base_timing["seconds"] / timing["seconds"], 2),
+        "max_auroc_diff": float((auroc - base_auroc).abs().max()),
+        "mean_auroc": round(float(auroc.mean()), 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", choices=list(ENCODER))
@@ -75,32 +88,34 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--evaluate", nargs="*", default=[], help="key=value overrides")
+    add_common_args(parser)
     args = parser.parse_args()
+    if args.quick:  # two fine-tunes of one epoch on 16 px, one and two at a time
+        args.parallel, args.seeds, args.fraction = [1, 2], 2, 0.02
+        size = [16] * (3 if args.dataset == "adrenalmnist3d" else 2)
+        args.evaluate = [f"data.size={size}", "finetune.epochs=1", *args.evaluate]
     work = Path(args.work)
     common = data_overrides(args.dataset, Path(args.data), work)
     # The cache is built once before any timed call, so that no k pays for it.
-    run_k(args.dataset, common, work, 1, argparse.Namespace(**{**vars(args), "seeds": 1}))
-    rows, first = [], None
-    for k in args.parallel:
+    if not args.quick:
+        run_k(args.dataset, common, work, 1, argparse.Namespace(**{**vars(args), "seeds": 1}))
+    columns = ["dataset", "parallel", "runs", "wall_s", "runs_per_min", "speedup"]
+    columns += ["max_auroc_diff", "mean_auroc"]
+    first: list[tuple[dict, pd.Series]] = []  # the first k that ran: the reference
+
+    def one(k: int) -> dict:
         timing, auroc = run_k(args.dataset, common, work, k, args)
-        first = (timing, auroc) if first is None else first
-        rows.append(
-            {
-                "dataset": args.dataset,
-                "parallel": k,
-                "runs": timing["runs"],
-                "wall_s": round(timing["seconds"], 1),
-                "runs_per_min": round(60 * timing["runs"] / timing["seconds"], 2),
-                "speedup": round(first[0]["seconds"] / timing["seconds"], 2),
-                "max_auroc_diff": float((auroc - first[1]).abs().max()),
-                "mean_auroc": round(float(auroc.mean()), 4),
-            }
-        )
-        print(rows[-1], flush=True)
-    print_table(rows, list(rows[0]))
-    extra = {"fraction": args.fraction, "seeds": args.seeds, "evaluate_overrides": args.evaluate}
-    device = resolve_device("auto")
-    print(f"written to {record('finetune_parallel', device, rows, extra)}")
+        first.append((timing, auroc))
+        return figures(timing, auroc, first[0])
+
+    with Table("finetune_parallel", resolve_device("auto"), columns, args.fail) as table:
+        table.extra = {
+            "fraction": args.fraction,
+            "seeds": args.seeds,
+            "evaluate_overrides": args.evaluate,
+        }
+        for k in args.parallel:
+            table.measure({"dataset": args.dataset, "parallel": k}, lambda k=k: one(k))
 
 
 if __name__ == "__main__":

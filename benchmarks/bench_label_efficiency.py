@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import pandas as pd
 import torch
-from _common import print_table, record
+from _common import Table, add_common_args
 
 from medcontrast.archive.index import build_index, write_index
 from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
@@ -58,6 +58,28 @@ SUMMARY_COLUMNS = [
     "diff_vs_random",
     "diff_std",
 ]
+# --quick: a tiny network on 16 px for two steps and one linear probe (a CPU check that it runs).
+_TINY = ["train.max_steps=2", "train.batch_size=8", "train.num_workers=0"]
+QUICK_PRETRAIN = {
+    "pneumoniamnist": ["data.size=[16,16]", "model.encoder=timm:resnet10t", *_TINY],
+    "mednist": ["data.size=[16,16]", "model.encoder=timm:resnet10t", *_TINY],
+    "adrenalmnist3d": [
+        "data.size=[16,16,16]",
+        "model.encoder=monai:resnet10",
+        "model.stem_stride=2",
+        *_TINY,
+    ],
+}
+QUICK_EVALUATE = {
+    d: [
+        f"data.size={[16] * (3 if d == 'adrenalmnist3d' else 2)}",
+        "budgets.seeds=[0]",
+        "budgets.fractions=[0.1]",
+        "protocols=[linear]",
+        "embedding_plot=false",
+    ]
+    for d in SOURCES
+}
 TARGETS = {
     "pneumoniamnist": {"1%": 0.95, "10%": 0.96},
     "adrenalmnist3d": {"10%": 0.90, "100%": 0.92},
@@ -108,14 +130,8 @@ def shipped_config(cls: type[C], dataset: str, overrides: list[str]) -> C:
     return load_config(cls, dataset, overrides)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("dataset", choices=list(SOURCES))
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--work", default="/tmp/medcontrast-label-efficiency")
-    parser.add_argument("--pretrain", nargs="*", default=[], help="key=value overrides")
-    parser.add_argument("--evaluate", nargs="*", default=[], help="key=value overrides")
-    args = parser.parse_args()
+def label_efficiency(args: argparse.Namespace, extra: dict) -> list[dict]:
+    """Pretrain (once per work folder), evaluate, print; the summary rows (``extra`` filled)."""
     work = Path(args.work)
     common = data_overrides(args.dataset, Path(args.data), work)
     pre = shipped_config(
@@ -137,30 +153,44 @@ def main() -> None:
     folder = evaluate(ev, progress=False)
     summary = pd.read_csv(folder / "summary.csv")
     summary = summary[summary["metric"].isin(["auroc", "accuracy"])]
-    rows = summary[SUMMARY_COLUMNS].to_dict("records")
-    print_table(rows, SUMMARY_COLUMNS)
     print(headline_text(folder))
     for name, (auc, acc) in PUBLISHED.get(args.dataset, {}).items():
         print(f"published, fully supervised, all labels: {name}: AUROC {auc}, ACC {acc}")
     metrics = pd.read_csv(run / "metrics.csv")
-    extra = {
-        "dataset": args.dataset,
-        "report": str(folder / "report.md"),
-        "headline": headline_text(folder),
-        "pretrain": {
-            "epochs": pre.train.epochs,
-            "steps": int(metrics["step"].max()),
-            "encoder": pre.model.encoder,
-            "batch": pre.train.batch_size,
-            "seconds": float(metrics["time"].max() - metrics["time"].min()),
-            "overrides": args.pretrain,
-        },
-        "evaluate_overrides": args.evaluate,
-        "published": PUBLISHED.get(args.dataset, {}),
-        "targets": TARGETS.get(args.dataset, {}),
+    extra["report"] = str(folder / "report.md")
+    extra["headline"] = headline_text(folder)
+    extra["pretrain"] = {
+        "epochs": pre.train.epochs,
+        "steps": int(metrics["step"].max()),
+        "encoder": pre.model.encoder,
+        "batch": pre.train.batch_size,
+        "seconds": float(metrics["time"].max() - metrics["time"].min()),
+        "overrides": args.pretrain,
     }
+    return summary[SUMMARY_COLUMNS].to_dict("records")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dataset", choices=list(SOURCES))
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--work", default="/tmp/medcontrast-label-efficiency")
+    parser.add_argument("--pretrain", nargs="*", default=[], help="key=value overrides")
+    parser.add_argument("--evaluate", nargs="*", default=[], help="key=value overrides")
+    add_common_args(parser)
+    args = parser.parse_args()
+    if args.quick:  # the user's overrides still come last
+        args.pretrain = [*QUICK_PRETRAIN[args.dataset], *args.pretrain]
+        args.evaluate = [*QUICK_EVALUATE[args.dataset], *args.evaluate]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(f"written to {record('label_efficiency', device, rows, extra)}")
+    with Table("label_efficiency", device, SUMMARY_COLUMNS, args.fail) as table:
+        table.extra = {
+            "dataset": args.dataset,
+            "evaluate_overrides": args.evaluate,
+            "published": PUBLISHED.get(args.dataset, {}),
+            "targets": TARGETS.get(args.dataset, {}),
+        }
+        table.measure_rows({"dataset": args.dataset}, lambda: label_efficiency(args, table.extra))
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from _common import print_table, record
-from bench_label_efficiency import data_overrides, shipped_config
+from _common import Table, add_common_args
+from bench_label_efficiency import QUICK_EVALUATE, QUICK_PRETRAIN, data_overrides, shipped_config
 
 from medcontrast.config import EvaluateConfig, PretrainConfig
 from medcontrast.evaluate import evaluate
@@ -218,11 +218,17 @@ def main() -> None:
         help="an evaluation recipe: a name, then overrides of the evaluate config",
     )
     parser.add_argument("--pretrain", nargs="*", default=[], help="key=value pretrain overrides")
+    add_common_args(parser)
     args = parser.parse_args()
     recipes = _recipes(args.recipe)
-    work = Path(args.work)
-    rows, seconds = [], {}
-    for dataset in args.datasets:
+    quick: dict[str, list[str]] = {}
+    if args.quick:  # two steps of a tiny network, linear probes at two seeds
+        args.pretrain = [*QUICK_PRETRAIN["adrenalmnist3d"], *args.pretrain]
+        args.datasets = ["adrenalmnist3d"]
+        quick = {"adrenalmnist3d": [*QUICK_EVALUATE["adrenalmnist3d"], "budgets.seeds=[0,1]"]}
+    work, seconds = Path(args.work), {}
+
+    def one(dataset: str) -> list[dict]:
         common = data_overrides(dataset, Path(args.data), work)
         start = time.time()
         run = pretrained_run(dataset, common, work, args.pretrain)
@@ -230,12 +236,15 @@ def main() -> None:
         folders = {}
         for name, overrides in recipes.items():
             start = time.time()
-            folders[name] = evaluate_recipe(dataset, common, work, run, name, overrides)
+            extra = [*quick.get(dataset, []), *overrides]
+            folders[name] = evaluate_recipe(dataset, common, work, run, name, extra)
             seconds[f"{dataset} {name}"] = round(time.time() - start)
-        rows += summarise(dataset, folders)
-    print_table(rows, COLUMNS)
-    extra = {"recipes": recipes, "pretrain_overrides": args.pretrain, "seconds": seconds}
-    print(f"written to {record('proxy', torch.device('cpu'), rows, extra)}")
+        return summarise(dataset, folders)
+
+    with Table("proxy", torch.device("cpu"), COLUMNS, args.fail) as table:
+        table.extra = {"recipes": recipes, "pretrain_overrides": args.pretrain, "seconds": seconds}
+        for dataset in args.datasets:
+            table.measure_rows({"dataset": dataset}, lambda d=dataset: one(d))
 
 
 if __name__ == "__main__":

@@ -116,29 +116,54 @@ def test_run_gpu_script_keeps_to_its_budget(tmp_path):
 
 def test_label_efficiency(tmp_path):
     data = shared_data("medmnist", "adrenalmnist3d.npz").parents[1]
+    work = str(tmp_path / "work")
     entry = _run(
         tmp_path,
         "bench_label_efficiency.py",
         "adrenalmnist3d",
+        "--quick",
+        "--data",
+        str(data),
+        "--work",
+        work,
+    )
+    assert entry["dataset"] == "adrenalmnist3d" and entry["headline"]
+    assert {(r["init"], r["result"]) for r in entry["rows"]} == {("simclr", "ok"), ("random", "ok")}
+
+
+def test_finetune_parallel_one_k_fails_alone(tmp_path):
+    data = shared_data("medmnist", "adrenalmnist3d.npz").parents[1]
+    entry = _run(
+        tmp_path,
+        "bench_finetune_parallel.py",
+        "adrenalmnist3d",
+        "--quick",
         "--data",
         str(data),
         "--work",
         str(tmp_path / "work"),
-        "--pretrain",
-        "train.max_steps=2",
-        "train.batch_size=8",
-        "train.num_workers=0",
-        "data.size=[16,16,16]",
-        "model.encoder=monai:resnet10",
-        "model.stem_stride=2",
-        "--evaluate",
-        "budgets.seeds=[0]",
-        "budgets.fractions=[0.1]",
-        "protocols=[linear]",
-        "data.size=[16,16,16]",
-        "embedding_plot=false",
+        "--fail",
+        "adrenalmnist3d 1",
     )
-    assert entry["dataset"] == "adrenalmnist3d"
+    failed, ran = entry["rows"]
+    assert (failed["parallel"], failed["result"]) == (1, "OOM")
+    assert (ran["parallel"], ran["result"], ran["runs"]) == (2, "ok", 2)
+    assert ran["speedup"] == 1 and ran["max_auroc_diff"] == 0  # the reference: the first that ran
+
+
+def test_proxy_quick(tmp_path):
+    data = shared_data("medmnist", "adrenalmnist3d.npz").parents[1]
+    entry = _run(
+        tmp_path,
+        "bench_proxy.py",
+        "--quick",
+        "--data",
+        str(data),
+        "--work",
+        str(tmp_path / "work"),
+    )
+    (row,) = entry["rows"]
+    assert row["result"] == "ok" and row["seeds"] == 2 and row["protocol"] == "linear"
 
 
 def test_resume_after_kill_under_torchrun_two_processes(tmp_path, phantom_manifest):
