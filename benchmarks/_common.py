@@ -93,6 +93,8 @@ def record(
         ).stdout.strip()
     except OSError:
         commit = ""
+    # A copy without .git (a snapshot, the GPU machine's checkout) says which commit it is.
+    commit = commit or os.environ.get("MEDCONTRAST_BENCH_COMMIT", "")
     entry = {
         "benchmark": name,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

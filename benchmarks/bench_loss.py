@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--temperature", type=float, default=0.1)
     parser.add_argument("--reps", type=int, default=10)
+    names = list(_losses(0.1))
+    parser.add_argument("--losses", nargs="+", default=names, choices=names)
     add_common_args(parser)
     args = parser.parse_args()
     if args.quick:
@@ -77,6 +79,8 @@ def main() -> None:
         for b in args.batch:
             ours = None
             for name, make in _losses(args.temperature).items():
+                if name not in args.losses:
+                    continue
                 label = {"batch": b, "dim": args.dim, "loss": name}
                 row = table.measure(label, lambda make=make, b=b: time_loss(make, b, args, device))
                 if row is not None and name == "medcontrast":

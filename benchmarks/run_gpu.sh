@@ -27,6 +27,7 @@ if ls "$WHEELS"/*.whl >/dev/null 2>&1; then  # --no-deps: the image's torch must
   "$PY" -m pip install -q --no-index --no-deps --target /tmp/medcontrast-site "$WHEELS"/*.whl
   export PYTHONPATH=/tmp/medcontrast-site${PYTHONPATH:+:$PYTHONPATH}
 fi
+# The machine's copy of the checkout may lack .git: MEDCONTRAST_BENCH_COMMIT=<hash> names it.
 export MEDCONTRAST_BENCH_RESULTS=$OUT PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:-}:$ROOT
 cd "$ROOT/benchmarks"
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Prepare, on a machine with the package registry, what benchmarks/run_gpu.sh needs on a GPU
+# machine that has no network: wheels of what its image lacks in .whl/ and the data in .gpudata/
+# (both ignored by git; together about 12 MiB of the 64 MiB a checkout may carry).
+#
+#   benchmarks/prepare_gpu.sh [SHARED_DATA]        default: ../shared/data beside the checkout
+#
+# Wheels: MONAI, nibabel, pydicom, lightly and lightning_utilities (the one package lightly's
+# loss, transforms and heads import beyond the image's torch, torchvision, timm, numpy, pandas,
+# scikit-learn, matplotlib, tqdm, pyyaml), one version each, without dependencies, at the versions
+# installed here where they are. Data: the MedMNIST .npz files (MedNIST's 62 MB archive does not
+# fit beside them; copy it yourself for the mednist part and leave the rest out).
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SRC=${1:-$ROOT/../shared/data}
+cd "$ROOT"
+rm -rf .whl && mkdir -p .whl .gpudata/medmnist
+for pkg in monai nibabel pydicom lightly lightning_utilities; do
+  version=$(python -c "import importlib.metadata as m; print(m.version('$pkg'))" 2>/dev/null || true)
+  python -m pip download -q --no-deps -d .whl "$pkg${version:+==$version}"
+done
+for f in pneumoniamnist.npz adrenalmnist3d.npz; do
+  cp "$SRC/medmnist/$f" .gpudata/medmnist/
+done
+ls .whl
+du -sh .whl .gpudata
