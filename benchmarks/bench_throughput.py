@@ -254,6 +254,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
     ):
         table.extra = {"workers": args.workers, "steps": args.steps, "window": args.window}
+        table.extra["warmup"] = args.warmup
         table.extra["peak"] = {"tflop_per_s": peak / 1e12, "source": source}
         print(f"device peak {peak / 1e12:.1f} TFLOP/s ({source})")
         for key in args.workloads:

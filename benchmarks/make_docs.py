@@ -22,7 +22,7 @@ ORDER = [
 TITLES = {
     "loss": "NT-Xent forward + backward (ms)",
     "views": "Augmented views per second",
-    "throughput": "Pretraining throughput and pipeline efficiency",
+    "throughput": "Pretraining throughput and pipeline efficiency (steady state from 2026-11-26 on)",
     "lightly_throughput": "lightly's SimCLR on the same workload",
     "resume": "Exact resume after kill -9 under torchrun",
     "label_efficiency": "Label efficiency on real data",
@@ -75,6 +75,14 @@ def main() -> None:
             if entry.get("headline"):
                 parts += ["> " + line if line else ">" for line in entry["headline"].splitlines()]
                 parts += [""]
+            if entry.get("peak"):
+                parts += [
+                    f"Device peak {entry['peak']['tflop_per_s']:.4g} TFLOP/s "
+                    f"({entry['peak']['source']}); {entry['steps']} steps in windows of "
+                    f"{entry['window']}, the first {entry.get('warmup', 1)} dropped as warm-up; "
+                    f"{entry['workers']} DataLoader workers.",
+                    "",
+                ]
             if entry.get("recipes"):
                 recipes = "; ".join(
                     f"`{k}`: {' '.join(v) or '-'}" for k, v in entry["recipes"].items()
