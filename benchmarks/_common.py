@@ -33,20 +33,25 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_time(
-    fn: Callable[[], object], device: torch.device, warmup: int = 3, reps: int = 10
-) -> float:
-    """Median wall time of ``fn`` in seconds, after warm-up, with the device synchronised."""
+def times(fn: Callable[[], object], device: torch.device, warmup: int, reps: int) -> list[float]:
+    """Wall times of ``reps`` calls of ``fn`` in seconds, after warm-up, the device synchronised."""
     for _ in range(warmup):
         fn()
     sync(device)
-    times = []
+    out = []
     for _ in range(reps):
         start = time.perf_counter()
         fn()
         sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def median_time(
+    fn: Callable[[], object], device: torch.device, warmup: int = 3, reps: int = 10
+) -> float:
+    """Median wall time of ``fn`` in seconds, after warm-up, with the device synchronised."""
+    return statistics.median(times(fn, device, warmup, reps))
 
 
 def hardware(device: torch.device) -> dict:
@@ -206,13 +211,12 @@ class Table:
     def measure_rows(self, label: dict, fn: Callable[[], list[dict]]) -> list[dict]:
         """Run ``fn``, which makes several rows (an evaluation's summary); on a failure one row,
         ``label`` with the failure as its result, stands for them all."""
-        row = dict(label)
+        row, at = dict(label), len(self.rows)
         self.rows.append(row)
         try:
             if self.fail and self.fail in " ".join(map(str, label.values())):
                 raise torch.cuda.OutOfMemoryError(f"injected by --fail {self.fail}")
             made = [{**label, **r, "result": "ok"} for r in fn()]
-            at = next(i for i, r in enumerate(self.rows) if r is row)
             self.rows[at : at + 1] = made
             return made
         except (TimeLimitError, PreemptedError) as exc:  # the trainer takes SIGTERM itself
@@ -257,15 +261,7 @@ def device_peak(device: torch.device) -> tuple[float, str]:
     n = 4096 if device.type == "cuda" else 1024
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):  # warm-up
-        a @ a
-    best = float("inf")
-    for _ in range(10):  # a peak: the best of several, not the median
-        sync(device)
-        start = time.perf_counter()
-        a @ a
-        sync(device)
-        best = min(best, time.perf_counter() - start)
+    best = min(times(lambda: a @ a, device, warmup=2, reps=10))  # a peak: the best, not the median
     return 2 * n**3 / best, f"best of 10 {dtype} matmuls {n}^2"
 
 

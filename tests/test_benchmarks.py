@@ -114,36 +114,22 @@ def test_run_gpu_script_keeps_to_its_budget(tmp_path):
     assert "skipped, the budget is spent" in spent.stdout
 
 
-def test_label_efficiency(tmp_path):
+def _quick_on_adrenal(tmp_path, script, *args):
+    """``script --quick`` on AdrenalMNIST3D from ../shared/data, working in ``tmp_path``."""
     data = shared_data("medmnist", "adrenalmnist3d.npz").parents[1]
-    work = str(tmp_path / "work")
-    entry = _run(
-        tmp_path,
-        "bench_label_efficiency.py",
-        "adrenalmnist3d",
-        "--quick",
-        "--data",
-        str(data),
-        "--work",
-        work,
-    )
+    where = ("--data", str(data), "--work", str(tmp_path / "work"))
+    return _run(tmp_path, script, *args, "--quick", *where)
+
+
+def test_label_efficiency(tmp_path):
+    entry = _quick_on_adrenal(tmp_path, "bench_label_efficiency.py", "adrenalmnist3d")
     assert entry["dataset"] == "adrenalmnist3d" and entry["headline"]
     assert {(r["init"], r["result"]) for r in entry["rows"]} == {("simclr", "ok"), ("random", "ok")}
 
 
 def test_finetune_parallel_one_k_fails_alone(tmp_path):
-    data = shared_data("medmnist", "adrenalmnist3d.npz").parents[1]
-    entry = _run(
-        tmp_path,
-        "bench_finetune_parallel.py",
-        "adrenalmnist3d",
-        "--quick",
-        "--data",
-        str(data),
-        "--work",
-        str(tmp_path / "work"),
-        "--fail",
-        "adrenalmnist3d 1",
+    entry = _quick_on_adrenal(
+        tmp_path, "bench_finetune_parallel.py", "adrenalmnist3d", "--fail", "adrenalmnist3d 1"
     )
     failed, ran = entry["rows"]
     assert (failed["parallel"], failed["result"]) == (1, "OOM")
@@ -152,16 +138,7 @@ def test_finetune_parallel_one_k_fails_alone(tmp_path):
 
 
 def test_proxy_quick(tmp_path):
-    data = shared_data("medmnist", "adrenalmnist3d.npz").parents[1]
-    entry = _run(
-        tmp_path,
-        "bench_proxy.py",
-        "--quick",
-        "--data",
-        str(data),
-        "--work",
-        str(tmp_path / "work"),
-    )
+    entry = _quick_on_adrenal(tmp_path, "bench_proxy.py")
     (row,) = entry["rows"]
     assert row["result"] == "ok" and row["seeds"] == 2 and row["protocol"] == "linear"
 
