@@ -77,14 +77,24 @@ PROXY = {
 _COMMON_PRETRAIN = ["train.num_workers=0", "train.log_every=10", "train.checkpoint_every=1000"]
 
 
+def _run_name(dataset: str, extra: list[str]) -> str:
+    """The proxy's pretraining run name: the dataset and a digest of its overrides."""
+    overrides = [*_COMMON_PRETRAIN, *PROXY[dataset]["pretrain"], *extra]
+    return f"{dataset}-proxy-" + hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:8]
+
+
+def _base_run_name(dataset: str) -> str:
+    """The run without ``--pretrain`` overrides, whose evaluations carry no tag (as before)."""
+    return _run_name(dataset, [])
+
+
 def pretrained_run(dataset: str, common: list[str], work: Path, extra: list[str]) -> Path:
     """The proxy's pretraining run of ``dataset`` (made once, then reused)."""
     overrides = [*_COMMON_PRETRAIN, *PROXY[dataset]["pretrain"], *extra]
-    tag = hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:8]
     cfg = shipped_config(
         PretrainConfig,
         dataset,
-        [*common, f"out_dir={work / 'runs'}", f"name={dataset}-proxy-{tag}", *overrides],
+        [*common, f"out_dir={work / 'runs'}", f"name={_run_name(dataset, extra)}", *overrides],
     )
     run = Path(cfg.out_dir) / cfg.name
     if not (run / "encoder.pth").exists():
@@ -97,7 +107,9 @@ def pretrained_run(dataset: str, common: list[str], work: Path, extra: list[str]
 def evaluate_recipe(
     dataset: str, common: list[str], work: Path, run: Path, name: str, overrides: list[str]
 ) -> Path:
-    """One recipe's evaluation folder (continued where a previous call stopped)."""
+    """One recipe's evaluation folder (continued where a previous call stopped), named after
+    the recipe and, where pretrain overrides made another run, that run's tag."""
+    tag = run.name.rpartition("-")[2] if run.name != _base_run_name(dataset) else ""
     random = f"{{name: {RANDOM}, source: random, encoder: '{PROXY[dataset]['encoder']}'}}"
     cfg = shipped_config(
         EvaluateConfig,
@@ -105,7 +117,7 @@ def evaluate_recipe(
         [
             *common,
             f"out_dir={work / 'eval'}",
-            f"name={dataset}-{name}",
+            f"name={dataset}-{name}" + (f"-{tag}" if tag else ""),
             f"inits=[{{name: {PRETRAINED}, source: '{run}'}}, {random}]",
             *PROXY[dataset]["evaluate"],
             *overrides,

@@ -143,3 +143,70 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     Shapes: (B, D), (B, D) -> scalar.
     """
     return (2 - 2 * F.cosine_similarity(p.float(), z.detach().float(), dim=1)).mean()
+
+
+def vicreg_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    sim_weight: float = 25.0,
+    var_weight: float = 25.0,
+    cov_weight: float = 1.0,
+    eps: float = 1e-4,
+    gather: bool = True,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """VICReg (Bardes, Ponce and LeCun, "VICReg: Variance-Invariance-Covariance Regularization
+    for Self-Supervised Learning", ICLR 2022), with the paper's weights (25, 25, 1).
+
+    invariance: mean squared distance of the two views' embeddings; variance: hinge
+    ``relu(1 - sqrt(var + eps))`` on each dimension's standard deviation over the batch, averaged,
+    for each view; covariance: sum of the squared off-diagonal covariances divided by D, for each
+    view. Under DDP the embeddings are gathered (with gradients) first, so the variance and
+    covariance are those of the global batch, not of each process's slice.
+
+    Args:
+        z1, z2: (B, D) expander outputs of the two views.
+
+    Returns:
+        The scalar weighted loss, and its three unweighted terms (for the log).
+    """
+    if gather:
+        z1, z2 = gather_with_grad(z1.float()), gather_with_grad(z2.float())
+    z1, z2 = z1.float(), z2.float()
+    n, d = z1.shape
+    invariance = F.mse_loss(z1, z2)
+    variance = z1.new_zeros(())
+    covariance = z1.new_zeros(())
+    for z in (z1, z2):
+        z = z - z.mean(0)
+        variance = variance + F.relu(1 - torch.sqrt(z.var(0) + eps)).mean() / 2
+        cov = z.t() @ z / (n - 1)  # (D, D)
+        off = cov - torch.diag_embed(torch.diagonal(cov))
+        covariance = covariance + off.pow(2).sum() / d
+    loss = sim_weight * invariance + var_weight * variance + cov_weight * covariance
+    return loss, {"invariance": invariance, "variance": variance, "covariance": covariance}
+
+
+def dino_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    center: torch.Tensor,
+    student_temp: float,
+    teacher_temp: float,
+) -> torch.Tensor:
+    """The self-distillation loss of DINO (Caron et al., "Emerging Properties in Self-Supervised
+    Vision Transformers", ICCV 2021): cross-entropy between the centred, sharpened teacher
+    distribution of each global crop and the student's distribution of every *other* crop,
+    averaged over the (teacher crop, student crop) pairs and the batch.
+
+    Args:
+        student: (V, B, K) student logits of V crops (the 2 global crops first, then the local).
+        teacher: (G, B, K) teacher logits of the G global crops (no gradient).
+        center: (K,) or (1, K) running mean of the teacher logits, subtracted before sharpening.
+        student_temp, teacher_temp: softmax temperatures (teacher's lower: sharpening).
+    """
+    log_p = F.log_softmax(student.float() / student_temp, dim=-1)  # (V, B, K)
+    q = F.softmax((teacher.detach().float() - center.float()) / teacher_temp, dim=-1)  # (G, B, K)
+    cross = -torch.einsum("gbk,vbk->gvb", q, log_p).mean(-1)  # (G, V): mean over the batch
+    g, v = cross.shape
+    other = ~torch.eye(g, v, dtype=torch.bool, device=cross.device)  # a crop never meets itself
+    return cross[other].mean()

@@ -28,6 +28,7 @@ from medcontrast.augment.params import AugmentParams
 from medcontrast.config import PretrainConfig, from_dict, save_config, to_dict
 from medcontrast.config.renamed import upgrade_saved
 from medcontrast.config.resolve import resolve_pretrain, resolve_steps
+from medcontrast.config.schema import method_config
 from medcontrast.data.cache import ImageCache, load_selection
 from medcontrast.data.pairs import PairBatchDataset, check_partners, codes_and_members
 from medcontrast.data.sampling import BatchSampler
@@ -79,7 +80,7 @@ def pretrain(
         changes = {}
         if start.state is not None:
             saved = _saved_config(run, start.state["config"], facts)
-            changes = check_resumable(run, saved, to_dict(cfg), to_dict(PretrainConfig()))
+            changes = check_resumable(run, saved, to_dict(cfg), _defaults(cfg))
         data = _build_data(cfg, info, device, progress)
         if start.state is not None:
             saved = start.state.get("samples_sha256", start.state.get("manifest_sha256"))
@@ -123,6 +124,13 @@ def _saved_config(run: Path, saved: dict[str, Any], facts: dict[str, Any]) -> di
             f"cannot resume {run}: its saved config is not valid now ({exc})"
         ) from None
     return to_dict(resolve_pretrain(cfg, **facts))
+
+
+def _defaults(cfg: PretrainConfig) -> dict[str, Any]:
+    """The default config of ``cfg``'s method: what a setting the run's release did not have yet
+    is taken to be (the default method's settings mean nothing to another method's run)."""
+    name = cfg.method.name
+    return to_dict(PretrainConfig(method=method_config(name)(name=name)))
 
 
 def _run_dir(cfg: PretrainConfig, resume: bool) -> Path:
@@ -258,4 +266,6 @@ def method_from_config(cfg: PretrainConfig) -> Method:
         cfg.model.stem_stride,
     )
     m = cfg.method
-    return build_method(m.name, encoder, m.head, **m.settings())
+    method = build_method(m.name, encoder, m.head, **m.settings())
+    method.check_input(tuple(cfg.data.size))
+    return method

@@ -24,6 +24,7 @@ class Stream(enum.IntEnum):
     BATCH_ORDER = 17  # pretraining: the order of the samples in each epoch
     BUDGET = 31  # the labeled subset drawn per class for a budget and seed
     DEVICE_VIEWS = 99  # pretraining: the batched views' generator per step and process
+    LOCAL_CROPS = 100  # pretraining: multi-crop's local crops per step and process (DINO)
 
 
 def draw_seed(*parts: int) -> int:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from medcontrast import checkpoint as ckpt
 from medcontrast.augment.batched import BatchedViews
 from medcontrast.augment.monai_views import TwoViewDataset
+from medcontrast.augment.multicrop import LocalCrops
 from medcontrast.config import PretrainConfig, to_dict
 from medcontrast.data.cache import ImageCache
 from medcontrast.data.pairs import PairBatchDataset
@@ -82,6 +83,8 @@ class TrainLoop:
             self.optimizer, warmup_cosine(total, warmup, cfg.train.min_lr_ratio)
         )
         self.forward: nn.Module = self.method
+        local = method.local_views
+        self.locals = local if local is not None and local.n > 0 else None
 
     def restore(self, state: dict[str, Any] | None) -> int:
         """Load a checkpoint (read on the CPU) and wrap for DDP; returns the step to start at.
@@ -166,7 +169,9 @@ class TrainLoop:
                 yield (
                     step,
                     epoch,
-                    to_device(batch, self.device, self.cfg, data.batched, step, self.info),
+                    to_device(
+                        batch, self.device, self.cfg, data.batched, step, self.info, self.locals
+                    ),
                 )
                 step += 1
                 if step >= self.total:
@@ -288,7 +293,10 @@ def to_device(
     batched: BatchedViews | None,
     step: int,
     info: DistInfo,
+    locals_: LocalCrops | None = None,
 ) -> dict[str, torch.Tensor]:
+    """The loader's batch on ``device`` with both views (made here on the batched path) and,
+    for a multi-crop method, its local crops, each drawn from a generator of (seed, step, rank)."""
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     if batched is not None:
         g = torch.Generator(device=device)
@@ -297,7 +305,12 @@ def to_device(
         x2 = batch.pop("x2", x1)
         batch["view1"] = batched(x1, g)
         batch["view2"] = batched(x2, g)
+    if locals_ is not None:
+        g = torch.Generator(device=device)
+        g.manual_seed(draw_seed(cfg.train.seed, step, info.rank, Stream.LOCAL_CROPS))
+        batch["local"] = locals_(batch["view1"], batch["view2"], g)
     if cfg.train.channels_last and cfg.data.ndim == 2:
-        batch["view1"] = batch["view1"].contiguous(memory_format=torch.channels_last)
-        batch["view2"] = batch["view2"].contiguous(memory_format=torch.channels_last)
+        for key in ("view1", "view2", "local"):
+            if key in batch:
+                batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
     return batch

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from medcontrast.config import (
     EvaluateConfig,
@@ -14,6 +15,7 @@ from medcontrast.config import (
     views_preset,
 )
 from medcontrast.config.renamed import upgrade_saved
+from medcontrast.config.schema import method_config
 from medcontrast.errors import MedContrastError
 from medcontrast.methods import METHODS, build_method
 from medcontrast.models.encoders import build_encoder
@@ -155,14 +157,33 @@ def test_a_key_of_another_method_names_the_keys_this_one_takes():
     )
 
 
+@pytest.mark.parametrize("name", ["vicreg", "dino", "byol"])
+def test_naming_another_method_drops_the_files_method_settings(tmp_path, name):
+    """``method.name=vicreg`` on a SimCLR config trains VICReg with its defaults: SimCLR's
+    temperature is no setting of it. The head is kept; the same method keeps every setting."""
+    path = tmp_path / "c.yaml"
+    path.write_text("method: {name: simclr, temperature: 0.3, head: {dim: 64}}\n")
+    cfg = load_config(PretrainConfig, path, [f"method.name={name}"])
+    assert cfg.method.name == name and cfg.method.head.dim == 64
+    assert cfg.method.settings() == method_config(name)(name=name).settings()
+    same = load_config(PretrainConfig, path, ["method.name=SimCLR"])
+    assert same.method.temperature == 0.3
+    with pytest.raises(MedContrastError, match="not a setting of method"):
+        load_config(PretrainConfig, path, [f"method.name={name}", "method.temperature=0.3"])
+
+
 @pytest.mark.parametrize("name", METHODS.names())
 def test_a_method_block_holds_its_constructors_settings(name):
     """The defaults of a method's block are those of its constructor, and every one reaches it."""
     cfg = load_config(PretrainConfig, None, [f"method.name={name}"])
     params = inspect.signature(METHODS.get(name).__init__).parameters
+    # A range the constructor takes as a tuple is a list in the config, as YAML writes it.
     assert cfg.method.settings() == {
-        k: p.default for k, p in params.items() if k not in ("self", "encoder", "head")
+        k: list(p.default) if isinstance(p.default, tuple) else p.default
+        for k, p in params.items()
+        if k not in ("self", "encoder", "head")
     }
+    yaml.safe_dump(to_dict(cfg))  # every setting can be saved in the run folder
     encoder = build_encoder("timm:resnet10t", 2, 1, [32, 32])
     method = build_method(name, encoder, cfg.method.head, **cfg.method.settings())
     assert isinstance(method, METHODS.get(name))

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from medcontrast.losses import nt_xent
+from medcontrast.losses import nt_xent, vicreg_loss
 
 B_LOCAL, D_IN, D = 4, 6, 5
 
@@ -35,24 +35,32 @@ def _model(weight):
     return model
 
 
-def _worker(rank: int, world: int, port: int, out: str, mask: bool) -> None:
-    _run(rank, world, port, out, mask)
+def _loss(name: str, z1, z2, groups, gather: bool = True):
+    """The losses whose statistics span the global batch: NT-Xent's negatives (with and without
+    same-patient masking), VICReg's variance and covariance."""
+    if name == "vicreg":
+        return vicreg_loss(z1, z2, gather=gather)[0]
+    return nt_xent(
+        z1, z2, 0.2, groups=groups, mask_same_group=name == "nt_xent_masked", gather=gather
+    )
+
+
+def _worker(rank: int, world: int, port: int, out: str, loss: str) -> None:
+    _run(rank, world, port, out, loss)
     # Skip the interpreter's teardown: Gloo's threads can still abort a finished child there
     # ("terminate called without an active exception", seen under load in CI). An exception
     # above still reaches mp.spawn with its traceback.
     os._exit(0)
 
 
-def _run(rank: int, world: int, port: int, out: str, mask: bool) -> None:
+def _run(rank: int, world: int, port: int, out: str, name: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         x1, x2, weight, groups = _data()
         rows = slice(rank * B_LOCAL, (rank + 1) * B_LOCAL)
         model = torch.nn.parallel.DistributedDataParallel(_model(weight))
-        loss = nt_xent(
-            model(x1[rows]), model(x2[rows]), 0.2, groups=groups[rows], mask_same_group=mask
-        )
+        loss = _loss(name, model(x1[rows]), model(x2[rows]), groups[rows])
         loss.backward()
         losses = [torch.zeros(()) for _ in range(world)]
         dist.all_gather(losses, loss.detach())
@@ -66,17 +74,17 @@ def _run(rank: int, world: int, port: int, out: str, mask: bool) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("mask", [False, True])
-def test_two_processes_equal_one(tmp_path, mask):
+@pytest.mark.parametrize("name", ["nt_xent", "nt_xent_masked", "vicreg"])
+def test_two_processes_equal_one(tmp_path, name):
     x1, x2, weight, groups = _data()
     model = _model(weight)
-    loss = nt_xent(model(x1), model(x2), 0.2, groups=groups, mask_same_group=mask, gather=False)
+    loss = _loss(name, model(x1), model(x2), groups, gather=False)
     loss.backward()
     out = str(tmp_path / "ddp.pt")
     with socket.socket() as sock:  # a port the OS says is free, not a guess that may collide
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    mp.spawn(_worker, args=(2, port, out, mask), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, port, out, name), nprocs=2, join=True)
     ddp = torch.load(out)
     assert float(ddp["loss"]) == pytest.approx(loss.item(), rel=1e-5)
     torch.testing.assert_close(ddp["grad"], model.weight.grad, rtol=1e-5, atol=1e-6)

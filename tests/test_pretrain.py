@@ -118,6 +118,85 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(phantom_manifest, tmp_
     assert list(pd.read_csv(cut / "metrics.csv")["step"]) == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_resumes_exactly(phantom_manifest, tmp_path, method):
+    """Killed after its second step and resumed, every method ends where the uninterrupted run
+    does: weights and every buffer (MoCo's queue, DINO's centre and teacher temperature)."""
+    extra = [
+        f"method.name={method}",
+        "train.max_steps=4",
+        "train.checkpoint_every=2",
+        "train.seed=2",
+        "views.path=batched",
+        *(["method.queue_size=64"] if method == "moco" else []),
+    ]
+    full = pretrain(_cfg(phantom_manifest, tmp_path, "full", *extra), progress=False)
+    cut = pretrain(_cfg(phantom_manifest, tmp_path, "cut", *extra), stop_after=2, progress=False)
+    pretrain(_cfg(phantom_manifest, tmp_path, "cut", *extra), resume=True, progress=False)
+    a = torch.load(full / "checkpoints" / "last.pt", weights_only=False)["model"]
+    b = torch.load(cut / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    if method == "dino":
+        assert float(a["teacher_temp"]) > 0.04 and a["center"].abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["model.encoder=timm:vit_tiny_patch16_224", "method.head.hidden=32"],  # a 2D ViT
+        [
+            "data.ndim=3",
+            "data.modalities=[CT,MR]",
+            "data.size=[16,16,16]",
+            "views.preset=mri",
+            "views.flip_axes=[0]",
+            "model.encoder=monai:resnet10",
+            "train.batch_size=4",
+        ],
+    ],
+    ids=["timm-vit-2d", "monai-resnet-3d"],
+)
+def test_dino_multi_crop_trains_vits_and_volumes(phantom_manifest, tmp_path, extra):
+    cfg = _cfg(
+        phantom_manifest,
+        tmp_path,
+        "dino",
+        "method.name=dino",
+        "method.local_crops=2",
+        "views.path=batched",
+        *extra,
+    )
+    run = pretrain(cfg, progress=False)
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics["loss"].notna().all() and (metrics["teacher_entropy"] <= 1).all()
+
+
+VIT_3D = [
+    "data.ndim=3",
+    "data.modalities=[CT,MR]",
+    "data.size=[16,16,16]",
+    "views.preset=mri",
+    "views.flip_axes=[0]",
+    "model.encoder=monai:vit",
+    "train.batch_size=4",
+    "method.name=dino",
+    "method.head.hidden=32",
+]
+
+
+def test_local_crops_an_encoder_cannot_take_are_refused_before_training(phantom_manifest, tmp_path):
+    """MONAI's ViT has a fixed position embedding: 8^3 local crops of 16^3 volumes are refused,
+    naming the setting, before a step is trained; without local crops DINO trains it."""
+    cfg = _cfg(phantom_manifest, tmp_path, "vit3d", *VIT_3D)
+    with pytest.raises(MedContrastError, match=r"method.local_size=0.5 .*monai:vit.*local_crops=0"):
+        pretrain(cfg, progress=False)
+    assert not (tmp_path / "runs" / "vit3d" / "checkpoints" / "last.pt").exists()
+    fixed = _cfg(phantom_manifest, tmp_path, "vit3d-global", *VIT_3D, "method.local_crops=0")
+    assert (pretrain(fixed, progress=False) / "encoder.pth").exists()
+
+
 def test_resume_restores_random_states_that_were_loaded_off_the_cpu(
     phantom_manifest, tmp_path, monkeypatch
 ):

@@ -17,6 +17,7 @@ def test_the_stream_tags_keep_their_values():
         "BATCH_ORDER": 17,
         "BUDGET": 31,
         "DEVICE_VIEWS": 99,
+        "LOCAL_CROPS": 100,
     }
 
 

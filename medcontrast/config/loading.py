@@ -190,10 +190,24 @@ def load_config(cls: type[C], path: str | Path | None, overrides: list[str] | No
     if path is not None:
         tree = upgrade(_read_yaml(path, getattr(cls, "kind", "")))
     if overrides:
-        tree = _deep_merge(tree, upgrade(parse_overrides(overrides)))
+        over = upgrade(parse_overrides(overrides))
+        tree = _deep_merge(_switching_method(tree, over), over)
     if isinstance(tree.get("views"), dict):
         tree["views"] = with_preset(tree["views"], "views.")
     return from_dict(cls, tree)
+
+
+def _switching_method(tree: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``tree`` without its method's own settings when ``over`` names another method: they are
+    settings of the file's method (``method.temperature`` of SimCLR means nothing to VICReg), so
+    ``method.name=vicreg`` on a SimCLR config trains VICReg with its defaults; the head stays."""
+    old, new = tree.get("method"), over.get("method")
+    if not (isinstance(old, dict) and isinstance(new, dict) and "name" in new):
+        return tree
+    if str(new["name"]).lower() == str(old.get("name", "simclr")).lower():
+        return tree
+    kept = {k: v for k, v in old.items() if k == "head"}
+    return {**tree, "method": kept}
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

@@ -134,12 +134,21 @@ def method_config(name: str) -> type[MethodConfig]:
     """:class:`MethodConfig` with method ``name``'s own settings as fields (see there)."""
     cls = _method_class(name)
     hints = typing.get_type_hints(cls.__init__)
-    own = [(k, hints[k], field(default=p.default)) for k, p in method_settings(name).items()]
+    own = [(k, *_setting_field(hints[k], p.default)) for k, p in method_settings(name).items()]
     variant = dataclasses.make_dataclass(
         f"{cls.__name__}Config", own, bases=(MethodConfig,), namespace={"method": name.lower()}
     )
     variant.__module__ = __name__
     return variant
+
+
+def _setting_field(hint: Any, default: Any) -> tuple[Any, Any]:
+    """The config field of a constructor argument. A range the constructor takes as a tuple
+    (``local_scale: tuple[float, float] = (0.25, 0.6)``) is a list in the config, as in YAML."""
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        return list[item], field(default_factory=lambda d=default: list(d))
+    return hint, field(default=default)
 
 
 def __getattr__(name: str) -> type[MethodConfig]:

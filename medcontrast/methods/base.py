@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from medcontrast.augment.multicrop import LocalCrops
 from medcontrast.errors import MedContrastError
 from medcontrast.models.encoders import Encoder
 from medcontrast.models.heads import HeadSpec
@@ -28,16 +29,50 @@ class Method(nn.Module):
     """Base class: holds the online encoder that gets exported."""
 
     needs_labels = False
+    # Multi-crop methods (DINO) set this: the loop then adds ``batch["local"]`` (n * B, C, *local).
+    local_views: LocalCrops | None = None
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()
         self.encoder = encoder
+
+    def check_input(self, size: tuple[int, ...]) -> None:
+        """Raise naming the setting when the method cannot train on inputs of spatial ``size``
+        (called before training starts)."""
+        local = self.local_views
+        if local is None or local.n == 0:
+            return
+        small = local.size_of(size)
+        if not accepts(self.encoder, small):
+            raise MedContrastError(
+                f"method.local_size={local.size_fraction} makes local crops of {list(small)} from "
+                f"data.size {list(size)}, which encoder {self.encoder.spec.name} cannot take. "
+                "Use a larger method.local_size (1.0: local crops at the global size), or "
+                "method.local_crops=0 (two global crops only)"
+            )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def after_step(self, progress: float) -> None:
         """Called after each optimizer step with training progress in [0, 1]."""
+
+
+@torch.no_grad()
+def accepts(encoder: Encoder, size: tuple[int, ...]) -> bool:
+    """Whether ``encoder`` maps two zero inputs of spatial ``size`` to finite features (in eval
+    mode, so batch-norm statistics are untouched) and is not fixed to another size."""
+    if encoder.fixed_size and list(size) != list(encoder.spec.size):
+        return False
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        x = torch.zeros(2, encoder.spec.in_channels, *size)
+        return bool(torch.isfinite(encoder(x)).all())
+    except (RuntimeError, ValueError, AssertionError, AttributeError):
+        return False
+    finally:
+        encoder.train(was_training)
 
 
 def momentum_at(base: float, progress: float) -> float:

@@ -43,12 +43,16 @@ class Encoder(nn.Module):
         num_features: int,
         spec: EncoderSpec,
         pool: Callable[[object], torch.Tensor] | None = None,
+        fixed_size: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.num_features = num_features
         self.spec = spec
         self._pool = pool
+        # Only inputs of spec.size are right, even where others run: MONAI's ViT adds its
+        # position embedding by broadcasting, so a smaller input runs and is silently wrong.
+        self.fixed_size = fixed_size
 
     @property
     def ndim(self) -> int:
@@ -117,9 +121,15 @@ def _timm(spec: EncoderSpec, model: str) -> Encoder:
     import timm
 
     extra = {"img_size": spec.size[0]} if spec.size and _takes_img_size(model) else {}
-    net = timm.create_model(
-        model, pretrained=False, in_chans=spec.in_channels, num_classes=0, **extra, **spec.kwargs
-    )
+    kw = dict(pretrained=False, in_chans=spec.in_channels, num_classes=0, **extra, **spec.kwargs)
+    try:
+        # Vision transformers that can take other input sizes (their position embedding
+        # interpolated) do so: multi-crop's local crops are smaller. Same weights, same output at
+        # the trained size; models without the option refuse it.
+        net = timm.create_model(model, **{"dynamic_img_size": True, **kw}) if extra else None
+    except TypeError:
+        net = None
+    net = net or timm.create_model(model, **kw)
     return Encoder(net, int(net.num_features), spec)
 
 
@@ -166,7 +176,7 @@ def _monai_vit(spec: EncoderSpec) -> Encoder:
         classification=False,
         **kw,
     )
-    return Encoder(net, kw["hidden_size"], spec, pool=lambda out: out[0].mean(1))
+    return Encoder(net, kw["hidden_size"], spec, pool=lambda out: out[0].mean(1), fixed_size=True)
 
 
 @MONAI_ENCODERS.register("swin")
