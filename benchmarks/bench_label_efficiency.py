@@ -134,9 +134,13 @@ def label_efficiency(args: argparse.Namespace, extra: dict) -> list[dict]:
     """Pretrain (once per work folder), evaluate, print; the summary rows (``extra`` filled)."""
     work = Path(args.work)
     common = data_overrides(args.dataset, Path(args.data), work)
-    pre = shipped_config(
-        PretrainConfig, args.dataset, [*common, f"out_dir={work / 'runs'}", *args.pretrain]
-    )
+    # The run is named after its method (the shipped configs' pneumoniamnist-simclr, ...), so a
+    # work folder holds one run per method: --pretrain method.name=vicreg trains its own.
+    overrides = [*common, f"out_dir={work / 'runs'}", *args.pretrain]
+    pre = shipped_config(PretrainConfig, args.dataset, overrides)
+    if not any(o.startswith("name=") for o in args.pretrain):
+        name = f"name={args.dataset}-{pre.method.name}"
+        pre = shipped_config(PretrainConfig, args.dataset, [*overrides, name])
     run = Path(pre.out_dir) / pre.name
     if not (run / "encoder.pth").exists():
         pretrain(pre, progress=False)
@@ -146,7 +150,7 @@ def label_efficiency(args: argparse.Namespace, extra: dict) -> list[dict]:
         [
             *common,
             f"out_dir={work / 'eval'}",
-            f"inits=[{{name: simclr, source: '{run}'}}, {{name: random, source: random, encoder: '{pre.model.encoder}'}}]",
+            f"inits=[{{name: {pre.method.name}, source: '{run}'}}, {{name: random, source: random, encoder: '{pre.model.encoder}'}}]",
             *args.evaluate,
         ],
     )

@@ -14,6 +14,7 @@ from medcontrast.config import (
     to_dict,
     views_preset,
 )
+from medcontrast.config.presets import DEFAULT_METHOD, METHOD_PRESETS
 from medcontrast.config.renamed import upgrade_saved
 from medcontrast.config.schema import method_config
 from medcontrast.errors import MedContrastError
@@ -246,3 +247,20 @@ def test_an_override_without_equals_is_refused():
         MedContrastError, match=r"override 'train\.lr' is not of the form key=value"
     ):
         load_config(PretrainConfig, None, ["train.lr"])
+
+
+@pytest.mark.parametrize("preset", ["radiograph", "ct", "mri", "mask", ""])
+def test_a_config_naming_no_method_takes_its_modalitys(tmp_path, preset):
+    """The views preset picks the method where the config names none; a named method wins, and
+    the method's settings may be given without its name."""
+    volume = preset in ("ct", "mri", "mask")
+    data = ["data.ndim=3", "data.size=[8,8,8]", "model.encoder=monai:resnet10"] if volume else []
+    views = [f"views.preset={preset}"] if preset else []
+    cfg = load_config(PretrainConfig, None, [*data, *views])
+    assert cfg.method.name == METHOD_PRESETS.get(preset, DEFAULT_METHOD)
+    assert PretrainConfig().method.name == DEFAULT_METHOD
+    named = load_config(PretrainConfig, None, [*data, *views, "method.name=moco"])
+    assert named.method.name == "moco"
+    path = tmp_path / "c.yaml"
+    path.write_text("method: {head: {dim: 64}}\n")
+    assert load_config(PretrainConfig, path, [*data, *views]).method.head.dim == 64

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from medcontrast.config.presets import with_preset
+from medcontrast.config.presets import DEFAULT_METHOD, with_method_preset, with_preset
 from medcontrast.config.renamed import upgrade
 from medcontrast.config.schema import ViewsConfig
 from medcontrast.configs import shipped_configs
@@ -194,6 +194,8 @@ def load_config(cls: type[C], path: str | Path | None, overrides: list[str] | No
         tree = _deep_merge(_switching_method(tree, over), over)
     if isinstance(tree.get("views"), dict):
         tree["views"] = with_preset(tree["views"], "views.")
+    if "method" in _field_types(cls):
+        tree = with_method_preset(tree)
     return from_dict(cls, tree)
 
 
@@ -204,7 +206,7 @@ def _switching_method(tree: dict[str, Any], over: dict[str, Any]) -> dict[str, A
     old, new = tree.get("method"), over.get("method")
     if not (isinstance(old, dict) and isinstance(new, dict) and "name" in new):
         return tree
-    if str(new["name"]).lower() == str(old.get("name", "simclr")).lower():
+    if str(new["name"]).lower() == str(old.get("name", DEFAULT_METHOD)).lower():
         return tree
     kept = {k: v for k, v in old.items() if k == "head"}
     return {**tree, "method": kept}

@@ -1,4 +1,5 @@
-"""Augmentation presets per kind of image (radiograph, CT, MRI, mask, none)."""
+"""Presets per kind of image (radiograph, CT, MRI, mask, none): the augmentation, and the
+self-supervised method a config that names none pretrains with."""
 
 from __future__ import annotations
 
@@ -100,3 +101,32 @@ def with_preset(views: dict[str, Any], prefix: str = "views.") -> dict[str, Any]
             f"unknown {prefix}preset {name!r}{hint}; known: {', '.join(VIEW_PRESETS)}"
         )
     return {**VIEW_PRESETS[name], **views}
+
+
+# The method of a config that names none (``method.name`` left out): the best on the CPU proxy
+# (docs/benchmarks.md, "Which method: VICReg and DINO beside SimCLR and BYOL").
+DEFAULT_METHOD = "simclr"
+
+# The method per ``views.preset`` where the config names none. Measured on the proxy for
+# radiographs (PneumoniaMNIST) and binary mask volumes (AdrenalMNIST3D); CT and MRI follow the
+# 3D result, as no CT or MRI intensity set was measured (docs/benchmarks.md says so).
+METHOD_PRESETS: dict[str, str] = {
+    "radiograph": "simclr",
+    "ct": "simclr",
+    "mri": "simclr",
+    "mask": "simclr",
+    "none": DEFAULT_METHOD,
+}
+
+
+def with_method_preset(tree: dict[str, Any]) -> dict[str, Any]:
+    """``tree`` with ``method.name`` filled from its views preset where it names no method."""
+    method = tree.get("method")
+    if method is not None and not isinstance(method, dict):
+        return tree  # not a mapping: from_dict names the error
+    if (method or {}).get("name"):
+        return tree
+    views = tree.get("views")
+    preset = views.get("preset") if isinstance(views, dict) else ""
+    name = METHOD_PRESETS.get(preset or "", DEFAULT_METHOD)
+    return {**tree, "method": {**(method or {}), "name": name}}

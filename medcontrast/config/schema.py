@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from medcontrast.augment.params import AugmentParams, ViewsConfig
 from medcontrast.checks import check_choices, check_device, check_ranges
+from medcontrast.config.presets import DEFAULT_METHOD
 from medcontrast.data.preprocessing import INTENSITY_MODES, RESIZE_MODES, PreprocessSpec
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.finetune import FinetuneConfig
@@ -85,7 +86,7 @@ class MethodConfig:
 
     method: ClassVar[str] = ""  # the method whose settings a subclass holds
 
-    name: str = "simclr"
+    name: str = DEFAULT_METHOD
     head: HeadSpec = field(default_factory=HeadSpec)
 
     def __post_init__(self) -> None:
@@ -103,7 +104,7 @@ class MethodConfig:
     @classmethod
     def variant_for(cls, data: dict[str, Any]) -> type[MethodConfig]:
         """The class of a ``method:`` mapping: the one of the method it names (for the loader)."""
-        return method_config(str(data.get("name", "simclr")).lower())
+        return method_config(str(data.get("name", DEFAULT_METHOD)).lower())
 
     @classmethod
     def check_keys(cls, keys: list[str], prefix: str) -> None:
@@ -232,7 +233,7 @@ class PretrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodConfig = field(default_factory=lambda: method_config("simclr")())
+    method: MethodConfig = field(default_factory=lambda: method_config(DEFAULT_METHOD)())
     pairs: PairsConfig = field(default_factory=PairsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
