@@ -87,9 +87,11 @@ def main() -> None:
                 recipes = "; ".join(
                     f"`{k}`: {' '.join(v) or '-'}" for k, v in entry["recipes"].items()
                 )
+                pre = " ".join(entry.get("pretrain_overrides") or []) or "none (SimCLR)"
                 parts += [
-                    f"Recipes (evaluate overrides on top of the proxy's): {recipes}. Wall time "
-                    f"per stage in this call (s; 0 where reused): {entry.get('seconds')}.",
+                    f"Recipes (evaluate overrides on top of the proxy's): {recipes}. Pretraining "
+                    f"overrides: {pre}. Wall time per stage in this call (s; 0 where reused): "
+                    f"{entry.get('seconds')}.",
                     "",
                 ]
             if entry.get("pretrain"):
