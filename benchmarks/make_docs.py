@@ -52,6 +52,43 @@ def _hardware(h: dict) -> str:
     return f"{where}; {libs}"
 
 
+def _method_of(entry: dict) -> str:
+    """The pretraining method and head of a proxy record, from its pretrain overrides."""
+    over = entry.get("pretrain_overrides") or []
+    name = next((o.split("=", 1)[1] for o in over if o.startswith("method.name=")), "simclr")
+    rest = [o.removeprefix("method.") for o in over if not o.startswith("method.name=")]
+    return name + (f" ({', '.join(rest)})" if rest else "")
+
+
+def _methods_table(entries: list[dict]) -> str:
+    """Pretraining methods side by side: the proxy records that ran the default evaluation
+    recipe alone (LP-FT), one line per method, data set and budget (the latest record wins)."""
+    rows: dict[tuple, dict] = {}
+    for e in entries:
+        if e.get("recipes") != {"lpft": ["finetune.mode=lpft"]}:
+            continue
+        for r in e["rows"]:
+            if r.get("result", "ok") != "ok" or "protocol" not in r:
+                continue
+            key = (r["dataset"], r["budget"], _method_of(e))
+            row = rows.setdefault(key, {"data set": key[0], "budget": key[1], "method": key[2]})
+            for protocol in ("finetune", "linear"):  # the same columns in every row
+                row.setdefault(protocol, "")
+                row.setdefault(f"{protocol} - strongest random (sd)", "")
+            gain = f"{r['minus_strongest_random']:+.3f} ({r['paired_sd']:.3f})"
+            row[r["protocol"]] = round(r["pretrained"], 3)
+            row[f"{r['protocol']} - strongest random (sd)"] = gain
+            row["strongest random"] = r["strongest_random"]
+            row["commit"] = e.get("commit", "")
+    ordered = sorted(rows.values(), key=lambda r: (r["data set"], r["budget"], r["method"]))
+    head = (
+        "**Pretraining methods side by side** (rows of the records below that ran the LP-FT "
+        "recipe alone; AUROC mean of 5 seeds; the gain is over the strongest random "
+        "initialisation of that call, with the sd of the paired per-seed differences):"
+    )
+    return head + "\n\n" + _table(ordered) if ordered else ""
+
+
 def main() -> None:
     parts = [(HERE / "notes.md").read_text().strip(), ""]
     for name in ORDER:
@@ -63,6 +100,8 @@ def main() -> None:
         if name == "label_efficiency":  # a later run supersedes the earlier one of its dataset
             where = {e["dataset"] + str(e["hardware"].get("gpu")): e for e in entries}  # per device
             entries = list(where.values())
+        if name == "proxy":
+            parts += [_methods_table(entries), ""]
         for entry in entries:
             title = entry.get("dataset", "")
             parts += [
