@@ -169,9 +169,9 @@ def vicreg_loss(
     Returns:
         The scalar weighted loss, and its three unweighted terms (for the log).
     """
-    if gather:
-        z1, z2 = gather_with_grad(z1.float()), gather_with_grad(z2.float())
     z1, z2 = z1.float(), z2.float()
+    if gather:
+        z1, z2 = gather_with_grad(z1), gather_with_grad(z2)
     n, d = z1.shape
     invariance = F.mse_loss(z1, z2)
     variance = z1.new_zeros(())

@@ -83,8 +83,7 @@ class TrainLoop:
             self.optimizer, warmup_cosine(total, warmup, cfg.train.min_lr_ratio)
         )
         self.forward: nn.Module = self.method
-        local = method.local_views
-        self.locals = local if local is not None and local.n > 0 else None
+        self.locals = method.local_views
 
     def restore(self, state: dict[str, Any] | None) -> int:
         """Load a checkpoint (read on the CPU) and wrap for DDP; returns the step to start at.

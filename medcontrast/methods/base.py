@@ -29,7 +29,8 @@ class Method(nn.Module):
     """Base class: holds the online encoder that gets exported."""
 
     needs_labels = False
-    # Multi-crop methods (DINO) set this: the loop then adds ``batch["local"]`` (n * B, C, *local).
+    # Multi-crop methods (DINO) with local crops set this: the loop then adds ``batch["local"]``
+    # (n * B, C, *local).
     local_views: LocalCrops | None = None
 
     def __init__(self, encoder: Encoder) -> None:
@@ -40,7 +41,7 @@ class Method(nn.Module):
         """Raise naming the setting when the method cannot train on inputs of spatial ``size``
         (called before training starts)."""
         local = self.local_views
-        if local is None or local.n == 0:
+        if local is None:
             return
         small = local.size_of(size)
         if not accepts(self.encoder, small):

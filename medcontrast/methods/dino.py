@@ -93,7 +93,8 @@ class DINO(Method):
         self.center_momentum = center_momentum
         self.base_momentum = momentum
         self.momentum = momentum
-        self.local_views = LocalCrops(local_crops, local_size, tuple(local_scale))
+        local = LocalCrops(local_crops, local_size, tuple(local_scale))  # checks the settings
+        self.local_views = local if local_crops > 0 else None
         self.register_buffer("center", torch.zeros(out_dim))
         self.register_buffer("teacher_temp", torch.tensor(warmup_teacher_temp))
         self._next_center: torch.Tensor | None = None
@@ -107,7 +108,7 @@ class DINO(Method):
         globals_ = torch.cat([batch["view1"], batch["view2"]], 0)  # (2B, C, *size)
         h, s = self._student(globals_)
         crops = [s]
-        if "local" in batch and self.local_views.n > 0:  # another size: its own encoder pass
+        if "local" in batch:  # another size: its own encoder pass
             crops.append(self._student(batch["local"])[1])
         student = torch.cat(crops, 0).reshape(-1, b, s.shape[-1])  # (V, B, K)
         enc, proj, protos = self.target.targets

@@ -8,6 +8,7 @@ is decided here, once, when it is built.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -122,13 +123,13 @@ def _timm(spec: EncoderSpec, model: str) -> Encoder:
 
     extra = {"img_size": spec.size[0]} if spec.size and _takes_img_size(model) else {}
     kw = dict(pretrained=False, in_chans=spec.in_channels, num_classes=0, **extra, **spec.kwargs)
-    try:
+    net = None
+    if extra:
         # Vision transformers that can take other input sizes (their position embedding
         # interpolated) do so: multi-crop's local crops are smaller. Same weights, same output at
         # the trained size; models without the option refuse it.
-        net = timm.create_model(model, **{"dynamic_img_size": True, **kw}) if extra else None
-    except TypeError:
-        net = None
+        with contextlib.suppress(TypeError):
+            net = timm.create_model(model, **{"dynamic_img_size": True, **kw})
     net = net or timm.create_model(model, **kw)
     return Encoder(net, int(net.num_features), spec)
 
