@@ -25,6 +25,9 @@ class Stream(enum.IntEnum):
     BUDGET = 31  # the labeled subset drawn per class for a budget and seed
     DEVICE_VIEWS = 99  # pretraining: the batched views' generator per step and process
     LOCAL_CROPS = 100  # pretraining: multi-crop's local crops per step and process (DINO)
+    METHOD_DRAWS = (
+        101  # pretraining: a method's own draws per step and process (corruptions, masks)
+    )
 
 
 def draw_seed(*parts: int) -> int:

@@ -20,7 +20,6 @@ from tqdm import tqdm
 from medcontrast import checkpoint as ckpt
 from medcontrast.augment.batched import BatchedViews
 from medcontrast.augment.monai_views import TwoViewDataset
-from medcontrast.augment.multicrop import LocalCrops
 from medcontrast.config import PretrainConfig, to_dict
 from medcontrast.data.cache import ImageCache
 from medcontrast.data.pairs import PairBatchDataset
@@ -83,7 +82,6 @@ class TrainLoop:
             self.optimizer, warmup_cosine(total, warmup, cfg.train.min_lr_ratio)
         )
         self.forward: nn.Module = self.method
-        self.locals = method.local_views
 
     def restore(self, state: dict[str, Any] | None) -> int:
         """Load a checkpoint (read on the CPU) and wrap for DDP; returns the step to start at.
@@ -169,7 +167,7 @@ class TrainLoop:
                     step,
                     epoch,
                     to_device(
-                        batch, self.device, self.cfg, data.batched, step, self.info, self.locals
+                        batch, self.device, self.cfg, data.batched, step, self.info, self.method
                     ),
                 )
                 step += 1
@@ -292,10 +290,11 @@ def to_device(
     batched: BatchedViews | None,
     step: int,
     info: DistInfo,
-    locals_: LocalCrops | None = None,
+    method: Method | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The loader's batch on ``device`` with both views (made here on the batched path) and,
-    for a multi-crop method, its local crops, each drawn from a generator of (seed, step, rank)."""
+    """The loader's batch on ``device`` with both views (made here on the batched path) and
+    what ``method`` draws on the device (a multi-crop method's local crops, a restoration
+    method's corrupted views, MAE's masks), each from a generator of (seed, step, rank)."""
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     if batched is not None:
         g = torch.Generator(device=device)
@@ -304,6 +303,7 @@ def to_device(
         x2 = batch.pop("x2", x1)
         batch["view1"] = batched(x1, g)
         batch["view2"] = batched(x2, g)
+    locals_ = method.local_views if method is not None else None
     if locals_ is not None:
         g = torch.Generator(device=device)
         g.manual_seed(draw_seed(cfg.train.seed, step, info.rank, Stream.LOCAL_CROPS))
@@ -312,4 +312,8 @@ def to_device(
         for key in ("view1", "view2", "local"):
             if key in batch:
                 batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
+    if method is not None and method.draws_on_device:
+        g = torch.Generator(device=device)
+        g.manual_seed(draw_seed(cfg.train.seed, step, info.rank, Stream.METHOD_DRAWS))
+        batch.update(method.device_draws(batch, g))
     return batch

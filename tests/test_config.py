@@ -153,7 +153,8 @@ def test_a_key_of_another_method_names_the_keys_this_one_takes():
     with pytest.raises(MedContrastError) as err:
         load_config(PretrainConfig, None, ["method.name=byol", "method.temperature=0.2"])
     assert str(err.value) == (
-        "method.temperature is not a setting of method byol (a setting of moco, simclr, supcon); "
+        "method.temperature is not a setting of method byol (a setting of moco, restoration, simclr, "
+        "supcon); "
         "byol takes: momentum (besides method.name and method.head)"
     )
 

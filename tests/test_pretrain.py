@@ -347,3 +347,26 @@ def test_a_run_folder_holds_its_resolved_config_and_reruns_to_it(phantom_manifes
         **saved,
         "out_dir": str(tmp_path / "again"),
     }
+
+
+def test_restoration_trains_volumes_with_a_contrastive_term(phantom_manifest, tmp_path):
+    """Models Genesis on a 3D MONAI ResNet with the SwinUNETR-style contrastive term: both terms
+    are logged, and the exported encoder is the backbone alone (no decoder)."""
+    cfg = _cfg(
+        phantom_manifest,
+        tmp_path,
+        "genesis3d",
+        "data.ndim=3",
+        "data.modalities=[CT,MR]",
+        "data.size=[16,16,16]",
+        "views.preset=mri",
+        "views.flip_axes=[0]",
+        "model.encoder=monai:resnet10",
+        "train.batch_size=4",
+        "method.name=restoration",
+        "method.contrastive_weight=0.1",
+    )
+    run = pretrain(cfg, progress=False)
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics[["loss", "restoration", "contrastive"]].notna().all().all()
+    assert not any("decoder" in k for k in torch.load(run / "encoder.pth"))

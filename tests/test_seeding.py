@@ -18,6 +18,7 @@ def test_the_stream_tags_keep_their_values():
         "BUDGET": 31,
         "DEVICE_VIEWS": 99,
         "LOCAL_CROPS": 100,
+        "METHOD_DRAWS": 101,
     }
 
 

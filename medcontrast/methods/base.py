@@ -32,6 +32,10 @@ class Method(nn.Module):
     # Multi-crop methods (DINO) with local crops set this: the loop then adds ``batch["local"]``
     # (n * B, C, *local).
     local_views: LocalCrops | None = None
+    # Methods that draw on the device (restoration's corruptions, MAE's masks) set this: the loop
+    # then adds ``device_draws(batch, generator)`` to the batch, with a generator of (seed, step,
+    # rank), so a resumed run draws the same.
+    draws_on_device = False
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()
@@ -54,6 +58,13 @@ class Method(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def device_draws(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """Entries to add to a batch on the device, drawn from ``generator`` (see
+        ``draws_on_device``)."""
+        return {}
 
     def after_step(self, progress: float) -> None:
         """Called after each optimizer step with training progress in [0, 1]."""

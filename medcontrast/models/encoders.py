@@ -1,15 +1,19 @@
 """Encoders by name: ``timm:<any timm model>`` or ``monai:<resnet10|18|34|50|vit|swin>``.
 
 Every encoder is an :class:`Encoder`: ``forward`` returns pooled features (B, D) and
-``num_features`` is D. The wrapped library module is ``encoder.backbone``; its ``state_dict`` is
-what we export, so timm and MONAI load it without renaming keys. Whether the encoder is 2D or 3D
-is decided here, once, when it is built.
+``num_features`` is D; ``feature_map`` returns the spatial features before pooling (B, C, *grid),
+for the decoders of restoration methods; vision transformers also give access to their patch
+tokens (``patch_tokens``, for masked image modelling). The wrapped library module is
+``encoder.backbone``; its ``state_dict`` is what we export, so timm and MONAI load it without
+renaming keys (the accessors are plain functions of the backbone and hold no weights). Whether the
+encoder is 2D or 3D is decided here, once, when it is built.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -35,8 +39,30 @@ class EncoderSpec:
         return asdict(self)
 
 
+FeatureMap = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class PatchTokens:
+    """A vision transformer's patch tokens, for masked image modelling (MAE).
+
+    ``embed(backbone, x)``: (B, C, *size) -> (prefix (B, P, D), patches (B, N, D)), both with
+    their position embedding added; the patches in row-major grid order (that of
+    :func:`~medcontrast.methods.mae.patchify`). ``encode(backbone, tokens)``: the transformer
+    blocks and final norm, (B, P + N', D) -> (B, P + N', D), for any subset N' of the patches.
+    """
+
+    patch_size: tuple[int, ...]
+    embed: Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    encode: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
 class Encoder(nn.Module):
-    """A backbone that maps (B, C, *size) to pooled features (B, D)."""
+    """A backbone that maps (B, C, *size) to pooled features (B, D).
+
+    ``feature_map`` and ``patch_tokens`` are functions of the backbone (not closures over it):
+    a deep copy of the encoder (the EMA target of BYOL and DINO) then uses its own weights.
+    """
 
     def __init__(
         self,
@@ -45,6 +71,8 @@ class Encoder(nn.Module):
         spec: EncoderSpec,
         pool: Callable[[object], torch.Tensor] | None = None,
         fixed_size: bool = False,
+        feature_map: FeatureMap | None = None,
+        patch_tokens: PatchTokens | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -54,14 +82,27 @@ class Encoder(nn.Module):
         # Only inputs of spec.size are right, even where others run: MONAI's ViT adds its
         # position embedding by broadcasting, so a smaller input runs and is silently wrong.
         self.fixed_size = fixed_size
+        self._feature_map = feature_map
+        self.patch_tokens = patch_tokens
 
     @property
     def ndim(self) -> int:
         return self.spec.ndim
 
+    @property
+    def has_feature_map(self) -> bool:
+        return self._feature_map is not None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.backbone(x)
         return self._pool(out) if self._pool is not None else out
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Spatial features before pooling: (B, C, *size) -> (B, C', *grid), channels first
+        (a CNN's last stage; a ViT's or Swin's last tokens laid out on their grid)."""
+        if self._feature_map is None:
+            raise MedContrastError(f"encoder {self.spec.name} exposes no spatial feature map")
+        return self._feature_map(self.backbone, x)
 
 
 MONAI_ENCODERS: Registry[Callable[[EncoderSpec], Encoder]] = Registry("MONAI encoder")
@@ -120,6 +161,7 @@ def build_from_spec(spec: EncoderSpec) -> Encoder:
 
 def _timm(spec: EncoderSpec, model: str) -> Encoder:
     import timm
+    from timm.models.vision_transformer import VisionTransformer
 
     extra = {"img_size": spec.size[0]} if spec.size and _takes_img_size(model) else {}
     kw = dict(pretrained=False, in_chans=spec.in_channels, num_classes=0, **extra, **spec.kwargs)
@@ -131,7 +173,34 @@ def _timm(spec: EncoderSpec, model: str) -> Encoder:
         with contextlib.suppress(TypeError):
             net = timm.create_model(model, **{"dynamic_img_size": True, **kw})
     net = net or timm.create_model(model, **kw)
-    return Encoder(net, int(net.num_features), spec)
+    tokens = _timm_patch_tokens(net) if isinstance(net, VisionTransformer) else None
+    return Encoder(
+        net, int(net.num_features), spec, feature_map=_timm_feature_map, patch_tokens=tokens
+    )
+
+
+def _timm_feature_map(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = net.forward_features(x)
+    if out.ndim == 3:  # a ViT's tokens (B, P + N, D): drop the class/register tokens
+        grid = [s // p for s, p in zip(x.shape[2:], net.patch_embed.patch_size, strict=True)]
+        out = out[:, getattr(net, "num_prefix_tokens", 0) :]
+        return out.transpose(1, 2).reshape(out.shape[0], -1, *grid)
+    if getattr(net, "output_fmt", "NCHW") == "NHWC":  # timm's Swin family
+        return out.permute(0, 3, 1, 2)
+    return out
+
+
+def _timm_patch_tokens(net: nn.Module) -> PatchTokens:
+    # timm's VisionTransformer.forward_features, split where MAE drops the masked tokens.
+    def embed(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = net._pos_embed(net.patch_embed(x))  # (B, P + N, D), NHWC input flattened
+        p = net.num_prefix_tokens
+        return tokens[:, :p], tokens[:, p:]
+
+    def encode(net: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        return net.norm(net.blocks(net.norm_pre(tokens)))
+
+    return PatchTokens(tuple(net.patch_embed.patch_size), embed, encode)
 
 
 def _takes_img_size(model: str) -> bool:
@@ -152,9 +221,17 @@ def _monai_resnet(depth: int) -> Callable[[EncoderSpec], Encoder]:
             **spec.kwargs,
         )
         width = 512 * (4 if depth >= 50 else 1)
-        return Encoder(net, width, spec)
+        return Encoder(net, width, spec, feature_map=_monai_resnet_feature_map)
 
     return build
+
+
+def _monai_resnet_feature_map(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    # MONAI's ResNet.forward up to its last stage (it has no forward_features).
+    x = net.act(net.bn1(net.conv1(x)))
+    if not net.no_max_pool:
+        x = net.maxpool(x)
+    return net.layer4(net.layer3(net.layer2(net.layer1(x))))
 
 
 for _depth in (10, 18, 34, 50):
@@ -177,7 +254,37 @@ def _monai_vit(spec: EncoderSpec) -> Encoder:
         classification=False,
         **kw,
     )
-    return Encoder(net, kw["hidden_size"], spec, pool=lambda out: out[0].mean(1), fixed_size=True)
+    patch = _tuple(kw["patch_size"], spec.ndim)
+    return Encoder(
+        net,
+        kw["hidden_size"],
+        spec,
+        pool=lambda out: out[0].mean(1),
+        fixed_size=True,
+        feature_map=functools.partial(_monai_vit_feature_map, patch=patch),
+        patch_tokens=PatchTokens(patch, _monai_vit_embed, _monai_vit_encode),
+    )
+
+
+def _tuple(v: int | list[int] | tuple[int, ...], n: int) -> tuple[int, ...]:
+    return tuple(v) if isinstance(v, list | tuple) else (int(v),) * n
+
+
+def _monai_vit_feature_map(net: nn.Module, x: torch.Tensor, patch: tuple[int, ...]) -> torch.Tensor:
+    tokens = net(x)[0]  # (B, N, D), no class token (classification=False)
+    grid = [s // p for s, p in zip(x.shape[2:], patch, strict=True)]
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, *grid)
+
+
+def _monai_vit_embed(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens = net.patch_embedding(x)  # (B, N, D) with the position embedding
+    return tokens[:, :0], tokens
+
+
+def _monai_vit_encode(net: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    for block in net.blocks:  # MONAI's ViT.forward without the hidden-state list
+        tokens = block(tokens)
+    return net.norm(tokens)
 
 
 @MONAI_ENCODERS.register("swin")
@@ -197,4 +304,10 @@ def _monai_swin(spec: EncoderSpec) -> Encoder:
         **kw,
     )
     width = kw["embed_dim"] * 2 ** len(kw["depths"])
-    return Encoder(net, width, spec, pool=lambda out: out[-1].flatten(2).mean(-1))
+    return Encoder(
+        net,
+        width,
+        spec,
+        pool=lambda out: out[-1].flatten(2).mean(-1),
+        feature_map=lambda net, x: net(x)[-1],  # (B, C, *grid), channels first
+    )
