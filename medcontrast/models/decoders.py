@@ -8,6 +8,7 @@ pretraining and never exported.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -24,9 +25,11 @@ def _block(ndim: int, c_in: int, c_out: int) -> nn.Sequential:
 class UpsamplingDecoder(nn.Module):
     """(B, channels, *grid) -> (B, out_channels, *size).
 
-    A 1x1 convolution to ``width`` channels, then one block per doubling (upsample x2, 3x3
-    convolution, batch norm, ReLU) until the grid reaches the input size, a resize to exactly
-    ``size`` and a 3x3 convolution to ``out_channels`` (no activation: it regresses intensities).
+    A 1x1 convolution to ``width`` channels, then one block per doubling of the grid (upsample,
+    3x3 convolution, batch norm, ReLU; the last block upsamples to exactly ``size``), each with
+    half the channels of the one before (at least 8, as a U-Net's decoder narrows where the
+    resolution is high: the cost stays flat in 3D), and a 3x3 convolution to ``out_channels``
+    (no activation: it regresses intensities).
     """
 
     def __init__(
@@ -43,14 +46,17 @@ class UpsamplingDecoder(nn.Module):
         ups = max(0, math.ceil(math.log2(max(s / g for s, g in zip(size, grid, strict=True)))))
         self.size = tuple(size)
         self.mode = ("bilinear", "trilinear")[ndim - 2]
+        widths = [max(8, width // 2**i) for i in range(ups + 1)]
         self.reduce = conv(channels, width, 1)
-        self.blocks = nn.ModuleList(_block(ndim, width, width) for _ in range(ups))
-        self.out = conv(width, out_channels, 3, padding=1)
+        self.blocks = nn.ModuleList(_block(ndim, a, b) for a, b in itertools.pairwise(widths))
+        self.out = conv(widths[-1], out_channels, 3, padding=1)
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
         x = self.reduce(fmap)
-        for block in self.blocks:
-            x = block(F.interpolate(x, scale_factor=2, mode=self.mode, align_corners=False))
-        if tuple(x.shape[2:]) != self.size:
+        for i, block in enumerate(self.blocks):
+            last = i == len(self.blocks) - 1
+            up = {"size": self.size} if last else {"scale_factor": 2}
+            x = block(F.interpolate(x, **up, mode=self.mode, align_corners=False))
+        if tuple(x.shape[2:]) != self.size:  # no block: the grid is the input's size already
             x = F.interpolate(x, size=self.size, mode=self.mode, align_corners=False)
         return self.out(x)
