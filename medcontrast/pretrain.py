@@ -258,13 +258,21 @@ def _write_run_files(
 
 def method_from_config(cfg: PretrainConfig) -> Method:
     """The encoder and method a pretraining config describes, freshly initialised (on the CPU)."""
-    encoder = build_encoder(
-        cfg.model.encoder,
-        cfg.data.ndim,
-        cfg.model.in_channels,
-        cfg.data.size,
-        cfg.model.stem_stride,
-    )
+    patch = cfg.model.patch_size
+    try:
+        encoder = build_encoder(
+            cfg.model.encoder,
+            cfg.data.ndim,
+            cfg.model.in_channels,
+            cfg.data.size,
+            cfg.model.stem_stride,
+            **({"patch_size": patch} if patch else {}),
+        )
+    except TypeError as err:  # the library's constructor refused the keyword
+        raise MedContrastError(
+            f"model.patch_size={patch}: model.encoder={cfg.model.encoder} takes no patch size "
+            f"(vision transformers do: timm ViTs, monai:vit) ({err})"
+        ) from err
     m = cfg.method
     method = build_method(m.name, encoder, m.head, **m.settings())
     method.check_input(tuple(cfg.data.size))

@@ -186,7 +186,10 @@ def test_a_method_block_holds_its_constructors_settings(name):
         if k not in ("self", "encoder", "head")
     }
     yaml.safe_dump(to_dict(cfg))  # every setting can be saved in the run folder
-    encoder = build_encoder("timm:resnet10t", 2, 1, [32, 32])
+    vit = {"name": "timm:vit_tiny_patch16_224", "patch_size": 8}  # MAE masks a ViT's patches
+    encoder = build_encoder(
+        **(vit if name == "mae" else {"name": "timm:resnet10t"}), ndim=2, size=[32, 32]
+    )
     method = build_method(name, encoder, cfg.method.head, **cfg.method.settings())
     assert isinstance(method, METHODS.get(name))
     with pytest.raises(MedContrastError, match="is not a setting of method"):

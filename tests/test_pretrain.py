@@ -42,11 +42,18 @@ def _cfg(manifest, tmp_path, name, *extra) -> PretrainConfig:
     return load_config(PretrainConfig, None, _overrides(manifest, tmp_path, name, *extra))
 
 
+# What a method needs beside the tests' settings: a small queue, a vision transformer.
+METHOD_EXTRA = {
+    "moco": ["method.queue_size=64"],
+    "mae": ["model.encoder=timm:vit_tiny_patch16_224", "model.patch_size=8"],
+}
+
+
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_trains(phantom_manifest, tmp_path, method):
-    small_queue = ["method.queue_size=64"] if method == "moco" else []
+    extra = METHOD_EXTRA.get(method, [])
     run = pretrain(
-        _cfg(phantom_manifest, tmp_path, method, f"method.name={method}", *small_queue),
+        _cfg(phantom_manifest, tmp_path, method, f"method.name={method}", *extra),
         progress=False,
     )
     metrics = pd.read_csv(run / "metrics.csv")
@@ -60,7 +67,8 @@ def test_every_method_trains(phantom_manifest, tmp_path, method):
         "checkpoints/last.pt",
     ):
         assert (run / name).exists(), name
-    assert load_encoder(run).num_features == 512
+    encoder = load_encoder(run)
+    assert encoder(torch.rand(2, 1, 32, 32)).shape == (2, encoder.num_features)
 
 
 @pytest.mark.parametrize(
@@ -128,7 +136,7 @@ def test_every_method_resumes_exactly(phantom_manifest, tmp_path, method):
         "train.checkpoint_every=2",
         "train.seed=2",
         "views.path=batched",
-        *(["method.queue_size=64"] if method == "moco" else []),
+        *METHOD_EXTRA.get(method, []),
     ]
     full = pretrain(_cfg(phantom_manifest, tmp_path, "full", *extra), progress=False)
     cut = pretrain(_cfg(phantom_manifest, tmp_path, "cut", *extra), stop_after=2, progress=False)
@@ -370,3 +378,15 @@ def test_restoration_trains_volumes_with_a_contrastive_term(phantom_manifest, tm
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics[["loss", "restoration", "contrastive"]].notna().all().all()
     assert not any("decoder" in k for k in torch.load(run / "encoder.pth"))
+
+
+def test_mae_on_a_cnn_or_a_patch_size_for_one_is_refused_before_training(
+    phantom_manifest, tmp_path
+):
+    with pytest.raises(
+        MedContrastError, match=r"model\.patch_size=4: model\.encoder=timm:resnet10t"
+    ):
+        pretrain(_cfg(phantom_manifest, tmp_path, "p", "model.patch_size=4"), progress=False)
+    with pytest.raises(MedContrastError, match=r"method\.name=mae .*restoration"):
+        pretrain(_cfg(phantom_manifest, tmp_path, "m", "method.name=mae"), progress=False)
+    assert not (tmp_path / "runs" / "m" / "checkpoints" / "last.pt").exists()

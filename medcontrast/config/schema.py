@@ -64,9 +64,10 @@ class ModelConfig:
     encoder: str = "timm:resnet18"
     in_channels: int = 1
     stem_stride: int = 2  # MONAI 3D ResNets: 2 halves the first convolution's output (faster)
+    patch_size: int = 0  # vision transformers (timm ViTs, monai:vit): 0 keeps the model's own
 
     def __post_init__(self) -> None:
-        check_ranges("model", self, at_least={"in_channels": 1, "stem_stride": 1})
+        check_ranges("model", self, at_least={"in_channels": 1, "stem_stride": 1, "patch_size": 0})
 
 
 # Ranges of the settings methods share by name; each applies to the methods that take the key.

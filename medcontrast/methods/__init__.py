@@ -3,6 +3,7 @@
 from medcontrast.methods import (  # noqa: F401
     byol,
     dino,
+    mae,
     moco,
     restoration,
     simclr,
