@@ -137,10 +137,11 @@ def label_efficiency(args: argparse.Namespace, extra: dict) -> list[dict]:
     # The run is named after its method (the shipped configs' pneumoniamnist-simclr, ...), so a
     # work folder holds one run per method: --pretrain method.name=vicreg trains its own.
     overrides = [*common, f"out_dir={work / 'runs'}", *args.pretrain]
-    pre = shipped_config(PretrainConfig, args.dataset, overrides)
+    config = args.config or args.dataset  # e.g. adrenalmnist3d_mae: the method's own config
+    pre = shipped_config(PretrainConfig, config, overrides)
     if not any(o.startswith("name=") for o in args.pretrain):
         name = f"name={args.dataset}-{pre.method.name}"
-        pre = shipped_config(PretrainConfig, args.dataset, [*overrides, name])
+        pre = shipped_config(PretrainConfig, config, [*overrides, name])
     run = Path(pre.out_dir) / pre.name
     if not (run / "encoder.pth").exists():
         pretrain(pre, progress=False)
@@ -179,6 +180,9 @@ def main() -> None:
     parser.add_argument("dataset", choices=list(SOURCES))
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--work", default="/tmp/medcontrast-label-efficiency")
+    parser.add_argument(
+        "--config", default="", help="shipped pretrain config (default: the dataset's own)"
+    )
     parser.add_argument("--pretrain", nargs="*", default=[], help="key=value overrides")
     parser.add_argument("--evaluate", nargs="*", default=[], help="key=value overrides")
     add_common_args(parser)

@@ -65,9 +65,11 @@ for part in "$@"; do
     finetune-parallel)
       run 240 "$PY" bench_finetune_parallel.py pneumoniamnist --data "$DATA" --parallel 1 4 8 --seeds 8 ;;
     pneumoniamnist | adrenalmnist3d | mednist)  # FT_PARALLEL fine-tunes at once (same results)
-      # METHOD=vicreg|dino|...: pretrain the dataset's config with that method instead.
+      # METHOD=vicreg|dino|...: pretrain the dataset's config with that method instead;
+      # CONFIG=adrenalmnist3d_mae|..._restoration|...: pretrain that shipped config instead.
       run 480 "$PY" bench_label_efficiency.py "$part" --data "$DATA" --work /tmp/le \
-        --evaluate "finetune.parallel=${FT_PARALLEL:-6}" ${METHOD:+--pretrain method.name=$METHOD} ;;
+        --evaluate "finetune.parallel=${FT_PARALLEL:-6}" ${METHOD:+--pretrain method.name=$METHOD} \
+        ${CONFIG:+--config $CONFIG} ;;
     *) echo "== unknown part: $part" | tee -a "$OUT/log.txt" ;;
   esac
 done
