@@ -70,6 +70,9 @@ def pretrain(
         stamp=datetime.now().strftime("%Y%m%d-%H%M%S"),
     )
     cfg = resolve_pretrain(cfg, **facts)
+    # Built once and dropped: a method the encoder or the input size cannot take is refused
+    # before any folder is written or image read (the data seeds the weights' draw anew).
+    method_from_config(cfg)
     amp_dtype = autocast_dtype(cfg.train.precision)
     run = _run_dir(cfg, resume)
     lock = RunLock(run)
