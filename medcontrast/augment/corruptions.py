@@ -13,11 +13,11 @@ docstring (pixel shuffling uses a grid of cells instead of 10,000 boxes of rando
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
+from medcontrast.augment.cells import from_cells, to_cells
 from medcontrast.errors import MedContrastError
 
 _CURVE_POINTS = 256  # samples of each Bezier curve (the paper: 100,000; linear in between)
@@ -65,22 +65,17 @@ def shuffle_pixels(
     The paper shuffles 10,000 boxes of random size and position one after another; a grid of
     cells drawn per sample is what batches. Shapes: x (B, C, *size) -> same.
     """
-    b, c, *size = x.shape
-    nd, dev = len(size), x.device
-    n = [s // k for s, k in zip(size, cell, strict=True)]
-    whole = (slice(None), slice(None), *(slice(0, m * k) for m, k in zip(n, cell, strict=True)))
-    split = [v for m, k in zip(n, cell, strict=True) for v in (m, k)]
-    order = [0, 1, *(2 + 2 * a for a in range(nd)), *(3 + 2 * a for a in range(nd))]
-    region = x[whole]
-    cells = region.reshape(b, c, *split).permute(order)  # (B, C, *n, *cell)
-    cells = cells.reshape(b, c, -1, math.prod(cell))  # (B, C, cells, pixels)
+    b, _, *size = x.shape
+    dev = x.device
+    grid = tuple(s // k for s, k in zip(size, cell, strict=True))
+    whole = (slice(None), slice(None), *(slice(0, g * k) for g, k in zip(grid, cell, strict=True)))
+    cells = to_cells(x[whole], cell)  # (B, C, cells, pixels)
     perm = torch.rand(b, 1, *cells.shape[2:], generator=g, device=dev).argsort(-1)
     shuffled = cells.gather(-1, perm.expand_as(cells))
     chosen = torch.rand(b, 1, cells.shape[2], 1, generator=g, device=dev) < 0.5
     chosen &= (torch.rand(b, generator=g, device=dev) < prob)[:, None, None, None]
-    cells = torch.where(chosen, shuffled, cells).reshape(b, c, *n, *cell)
     out = x.clone()
-    out[whole] = cells.permute([order.index(i) for i in range(len(order))]).reshape(region.shape)
+    out[whole] = from_cells(torch.where(chosen, shuffled, cells), grid, cell)
     return out
 
 

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from medcontrast.augment.cells import to_cells
 from medcontrast.errors import MedContrastError
 from medcontrast.methods.base import METHODS, Method
 from medcontrast.models.encoders import Encoder
@@ -21,12 +22,8 @@ from medcontrast.models.heads import HeadSpec
 def patchify(x: torch.Tensor, patch: tuple[int, ...]) -> torch.Tensor:
     """(B, C, *size) -> (B, N, prod(patch) * C): patches in row-major grid order (that of the
     encoder's tokens), each flattened pixel-major with the channels last."""
-    b, c, *size = x.shape
-    grid = [s // p for s, p in zip(size, patch, strict=True)]
-    nd = len(size)
-    split = [v for g, p in zip(grid, patch, strict=True) for v in (g, p)]
-    order = [0, *(2 + 2 * a for a in range(nd)), *(3 + 2 * a for a in range(nd)), 1]
-    return x.reshape(b, c, *split).permute(order).reshape(b, math.prod(grid), -1)
+    cells = to_cells(x, patch)  # (B, C, N, prod(patch))
+    return cells.permute(0, 2, 3, 1).reshape(cells.shape[0], cells.shape[2], -1)
 
 
 def mask_from_noise(noise: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
