@@ -42,6 +42,16 @@ def _cfg(manifest, tmp_path, name, *extra) -> PretrainConfig:
     return load_config(PretrainConfig, None, _overrides(manifest, tmp_path, name, *extra))
 
 
+# Small phantom volumes: the 3D settings several tests share (each adds its encoder).
+VOLUMES = [
+    "data.ndim=3",
+    "data.modalities=[CT,MR]",
+    "data.size=[16,16,16]",
+    "views.preset=mri",
+    "views.flip_axes=[0]",
+    "train.batch_size=4",
+]
+
 # What a method needs beside the tests' settings: a small queue, a vision transformer.
 METHOD_EXTRA = {
     "moco": ["method.queue_size=64"],
@@ -154,15 +164,7 @@ def test_every_method_resumes_exactly(phantom_manifest, tmp_path, method):
     "extra",
     [
         ["model.encoder=timm:vit_tiny_patch16_224", "method.head.hidden=32"],  # a 2D ViT
-        [
-            "data.ndim=3",
-            "data.modalities=[CT,MR]",
-            "data.size=[16,16,16]",
-            "views.preset=mri",
-            "views.flip_axes=[0]",
-            "model.encoder=monai:resnet10",
-            "train.batch_size=4",
-        ],
+        [*VOLUMES, "model.encoder=monai:resnet10"],
     ],
     ids=["timm-vit-2d", "monai-resnet-3d"],
 )
@@ -182,13 +184,8 @@ def test_dino_multi_crop_trains_vits_and_volumes(phantom_manifest, tmp_path, ext
 
 
 VIT_3D = [
-    "data.ndim=3",
-    "data.modalities=[CT,MR]",
-    "data.size=[16,16,16]",
-    "views.preset=mri",
-    "views.flip_axes=[0]",
+    *VOLUMES,
     "model.encoder=monai:vit",
-    "train.batch_size=4",
     "method.name=dino",
     "method.head.hidden=32",
 ]
@@ -364,13 +361,8 @@ def test_restoration_trains_volumes_with_a_contrastive_term(phantom_manifest, tm
         phantom_manifest,
         tmp_path,
         "genesis3d",
-        "data.ndim=3",
-        "data.modalities=[CT,MR]",
-        "data.size=[16,16,16]",
-        "views.preset=mri",
-        "views.flip_axes=[0]",
+        *VOLUMES,
         "model.encoder=monai:resnet10",
-        "train.batch_size=4",
         "method.name=restoration",
         "method.contrastive_weight=0.1",
     )

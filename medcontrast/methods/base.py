@@ -6,11 +6,12 @@ group codes and optionally ``label`` (B,). Extra entries of the returned dict ar
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import inspect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -70,21 +71,30 @@ class Method(nn.Module):
         """Called after each optimizer step with training progress in [0, 1]."""
 
 
-@torch.no_grad()
-def accepts(encoder: Encoder, size: tuple[int, ...]) -> bool:
-    """Whether ``encoder`` maps two zero inputs of spatial ``size`` to finite features (in eval
-    mode, so batch-norm statistics are untouched) and is not fixed to another size."""
-    if encoder.fixed_size and list(size) != list(encoder.spec.size):
-        return False
+@contextlib.contextmanager
+def dry_run(encoder: Encoder) -> Iterator[None]:
+    """For probing ``encoder`` on zeros before training: eval mode (batch-norm statistics
+    untouched) and no autograd, its training mode restored after."""
     was_training = encoder.training
     encoder.eval()
     try:
-        x = torch.zeros(2, encoder.spec.in_channels, *size)
-        return bool(torch.isfinite(encoder(x)).all())
-    except (RuntimeError, ValueError, AssertionError, AttributeError):
-        return False
+        with torch.no_grad():
+            yield
     finally:
         encoder.train(was_training)
+
+
+def accepts(encoder: Encoder, size: tuple[int, ...]) -> bool:
+    """Whether ``encoder`` maps two zero inputs of spatial ``size`` to finite features (in a
+    :func:`dry_run`) and is not fixed to another size."""
+    if encoder.fixed_size and list(size) != list(encoder.spec.size):
+        return False
+    try:
+        with dry_run(encoder):
+            x = torch.zeros(2, encoder.spec.in_channels, *size)
+            return bool(torch.isfinite(encoder(x)).all())
+    except (RuntimeError, ValueError, AssertionError, AttributeError):
+        return False
 
 
 def momentum_at(base: float, progress: float) -> float:

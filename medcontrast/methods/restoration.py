@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from medcontrast.augment.corruptions import GenesisCorruption
 from medcontrast.errors import MedContrastError
 from medcontrast.losses import nt_xent
-from medcontrast.methods.base import METHODS, Method
+from medcontrast.methods.base import METHODS, Method, dry_run
 from medcontrast.models.decoders import UpsamplingDecoder
 from medcontrast.models.encoders import Encoder
 from medcontrast.models.heads import HeadSpec
@@ -26,10 +26,9 @@ def restoration_loss(restored: torch.Tensor, clean: torch.Tensor) -> torch.Tenso
     return F.mse_loss(restored.float(), clean.float())
 
 
-@torch.no_grad()
 def feature_shape(encoder: Encoder, method: str) -> tuple[int, tuple[int, ...]]:
-    """(channels, grid) of ``encoder``'s feature map at its input size, from one dry run in eval
-    mode (batch-norm statistics untouched); raises naming ``method`` where there is none."""
+    """(channels, grid) of ``encoder``'s feature map at its input size, from one
+    :func:`~medcontrast.methods.base.dry_run`; raises naming ``method`` where there is none."""
     spec = encoder.spec
     if not encoder.has_feature_map:
         raise MedContrastError(
@@ -38,12 +37,8 @@ def feature_shape(encoder: Encoder, method: str) -> tuple[int, tuple[int, ...]]:
         )
     if not spec.size:
         raise MedContrastError(f"method.name={method} needs data.size (the decoder's output)")
-    was_training = encoder.training
-    encoder.eval()
-    try:
+    with dry_run(encoder):
         fmap = encoder.feature_map(torch.zeros(1, spec.in_channels, *spec.size))
-    finally:
-        encoder.train(was_training)
     return fmap.shape[1], tuple(fmap.shape[2:])
 
 

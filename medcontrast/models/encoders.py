@@ -182,12 +182,17 @@ def _timm(spec: EncoderSpec, model: str) -> Encoder:
 def _timm_feature_map(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     out = net.forward_features(x)
     if out.ndim == 3:  # a ViT's tokens (B, P + N, D): drop the class/register tokens
-        grid = [s // p for s, p in zip(x.shape[2:], net.patch_embed.patch_size, strict=True)]
         out = out[:, getattr(net, "num_prefix_tokens", 0) :]
-        return out.transpose(1, 2).reshape(out.shape[0], -1, *grid)
+        return _on_grid(out, x.shape[2:], net.patch_embed.patch_size)
     if getattr(net, "output_fmt", "NCHW") == "NHWC":  # timm's Swin family
         return out.permute(0, 3, 1, 2)
     return out
+
+
+def _on_grid(tokens: torch.Tensor, size, patch) -> torch.Tensor:
+    """Patch tokens (B, N, D) in row-major grid order -> (B, D, *grid) for inputs of ``size``."""
+    grid = [s // p for s, p in zip(size, patch, strict=True)]
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, *grid)
 
 
 def _timm_patch_tokens(net: nn.Module) -> PatchTokens:
@@ -271,9 +276,7 @@ def _tuple(v: int | list[int] | tuple[int, ...], n: int) -> tuple[int, ...]:
 
 
 def _monai_vit_feature_map(net: nn.Module, x: torch.Tensor, patch: tuple[int, ...]) -> torch.Tensor:
-    tokens = net(x)[0]  # (B, N, D), no class token (classification=False)
-    grid = [s // p for s, p in zip(x.shape[2:], patch, strict=True)]
-    return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, *grid)
+    return _on_grid(net(x)[0], x.shape[2:], patch)  # no class token (classification=False)
 
 
 def _monai_vit_embed(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
