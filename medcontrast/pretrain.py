@@ -38,6 +38,7 @@ from medcontrast.errors import MedContrastError
 from medcontrast.export import WEIGHTS, export_encoder
 from medcontrast.methods import METHODS, Method, build_method
 from medcontrast.models.encoders import build_encoder
+from medcontrast.models.weights import file_digest, load_weights, weights_path
 from medcontrast.preemption import ignore_stop_signals
 from medcontrast.runs import (
     RunLock,
@@ -70,9 +71,13 @@ def pretrain(
         stamp=datetime.now().strftime("%Y%m%d-%H%M%S"),
     )
     cfg = resolve_pretrain(cfg, **facts)
-    # Built once and dropped: a method the encoder or the input size cannot take is refused
-    # before any folder is written or image read (the data seeds the weights' draw anew).
-    method_from_config(cfg)
+    # Built once and dropped: a method the encoder or the input size cannot take, or a
+    # model.init file that does not fit, is refused before any folder is written or image read
+    # (the data seeds the weights' draw anew).
+    init_lines: list[str] = []
+    method_from_config(cfg, init_lines)
+    if init_lines and info.is_main:
+        print("model.init: " + "; ".join(init_lines), file=sys.stderr)
     amp_dtype = autocast_dtype(cfg.train.precision)
     run = _run_dir(cfg, resume)
     lock = RunLock(run)
@@ -93,6 +98,8 @@ def pretrain(
         if _finished(run, start, total, info):
             return run
         _write_run_files(run, cfg, info, data, start, changes)
+        if info.is_main and cfg.model.init and start.state is None:
+            _write_init(run, cfg.model.init, init_lines)
         method = method_from_config(cfg)
         loop = TrainLoop(cfg, run, info, device, amp_dtype, data, total, start.source, method)
         step = loop.restore(start.state)
@@ -259,8 +266,16 @@ def _write_run_files(
 # ---- model and optimisation ----------------------------------------------------------------
 
 
-def method_from_config(cfg: PretrainConfig) -> Method:
-    """The encoder and method a pretraining config describes, freshly initialised (on the CPU)."""
+def _write_init(run: Path, init: str, lines: list[str]) -> None:
+    """``init.json``: the weights file the run started from, its digest and what was loaded."""
+    path = weights_path(init).resolve()
+    record = {"path": str(path), "sha256": file_digest(path), "loaded": lines}
+    (run / "init.json").write_text(json.dumps(record, indent=2))
+
+
+def method_from_config(cfg: PretrainConfig, said: list[str] | None = None) -> Method:
+    """The encoder and method a pretraining config describes, on the CPU: freshly initialised,
+    or from the weights file ``model.init`` (what was loaded appended to ``said``)."""
     patch = cfg.model.patch_size
     try:
         encoder = build_encoder(
@@ -276,6 +291,11 @@ def method_from_config(cfg: PretrainConfig) -> Method:
             f"model.patch_size={patch}: model.encoder={cfg.model.encoder} takes no patch size "
             f"(vision transformers do: timm ViTs, monai:vit) ({err})"
         ) from err
+    if cfg.model.init:
+        # Before the method wraps the encoder: its momentum/teacher copies start from the same.
+        loaded = load_weights(encoder, cfg.model.init, f"model.encoder={cfg.model.encoder}")
+        if said is not None:
+            said.extend(loaded.summary())
     m = cfg.method
     method = build_method(m.name, encoder, m.head, **m.settings())
     method.check_input(tuple(cfg.data.size))

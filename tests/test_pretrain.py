@@ -382,3 +382,36 @@ def test_mae_on_a_cnn_or_a_patch_size_for_one_is_refused_before_training(
     with pytest.raises(MedContrastError, match=r"method\.name=mae .*restoration"):
         pretrain(_cfg(phantom_manifest, tmp_path, "m", "method.name=mae"), progress=False)
     assert not (tmp_path / "runs" / "m").exists()  # refused before a folder was written
+
+
+def test_model_init_starts_from_a_weights_file_and_a_misfit_is_refused_first(
+    phantom_manifest, tmp_path
+):
+    import json
+
+    import timm
+
+    from medcontrast.pretrain import method_from_config
+
+    # "ImageNet" weights the test makes itself: RGB stem, a classifier, timm's layout
+    imagenet = timm.create_model("resnet10t", in_chans=3, num_classes=1000)
+    path = tmp_path / "imagenet.pth"
+    torch.save({"state_dict": imagenet.state_dict()}, path)
+    cfg = _cfg(phantom_manifest, tmp_path, "init", f"model.init={path}")
+    said: list[str] = []
+    method = method_from_config(cfg, said)
+    state = method.encoder.backbone.state_dict()
+    torch.testing.assert_close(state["layer1.0.conv1.weight"], imagenet.layer1[0].conv1.weight)
+    assert any("adapted to 1" in line for line in said)
+    run = pretrain(cfg, progress=False)
+    record = json.loads((run / "init.json").read_text())
+    assert record["path"] == str(path.resolve()) and len(record["sha256"]) == 64
+    assert any("not used" in line for line in record["loaded"])  # the classifier
+    # continued pretraining from a finished run folder
+    again = pretrain(_cfg(phantom_manifest, tmp_path, "init2", f"model.init={run}"), progress=False)
+    assert json.loads((again / "init.json").read_text())["path"].endswith("encoder.pth")
+    wrong = tmp_path / "wrong.pth"
+    torch.save({**imagenet.state_dict(), "layer1.0.conv1.weight": torch.zeros(1, 1, 1, 1)}, wrong)
+    with pytest.raises(MedContrastError, match=r"wrong\.pth: layer1\.0\.conv1\.weight has shape"):
+        pretrain(_cfg(phantom_manifest, tmp_path, "w", f"model.init={wrong}"), progress=False)
+    assert not (tmp_path / "runs" / "w").exists()  # refused before a folder was written

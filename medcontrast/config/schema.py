@@ -65,6 +65,9 @@ class ModelConfig:
     in_channels: int = 1
     stem_stride: int = 2  # MONAI 3D ResNets: 2 halves the first convolution's output (faster)
     patch_size: int = 0  # vision transformers (timm ViTs, monai:vit): 0 keeps the model's own
+    # A weights file to start from (continued, domain-adaptive pretraining): a timm checkpoint,
+    # another tool's state dict, .safetensors, or a medcontrast run folder. Never downloaded.
+    init: str = ""
 
     def __post_init__(self) -> None:
         check_ranges("model", self, at_least={"in_channels": 1, "stem_stride": 1, "patch_size": 0})

@@ -14,6 +14,7 @@ import torch
 from medcontrast.errors import MedContrastError
 from medcontrast.export import SPEC, WEIGHTS, load_encoder
 from medcontrast.models.encoders import Encoder, EncoderSpec, build_from_spec
+from medcontrast.models.weights import file_digest, load_weights
 
 
 @dataclass
@@ -54,71 +55,14 @@ class Init:
         return self.kind == "random"
 
 
-def file_digest(*paths: Path) -> str:
-    """SHA-256 over the bytes of ``paths``: an evaluation folder records it per initialisation,
-    so that weights changed under the same name (a continued run) are never taken for the old."""
-    h = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
 def _spec_digest(spec: EncoderSpec) -> str:
     return hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()
 
 
 def _load_file_into(encoder: Encoder, path: Path) -> list[str]:
-    """Load a user's weight file (e.g. ImageNet timm weights) into an encoder's backbone.
-
-    A 3-channel first convolution is summed to one channel (as timm does for ``in_chans=1``)
-    and classifier weights are dropped; anything else that does not fit is an error.
-    """
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if (
-            isinstance(state, dict)
-            and "state_dict" in state
-            and isinstance(state["state_dict"], dict)
-        ):
-            state = state["state_dict"]
-    own = encoder.backbone.state_dict()
-    notes = []
-    fixed = {}
-    for key, value in state.items():
-        if key not in own:
-            continue
-        target = own[key]
-        if (
-            value.shape != target.shape
-            and value.dim() >= 3
-            and value.shape[1] == 3
-            and target.shape[1] == 1
-        ):
-            value = value.sum(1, keepdim=True)
-            notes.append(f"{key}: 3-channel weights summed to 1 channel")
-        if value.shape != target.shape:
-            raise MedContrastError(
-                f"{path}: {key} has shape {tuple(value.shape)}, the encoder "
-                f"{encoder.spec.name} needs {tuple(target.shape)} (another architecture?)"
-            )
-        fixed[key] = value
-    missing = [k for k in own if k not in fixed]
-    if missing:
-        raise MedContrastError(
-            f"{path} does not fit {encoder.spec.name}: {len(missing)} weights "
-            f"missing (first: {missing[0]})"
-        )
-    dropped = [k for k in state if k not in own]
-    if dropped:
-        notes.append(f"{len(dropped)} weights not used (classifier or other heads)")
-    encoder.backbone.load_state_dict(fixed)
-    return notes
+    """Load a user's weight file (e.g. ImageNet timm weights) into an encoder's backbone; the
+    lines that say what was loaded, adapted and left out (see :mod:`medcontrast.models.weights`)."""
+    return load_weights(encoder, path).summary()
 
 
 def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[Init]:
