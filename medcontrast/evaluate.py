@@ -25,6 +25,7 @@ from medcontrast.augment.params import AugmentParams
 from medcontrast.config import EvaluateConfig, save_config
 from medcontrast.config.resolve import resolve_evaluate
 from medcontrast.config.saved import as_saved, read_saved_evaluation
+from medcontrast.data.preprocessing import PreprocessSpec
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.budgets import Budget, budgets_from
 from medcontrast.evaluation.context import EvalData
@@ -54,6 +55,7 @@ from medcontrast.evaluation.identity import (
 from medcontrast.evaluation.inits import Init, resolve_inits
 from medcontrast.evaluation.metrics import point_metrics
 from medcontrast.evaluation.probes import knn_probe, linear_probe
+from medcontrast.evaluation.provenance import pretrained_on
 from medcontrast.evaluation.report import write_report
 from medcontrast.evaluation.results_file import RUN_KEY, append_results
 from medcontrast.evaluation.scores import choose_threshold
@@ -80,7 +82,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     inits = resolve_inits(cfg.inits, cfg.data.ndim, cfg.data.size)
     valid = forget_changed(folder, before, inits, ev.manifest_sha256, cfg.on_change)
     ev.write_labels()
-    _write_inits(folder, inits)
+    _write_inits(folder, inits, ev, PreprocessSpec.from_settings(cfg.data).key())
     jobs = _jobs(ev, cfg, inits, valid)
     started, wall = datetime.now(UTC), time.time()
     _run(ev, cfg, jobs, progress)
@@ -115,8 +117,9 @@ def _open_folder(cfg: EvaluateConfig, cuda: bool) -> tuple[Path, tuple[str, dict
     return folder, before
 
 
-def _write_inits(folder: Path, inits: list[Init]) -> None:
-    """``inits.json``: each initialisation's kind, source, encoder and weights digest."""
+def _write_inits(folder: Path, inits: list[Init], ev: EvalData, preprocess: str) -> None:
+    """``inits.json``: each initialisation's kind, source, encoder and weights digest, and for
+    an encoder pretrained here the pool it saw and how many test images it held."""
     record = [
         {
             "name": i.name,
@@ -125,6 +128,9 @@ def _write_inits(folder: Path, inits: list[Init]) -> None:
             "encoder": asdict(i.spec),
             "notes": i.notes,
             "sha256": i.digest,
+            "pretrained_on": pretrained_on(
+                i, ev.manifest_sha256, preprocess, ev.cache.array, ev.split["test"]
+            ),
         }
         for i in inits
     ]

@@ -30,7 +30,9 @@ from medcontrast.config.renamed import upgrade_saved
 from medcontrast.config.resolve import resolve_pretrain, resolve_steps
 from medcontrast.config.schema import method_config
 from medcontrast.data.cache import ImageCache, load_selection
+from medcontrast.data.fingerprints import POOL_FINGERPRINTS, save_pool
 from medcontrast.data.pairs import PairBatchDataset, check_partners, codes_and_members
+from medcontrast.data.preprocessing import PreprocessSpec
 from medcontrast.data.sampling import BatchSampler
 from medcontrast.data.selection import label_codes
 from medcontrast.distributed import DistInfo, init_distributed
@@ -253,7 +255,11 @@ def _write_run_files(
         "patients": int(cache.rows["patient"].nunique()),
         "splits": cache.rows["split"].value_counts().to_dict(),
         "failed": [{"sample_id": s, "reason": r} for s, r in cache.failed],
+        # what an evaluation needs to find its test images in this pool (POOL_FINGERPRINTS)
+        "preprocess": PreprocessSpec.from_settings(cfg.data).key(),
     }
+    if start.state is None or not (run / POOL_FINGERPRINTS).exists():
+        save_pool(run / POOL_FINGERPRINTS, cache.array)
     (run / "data.json").write_text(json.dumps(record, indent=2))
     if cache.failed:
         print(

@@ -40,6 +40,8 @@ RUN_FILES = frozenset(
         "encoder.pth",
         "encoder.json",
         "encoder.pth.tmp",
+        "init.json",  # model.init: the weights file the run started from
+        "pool_fingerprints.npy",  # data.fingerprints.POOL_FINGERPRINTS
         RESUMES,
         LOCK,
     }

@@ -11,6 +11,7 @@ import numpy as np
 from medcontrast.evaluation.folder import EvalFolder
 from medcontrast.evaluation.headline import Comparison, compare, sentence
 from medcontrast.evaluation.labels_saved import LabelsSaved, complete_budgets, labels_saved
+from medcontrast.evaluation.provenance import overlap_caveats
 from medcontrast.evaluation.scores import Scores
 from medcontrast.evaluation.tables import METRIC_NAMES
 
@@ -103,7 +104,7 @@ def _compare_init(
 
 
 def _caveats(folder: EvalFolder, scores: Scores, comparisons: list[Comparison]) -> list[str]:
-    lines = []
+    lines = overlap_caveats(folder.inits)
     patients = len(np.unique(folder.test_groups))
     if patients < FEW_PATIENTS:
         lines.append(

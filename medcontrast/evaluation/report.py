@@ -175,6 +175,7 @@ def _header(folder: EvalFolder, head: Headline) -> list[str]:
                         "kind": i["kind"],
                         "encoder": i["encoder"]["name"],
                         "source": Path(i["source"]).name if i["source"] != "random" else "random",
+                        "pretrained on": (i.get("pretrained_on") or {}).get("text", ""),
                         "notes": "; ".join(i["notes"]),
                     }
                     for i in folder.inits

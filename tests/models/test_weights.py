@@ -78,10 +78,10 @@ def test_a_wrong_shape_or_another_architecture_is_refused_naming_file_and_key(tm
         load_weights(target, _save(bad, tmp_path / "bad.pth"))
     other = _encoder("monai:resnet10", 3, [16, 16, 16]).backbone.state_dict()
     renamed = {f"net_{k}": v for k, v in other.items()}
-    with pytest.raises(MedContrastError, match="none of its .* weight names match"):
+    with pytest.raises(MedContrastError, match=r"none of its .* weight names match"):
         load_weights(target, _save(renamed, tmp_path / "other.pth"))
     (tmp_path / "junk.pth").write_text("not weights")
-    with pytest.raises(MedContrastError, match="junk.pth is not a weights file"):
+    with pytest.raises(MedContrastError, match=r"junk\.pth is not a weights file"):
         load_weights(target, tmp_path / "junk.pth")
     with pytest.raises(MedContrastError, match="does not exist"):
         load_weights(target, tmp_path / "absent.pth")
