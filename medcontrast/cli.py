@@ -80,10 +80,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from medcontrast.config import EvaluateConfig, load_config
     from medcontrast.evaluate import evaluate
     from medcontrast.evaluation.report import headline_text
+    from medcontrast.evaluation.tasks import evaluate_tasks
 
-    cfg = load_config(EvaluateConfig, args.config, args.overrides)
-    out = evaluate(cfg)
-    print(f"\n{headline_text(out)}\n\nreport: {out / 'report.html'}")
+    configs = args.config or [None]
+    if len(configs) == 1:
+        cfg = load_config(EvaluateConfig, configs[0], args.overrides)
+        out = evaluate(cfg)
+        print(f"\n{headline_text(out)}\n\nreport: {out / 'report.html'}")
+        return 0
+    # several tasks, one encoder: the overrides (e.g. inits=...) apply to every config
+    cfgs = [load_config(EvaluateConfig, c, args.overrides) for c in configs]
+    tasks_out = Path(args.tasks_out) if args.tasks_out else None
+    folders, combined = evaluate_tasks(cfgs, configs, tasks_out)
+    for folder in folders:
+        print(f"\n{folder.name}\n{headline_text(folder)}")
+    print(f"\ncombined report: {combined}")
     return 0
 
 
@@ -155,7 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text)
         shipped = ", ".join(sorted(shipped_configs(name)))
-        p.add_argument("--config", help=f"a YAML file, or the name of a shipped config: {shipped}")
+        if name == "evaluate":
+            p.add_argument(
+                "--config",
+                action="append",
+                help=f"a YAML file, or the name of a shipped config: {shipped}; give several "
+                "to evaluate one encoder on several tasks (the overrides apply to each) with "
+                "one combined report",
+            )
+            p.add_argument(
+                "--tasks-out",
+                default="",
+                help="folder of the combined report of several tasks "
+                "(default: <out_dir>/tasks-<names>)",
+            )
+        else:
+            p.add_argument(
+                "--config", help=f"a YAML file, or the name of a shipped config: {shipped}"
+            )
         p.add_argument("overrides", nargs="*", help="key=value settings over the file")
         if name == "pretrain":
             p.add_argument(

@@ -88,19 +88,50 @@ def _hide_paths(manifest: Manifest, row: pd.Series, paths: list[Path] | None, er
     return scrub(err, zip(paths, sources, strict=True), manifest.root)
 
 
-def _npz_batch(manifest: Manifest, rows: pd.DataFrame, spec: PreprocessSpec):
-    """MedMNIST rows share a file: load each array once instead of once per image."""
+# MedMNIST rows per worker task: each task opens the shared .npz once; small enough that the
+# results in flight stay small at large sizes, large enough that reopening costs little.
+NPZ_CHUNK = 1024
+
+
+def _npz_work(
+    args: tuple[list[tuple[Path, str]], PreprocessSpec],
+) -> list[tuple[np.ndarray | None, str]]:
+    """Preprocess a chunk of MedMNIST rows ((file, member) each), loading each array once."""
     from medcontrast.data.loading import NpzStore, load_npz_member
 
+    items, spec = args
     store = NpzStore()
-    for _, row in rows.iterrows():
-        paths = manifest.source_paths(row)
+    out: list[tuple[np.ndarray | None, str]] = []
+    for path, member in items:
+        name = f"{path.name}[{member}]"
         try:
-            loaded = load_npz_member(paths[0], row["member"], store)
-            check_pixels(loaded.array, f"{paths[0].name}[{row['member']}]")
-            yield preprocess(loaded, spec).astype(np.float16), ""
+            loaded = load_npz_member(path, member, store)
+            check_pixels(loaded.array, name)
+            out.append((preprocess(loaded, spec).astype(np.float16), ""))
         except SampleLoadError as exc:
-            yield None, str(exc)
+            out.append((None, str(exc)))
+        except Exception as exc:  # one bad sample in a million must not stop the run
+            out.append((None, f"{name}: {type(exc).__name__}: {first_line(exc)}"))
+    return out
+
+
+def _npz_rows(
+    manifest: Manifest, rows: pd.DataFrame, shared: np.ndarray, spec: PreprocessSpec, workers: int
+) -> Iterator[tuple[int, np.ndarray | None, str]]:
+    """MedMNIST rows share a file: chunks of rows, each chunk reading the file once, in
+    ``workers`` processes when there is more than one chunk."""
+    items = [(manifest.source_paths(rows.iloc[i])[0], str(rows.at[i, "member"])) for i in shared]
+    starts = range(0, len(items), NPZ_CHUNK)
+    jobs = [(items[k : k + NPZ_CHUNK], spec) for k in starts]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread) as pool:
+            for k, results in zip(starts, pool.map(_npz_work, jobs), strict=True):
+                for j, (array, error) in enumerate(results):
+                    yield int(shared[k + j]), array, error
+    else:
+        for k, job in zip(starts, jobs, strict=True):
+            for j, (array, error) in enumerate(_npz_work(job)):
+                yield int(shared[k + j]), array, error
 
 
 def build_cache(
@@ -198,9 +229,7 @@ def _preprocessed(
     own = _one_file(rows)
     shared = np.flatnonzero(~own)
     if len(shared):
-        arrays = _npz_batch(manifest, rows.iloc[shared], spec)
-        for i, (array, error) in zip(shared, arrays, strict=True):
-            yield int(i), array, error
+        yield from _npz_rows(manifest, rows, shared, spec, workers)
     idx = np.flatnonzero(own)
     jobs = [
         (

@@ -41,7 +41,10 @@ def _build(manifest, tmp_path, name, workers=0):
     return build_cache(manifest, rows, SPEC, tmp_path / name, workers=workers, progress=False)
 
 
-def test_one_process_or_two_give_the_same_array(archive, tmp_path):
+@pytest.mark.parametrize("npz_chunk", [1024, 2])
+def test_one_process_or_two_give_the_same_array(archive, tmp_path, monkeypatch, npz_chunk):
+    # a chunk of 2 splits the .npz's 5 images over three worker tasks
+    monkeypatch.setattr("medcontrast.data.cache.NPZ_CHUNK", npz_chunk)
     _, manifest = archive
     one, two = _build(manifest, tmp_path, "a"), _build(manifest, tmp_path, "b", workers=2)
     assert one.array.shape == (45, 1, 16, 16) and one.array.dtype == np.float16
