@@ -49,13 +49,16 @@ def _read(args: tuple[str, int]) -> np.ndarray:
 
 
 def mednist_arrays(
-    folder: Path, size: int, workers: int
+    folder: Path, size: int, workers: int, per_class: int = 0
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(N, size, size) uint8 images, (N,) class codes and the class names (sorted), read from
-    an extracted MedNIST ``resized/<Class>/<id>.jpeg`` tree in a fixed order."""
+    an extracted MedNIST ``resized/<Class>/<id>.jpeg`` tree in a fixed order; ``per_class`` > 0
+    keeps the first that many of each class (a quick check)."""
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     files = [
-        (str(f), c) for c, name in enumerate(classes) for f in sorted((folder / name).glob("*"))
+        (str(f), c)
+        for c, name in enumerate(classes)
+        for f in sorted((folder / name).glob("*"))[: per_class or None]
     ]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         images = list(pool.map(_read, [(f, size) for f, _ in files], chunksize=256))
@@ -74,7 +77,7 @@ def split_per_class(labels: np.ndarray) -> dict[str, np.ndarray]:
     return {s: np.concatenate(v) for s, v in out.items()}
 
 
-def write_arrays(data: Path, out: Path, size: int, workers: int) -> None:
+def write_arrays(data: Path, out: Path, size: int, workers: int, per_class: int = 0) -> None:
     """``mednist.npz`` and ``pneumoniamnist.npz`` in ``out`` (made once)."""
     out.mkdir(parents=True, exist_ok=True)
     target = out / "mednist.npz"
@@ -89,7 +92,7 @@ def write_arrays(data: Path, out: Path, size: int, workers: int) -> None:
             ],
             check=True,
         )
-        images, labels, classes = mednist_arrays(extracted / "resized", size, workers)
+        images, labels, classes = mednist_arrays(extracted / "resized", size, workers, per_class)
         parts = split_per_class(labels)
         arrays = {}
         for s, idx in parts.items():

@@ -17,6 +17,7 @@ ORDER = [
     "resume",
     "label_efficiency",
     "proxy",
+    "archive",
     "finetune_parallel",
 ]
 TITLES = {
@@ -27,6 +28,7 @@ TITLES = {
     "resume": "Exact resume after kill -9 under torchrun",
     "label_efficiency": "Label efficiency on real data",
     "proxy": "Recipe proxy (CPU, 28 px, minutes of pretraining): a proxy, not the configs' result",
+    "archive": "Pretrain once on an archive, evaluate on many tasks",
     "finetune_parallel": "Fine-tuning runs side by side (finetune.parallel)",
 }
 
@@ -131,6 +133,14 @@ def main() -> None:
                     f"Recipes (evaluate overrides on top of the proxy's): {recipes}. Pretraining "
                     f"overrides: {pre}. Wall time per stage in this call (s; 0 where reused): "
                     f"{entry.get('seconds')}.",
+                    "",
+                ]
+            if entry.get("form"):  # the archive benchmark
+                parts += [
+                    f"Form: {entry['form']}, {entry['steps']} pretraining steps. Peak resident "
+                    f"memory: {entry.get('peak_rss_gib')} GiB (this process), "
+                    f"{entry.get('peak_rss_children_gib')} GiB (the largest worker). Wall time "
+                    f"per stage (s; 0 where reused): {entry.get('seconds')}.",
                     "",
                 ]
             if entry.get("pretrain"):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare, on a machine with the package registry, what benchmarks/run_gpu.sh needs on a GPU
 # machine that has no network: wheels of what its image lacks in .whl/ and the data in .gpudata/
-# (both ignored by git; together about 12 MiB of the 64 MiB a checkout may carry).
+# (both ignored by git; together about 44 MiB of the 64 MiB a checkout may carry).
 #
 #   benchmarks/prepare_gpu.sh [SHARED_DATA]        default: ../shared/data beside the checkout
 #
@@ -22,5 +22,9 @@ done
 for f in pneumoniamnist.npz adrenalmnist3d.npz; do
   cp "$SRC/medmnist/$f" .gpudata/medmnist/
 done
+# The archive part's pool: MedNIST at 28 px and PneumoniaMNIST as .npz arrays (about 32 MiB;
+# MedNIST's JPEG archive would not fit), made once from the shared data.
+python benchmarks/archive_pool.py --data "$SRC" --out .gpudata/archive
+rm -rf .gpudata/mednist-extracted .gpudata/mednist_classes.json
 ls .whl
 du -sh .whl .gpudata

@@ -5,11 +5,12 @@
 #
 # Parts: views, loss, throughput (with lightly beside it), resume (kill -9 and --resume under
 # torchrun), report (headline on PneumoniaMNIST at four budgets), finetune-parallel, and the full
-# configs pneumoniamnist, adrenalmnist3d, mednist. Each part runs under its own time limit, cut
-# to what is left of the budget (a part with under 20 s left is skipped and says so); a part
-# stopped by its limit keeps the rows it finished. Results: JSON lines in $OUT (default
-# benchmarks/results), turned into docs/benchmarks.md by `python benchmarks/make_docs.py`; the
-# log of every part is $OUT/log.txt.
+# configs pneumoniamnist, adrenalmnist3d, mednist, and archive (pretrain once on MedNIST and
+# PneumoniaMNIST, evaluate on both; its arrays in $DATA/archive, made by prepare_gpu.sh). Each
+# part runs under its own time limit, cut to what is left of the budget (a part with under 20 s
+# left is skipped and says so); a part stopped by its limit keeps the rows it finished. Results:
+# JSON lines in $OUT (default benchmarks/results), turned into docs/benchmarks.md by
+# `python benchmarks/make_docs.py`; the log of every part is $OUT/log.txt.
 #
 # What the GPU image lacks is installed from wheels in $WHEELS (default .whl/, ignored by git) and
 # the data is read from $DATA (default .gpudata/, ignored; MedMNIST .npz files under medmnist/):
@@ -70,6 +71,9 @@ for part in "$@"; do
       run 480 "$PY" bench_label_efficiency.py "$part" --data "$DATA" --work /tmp/le \
         --evaluate "finetune.parallel=${FT_PARALLEL:-6}" ${METHOD:+--pretrain method.name=$METHOD} \
         ${CONFIG:+--config $CONFIG} ;;
+    archive)  # one encoder pretrained on MedNIST + PneumoniaMNIST, two tasks (issue 21)
+      run 480 "$PY" bench_archive.py --full --data "$DATA" --pool "$DATA/archive" \
+        --work /tmp/archive $Q ;;
     *) echo "== unknown part: $part" | tee -a "$OUT/log.txt" ;;
   esac
 done

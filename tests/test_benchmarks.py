@@ -267,3 +267,19 @@ def test_table_writes_finished_rows_when_the_time_limit_stops_it(monkeypatch, tm
     entry = json.loads((tmp_path / "t.jsonl").read_text())
     assert [r["result"] for r in entry["rows"]] == ["ok", "stopped by the time limit"]
     assert not ran and signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.slow  # about a minute: MedNIST's 58,954 files extracted for a 240-image pool
+def test_archive_quick(tmp_path):
+    data = shared_data("mednist", "MedNIST_resized.tar.gz").parents[1]
+    shared_data("medmnist", "pneumoniamnist.npz")
+    entry = _run(
+        tmp_path, "bench_archive.py", "--quick", "--data", str(data), "--work", str(tmp_path)
+    )
+    assert {r["task"] for r in entry["rows"]} == {"pneumoniamnist", "mednist"}
+    assert {r["result"] for r in entry["rows"]} == {"ok"}
+    # PneumoniaMNIST compares the archive encoder with the PneumoniaMNIST-only one, paired
+    pneumonia = [r for r in entry["rows"] if r["task"] == "pneumoniamnist"]
+    assert {r["init"] for r in pneumonia} == {"archive", "pneumonia-only"}
+    assert any("minus_alone" in r for r in pneumonia)
+    assert 0 < entry["peak_rss_gib"] < 8
