@@ -156,6 +156,7 @@ def build_cache(
         meta = json.loads(meta_path.read_text())
         kept = rows[rows["sample_id"].isin(set(meta["kept"]))].reset_index(drop=True)
         array = np.load(arr_path, mmap_mode="r")
+        _check_cached(arr_path, array, meta, spec, len(kept))
         failed = [tuple(x) for x in meta["failed"]]
         return ImageCache(np.asarray(array) if in_memory else array, kept, failed, arr_path)
 
@@ -201,6 +202,20 @@ def build_cache(
     os.replace(meta_tmp, meta_path)
     array = np.load(arr_path, mmap_mode="r")
     return ImageCache(np.asarray(array) if in_memory else array, kept, failed, arr_path)
+
+
+def _check_cached(
+    path: Path, array: np.ndarray, meta: dict, spec: PreprocessSpec, samples: int
+) -> None:
+    """Refuse a cache file that does not hold what its name promises (copied from elsewhere,
+    cut short, built by another preprocessing) before anything is computed from it."""
+    want = (samples, 1, *spec.size)
+    if meta.get("spec", spec.key()) != spec.key() or array.shape != want:
+        raise MedContrastError(
+            f"cache {path} holds {array.shape} preprocessed as {meta.get('spec')}, but these "
+            f"settings need {want} preprocessed as {spec.key()} (data.size, intensity, resize): "
+            "delete the file (it is rebuilt) or set another data.cache_dir"
+        )
 
 
 def _cache_key(manifest: Manifest, rows: pd.DataFrame, spec: PreprocessSpec) -> str:

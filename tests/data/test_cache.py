@@ -3,6 +3,8 @@ reported (never fatal), a second build reusing the file, MedMNIST rows read from
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,6 +14,7 @@ from medcontrast.data.cache import build_cache
 from medcontrast.data.manifest import read_manifest
 from medcontrast.data.preprocessing import PreprocessSpec
 from medcontrast.data.selection import select_rows
+from medcontrast.errors import MedContrastError
 
 SPEC = PreprocessSpec(ndim=2, size=(16, 16))
 
@@ -70,3 +73,17 @@ def test_a_second_build_reuses_the_cache_file(archive, tmp_path):
     again = _build(manifest, tmp_path, "d")
     assert again.path == first.path and again.path.stat().st_mtime_ns == stamp
     assert np.array_equal(np.asarray(first.array), np.asarray(again.array))
+
+
+def test_a_cache_file_that_does_not_match_its_settings_is_refused(archive, tmp_path):
+    _, manifest = archive
+    cache = _build(manifest, tmp_path, "d")
+    meta_path = cache.path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "spec": "another"}))
+    with pytest.raises(MedContrastError, match=r"cache .*\.npy holds .* delete the file"):
+        _build(manifest, tmp_path, "d")
+    meta_path.write_text(json.dumps(meta))
+    np.save(cache.path, np.zeros((3, 1, 16, 16), np.float16))  # cut short
+    with pytest.raises(MedContrastError, match=r"holds \(3, 1, 16, 16\)"):
+        _build(manifest, tmp_path, "d")
