@@ -78,9 +78,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from medcontrast.config import EvaluateConfig, load_config
-    from medcontrast.evaluate import evaluate
+    from medcontrast.evaluate import evaluate, evaluate_tasks
     from medcontrast.evaluation.report import headline_text
-    from medcontrast.evaluation.tasks import evaluate_tasks
 
     configs = args.config or [None]
     if len(configs) == 1:

@@ -23,9 +23,11 @@ from tqdm import tqdm
 
 from medcontrast.augment.params import AugmentParams
 from medcontrast.config import EvaluateConfig, save_config
-from medcontrast.config.resolve import resolve_evaluate
+from medcontrast.config.resolve import evaluation_name, resolve_evaluate
 from medcontrast.config.saved import as_saved, read_saved_evaluation
+from medcontrast.data.manifest import read_manifest
 from medcontrast.data.preprocessing import PreprocessSpec
+from medcontrast.data.selection import select_rows
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.budgets import Budget, budgets_from
 from medcontrast.evaluation.context import EvalData
@@ -59,6 +61,7 @@ from medcontrast.evaluation.provenance import pretrained_on
 from medcontrast.evaluation.report import write_report
 from medcontrast.evaluation.results_file import RUN_KEY, append_results
 from medcontrast.evaluation.scores import choose_threshold
+from medcontrast.evaluation.tasks import write_tasks_report
 from medcontrast.runs import write_versions
 from medcontrast.runtime import autocast_dtype, resolve_device
 
@@ -100,6 +103,46 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     )
     write_report(folder, report_settings(cfg))
     return folder
+
+
+def task_folder(cfg: EvaluateConfig) -> Path:
+    """The evaluation folder a task writes (its name, or the default one evaluate gives it)."""
+    return Path(cfg.out_dir) / (cfg.name or evaluation_name(cfg))
+
+
+def evaluate_tasks(
+    cfgs: list[EvaluateConfig], sources: list[str], out: Path | None = None, progress: bool = True
+) -> tuple[list[Path], Path]:
+    """Check every task, evaluate each in turn (each resumes as a single evaluation does), then
+    write the combined report; the evaluation folders and the combined report's path.
+
+    Args:
+        sources: what each config came from (a file or shipped name), for error messages.
+        out: the combined report's folder; default ``<first out_dir>/tasks-<task names>``.
+    """
+    check_tasks(cfgs, sources)
+    folders = [evaluate(cfg, progress) for cfg in cfgs]
+    out = out or Path(cfgs[0].out_dir) / ("tasks-" + "-".join(f.name for f in folders))
+    settings = [saved_report_settings(f) for f in folders]
+    return folders, write_tasks_report(folders, settings, out)
+
+
+def check_tasks(cfgs: list[EvaluateConfig], sources: list[str]) -> None:
+    """Refuse, before any computation, a task whose encoder does not fit its data or whose
+    manifest has no labelled image, naming the config; and two tasks sharing a folder."""
+    folders = [task_folder(c) for c in cfgs]
+    if len(set(folders)) != len(folders):
+        raise MedContrastError(
+            "two tasks would write the same evaluation folder: give each config its own name "
+            f"({', '.join(str(f) for f in folders)})"
+        )
+    for cfg, source in zip(cfgs, sources, strict=True):
+        try:
+            resolve_inits(cfg.inits, cfg.data.ndim, cfg.data.size)
+            manifest = read_manifest(cfg.data.manifest)
+            select_rows(manifest, cfg.data.ndim, cfg.data.modalities, None, labeled=True)
+        except MedContrastError as exc:
+            raise MedContrastError(f"task {source}: {exc}") from exc
 
 
 def _open_folder(cfg: EvaluateConfig, cuda: bool) -> tuple[Path, tuple[str, dict[str, str]]]:
