@@ -127,6 +127,7 @@ def test_label_efficiency(tmp_path):
     assert {(r["init"], r["result"]) for r in entry["rows"]} == {("simclr", "ok"), ("random", "ok")}
 
 
+@pytest.mark.slow  # about a minute; side-by-side fine-tuning itself: tests/evaluation
 def test_finetune_parallel_one_k_fails_alone(tmp_path):
     entry = _quick_on_adrenal(
         tmp_path, "bench_finetune_parallel.py", "adrenalmnist3d", "--fail", "adrenalmnist3d 1"
