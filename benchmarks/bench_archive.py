@@ -216,9 +216,11 @@ def main() -> None:
     pool = Path(args.pool) if args.pool else work / "pool"
     size = form["size"]
     pre = [f"data.size={size}", f"train.max_steps={steps}", *form["pretrain"]]
+    # appended only when asked, so that the run of equal steps keeps its name (and is reused)
+    pre_archive = [*pre, f"train.max_steps={args.archive_steps}"] if args.archive_steps else pre
     ev = [f"data.size={size}", *form["evaluate"]]
     if args.quick:  # a tiny network for two steps, one seed: checks that the script runs
-        pre = [
+        pre = pre_archive = [
             "data.size=[16,16]",
             "model.encoder=timm:resnet10t",
             "train.max_steps=2",
@@ -236,14 +238,21 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with Table("archive", device, COLUMNS, args.fail) as table:
-        table.extra = {"form": "full" if args.full else "proxy", "steps": steps, "seconds": seconds}
+        table.extra = {
+            "form": "full" if args.full else "proxy",
+            "steps": steps,
+            "archive_steps": args.archive_steps or steps,
+            "seconds": seconds,
+        }
         if not (pool / "mednist.npz").exists():
             per_class = 40 if args.quick else 0  # quick: 240 MedNIST images
             timed("pool arrays", lambda: write_arrays(Path(args.data), pool, 28, 2, per_class))
         manifests = timed("manifests", lambda: write_manifests(pool, work, subset))
         archive = timed(
             "pretrain archive",
-            lambda: pretrain_once(work, manifests["pool"], "[train,val,test]", pre, ARCHIVE),
+            lambda: pretrain_once(
+                work, manifests["pool"], "[train,val,test]", pre_archive, ARCHIVE
+            ),
         )
         alone = timed(
             "pretrain pneumonia-only",

@@ -137,7 +137,8 @@ def main() -> None:
                 ]
             if entry.get("form"):  # the archive benchmark
                 parts += [
-                    f"Form: {entry['form']}, {entry['steps']} pretraining steps. Peak resident "
+                    f"Form: {entry['form']}, {entry['steps']} pretraining steps "
+                    f"({entry.get('archive_steps', entry['steps'])} for the archive encoder). Peak resident "
                     f"memory: {entry.get('peak_rss_gib')} GiB (this process), "
                     f"{entry.get('peak_rss_children_gib')} GiB (the largest worker). Wall time "
                     f"per stage (s; 0 where reused): {entry.get('seconds')}.",
