@@ -205,6 +205,13 @@ def main() -> None:
         "--steps", type=int, default=0, help="pretraining steps (default: the form's)"
     )
     parser.add_argument(
+        "--archive-steps",
+        type=int,
+        default=0,
+        help="steps of the archive encoder only (default: --steps): does a longer pass over the "
+        "pool close a gap to the PneumoniaMNIST-only encoder",
+    )
+    parser.add_argument(
         "--task-subset", type=int, default=-1, help="MedNIST images per class (0: all)"
     )
     add_common_args(parser)
