@@ -29,6 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from medcontrast.archive.index import build_index, write_index
@@ -105,14 +106,13 @@ def write_arrays(data: Path, out: Path, size: int, workers: int, per_class: int 
         shutil.copyfile(data / PNEUMONIA, out / "pneumoniamnist.npz")
 
 
-def _subset(manifest_path: Path, out: Path, keep) -> Path:
-    """Write the rows of the folder's manifest that ``keep(table)`` selects, same root."""
-    manifest = read_manifest(manifest_path)
-    meta = json.loads(sidecar_path(manifest_path).read_text())
-    meta.pop("sha256", None)
-    table = manifest.table[keep(manifest.table)].copy()
-    write_manifest(table, out, meta)
-    return out
+def _write_subset(table: pd.DataFrame, meta: dict, out: Path, rows, hide_labels: bool = False):
+    """Write ``table[rows]`` (same root, the index's sidecar) to ``out``; labels blanked when
+    ``hide_labels``."""
+    part = table[rows].copy()
+    if hide_labels:
+        part["label"] = ""  # the archive is unlabeled
+    write_manifest(part, out, meta)
 
 
 def write_manifests(pool: Path, work: Path, task_subset: int = 0) -> dict[str, Path]:
@@ -121,25 +121,18 @@ def write_manifests(pool: Path, work: Path, task_subset: int = 0) -> dict[str, P
     if not every.exists():
         write_index(build_index(pool, salt_file=work / "salt", progress=False), every, pool)
     table = read_manifest(every).table
+    meta = json.loads(sidecar_path(every).read_text())
+    meta.pop("sha256", None)  # each subset's own is written with it
     mednist = (table["source"] == "mednist.npz").to_numpy()
     usable = mednist & (table["status"] == "ok").to_numpy()  # MedNIST holds 94 blank images
+    pneumonia = (table["source"] == "pneumoniamnist.npz").to_numpy()
     out = {"pool": work / "pool.csv", "pneumoniamnist": work / "pneumoniamnist.csv"}
     out["mednist"] = work / (f"mednist-{task_subset}.csv" if task_subset else "mednist.csv")
-
-    def pool_rows(t):
-        return (t["source"] == "mednist.npz") | (
-            (t["source"] == "pneumoniamnist.npz") & (t["split"] == "train")
-        )
-
     if not out["pool"].exists():
-        _subset(every, out["pool"], pool_rows)
-        hidden = read_manifest(out["pool"])
-        hidden.table["label"] = ""  # labels hidden: the archive is unlabeled
-        meta = json.loads(sidecar_path(out["pool"]).read_text())
-        meta.pop("sha256", None)
-        write_manifest(hidden.table, out["pool"], meta)
+        train = (table["split"] == "train").to_numpy()
+        _write_subset(table, meta, out["pool"], mednist | (pneumonia & train), hide_labels=True)
     if not out["pneumoniamnist"].exists():
-        _subset(every, out["pneumoniamnist"], lambda t: t["source"] == "pneumoniamnist.npz")
+        _write_subset(table, meta, out["pneumoniamnist"], pneumonia)
     if not out["mednist"].exists():
         keep = mednist.copy()
         if task_subset:  # per split and class, the split's share of task_subset, seeded
@@ -148,7 +141,7 @@ def write_manifests(pool: Path, work: Path, task_subset: int = 0) -> dict[str, P
             for (split, _), group in table[usable].groupby(["split", "label"]):
                 n = round(task_subset * SPLIT[split])
                 keep[rng.permutation(group.index.to_numpy())[:n]] = True
-        _subset(every, out["mednist"], lambda t: keep)
+        _write_subset(table, meta, out["mednist"], keep)
     return out
 
 

@@ -57,7 +57,7 @@ from medcontrast.evaluation.identity import (
 from medcontrast.evaluation.inits import Init, resolve_inits
 from medcontrast.evaluation.metrics import point_metrics
 from medcontrast.evaluation.probes import knn_probe, linear_probe
-from medcontrast.evaluation.provenance import pretrained_on
+from medcontrast.evaluation.provenance import pretrained_on, test_fingerprints
 from medcontrast.evaluation.report import write_report
 from medcontrast.evaluation.results_file import RUN_KEY, append_results
 from medcontrast.evaluation.scores import choose_threshold
@@ -163,6 +163,7 @@ def _open_folder(cfg: EvaluateConfig, cuda: bool) -> tuple[Path, tuple[str, dict
 def _write_inits(folder: Path, inits: list[Init], ev: EvalData, preprocess: str) -> None:
     """``inits.json``: each initialisation's kind, source, encoder and weights digest, and for
     an encoder pretrained here the pool it saw and how many test images it held."""
+    test = test_fingerprints(ev.cache.array, ev.split["test"])
     record = [
         {
             "name": i.name,
@@ -172,7 +173,7 @@ def _write_inits(folder: Path, inits: list[Init], ev: EvalData, preprocess: str)
             "notes": i.notes,
             "sha256": i.digest,
             "pretrained_on": pretrained_on(
-                i, ev.manifest_sha256, preprocess, ev.cache.array, ev.split["test"]
+                i, ev.manifest_sha256, preprocess, len(ev.split["test"]), test
             ),
         }
         for i in inits

@@ -39,6 +39,6 @@ def save_pool(path: Path, array: np.ndarray) -> None:
     np.save(path, np.unique(image_fingerprints(array)))
 
 
-def count_shared(pool: Path, array: np.ndarray, index: np.ndarray | None = None) -> int:
-    """How many images ``index`` of ``array`` have a fingerprint in the pool file ``pool``."""
-    return int(np.isin(image_fingerprints(array, index), np.load(pool)).sum())
+def count_shared(pool: Path, fingerprints: np.ndarray) -> int:
+    """How many of ``fingerprints`` (of :func:`image_fingerprints`) the pool file ``pool`` holds."""
+    return int(np.isin(fingerprints, np.load(pool)).sum())

@@ -9,12 +9,14 @@ makes the test figures optimistic.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from medcontrast.data.fingerprints import POOL_FINGERPRINTS, count_shared
+from medcontrast.data.fingerprints import POOL_FINGERPRINTS, count_shared, image_fingerprints
 from medcontrast.evaluation.inits import Init
 
 
@@ -28,7 +30,11 @@ def run_folder_of(init: Init) -> Path | None:
 
 
 def pretrained_on(
-    init: Init, manifest_sha256: str, preprocess: str, images: np.ndarray, test: np.ndarray
+    init: Init,
+    manifest_sha256: str,
+    preprocess: str,
+    n_test: int,
+    test: Callable[[], np.ndarray],
 ) -> dict | None:
     """The pool of a pretrained init and its overlap with the test split; None for random
     weights and weight files (their pretraining data is not known here).
@@ -36,8 +42,9 @@ def pretrained_on(
     Args:
         manifest_sha256: the evaluation's manifest digest.
         preprocess: the evaluation's preprocessing key (fingerprints compare only alike).
-        images: (N, C, *size) the evaluation's images, as cached; ``test``: the test split's
-            indices into them.
+        n_test: how many test images the evaluation has.
+        test: the fingerprints of the evaluation's test images (computed on first need, once
+            for every init: see :func:`test_fingerprints`).
     """
     if init.kind == "random":
         return None
@@ -51,18 +58,24 @@ def pretrained_on(
         "manifest_sha256": sha,
         "samples": int(data.get("samples", 0)),
         "same_manifest": sha == manifest_sha256,
-        "test_images": len(test),
+        "test_images": n_test,
         "test_overlap": None,
     }
     prints = folder / POOL_FINGERPRINTS
     if prints.is_file() and data.get("preprocess") == preprocess:
-        out["test_overlap"] = count_shared(prints, images, test)
+        out["test_overlap"] = count_shared(prints, test())
     elif prints.is_file():
         out["overlap_unknown"] = "the pool was preprocessed otherwise (data.size or intensity)"
     else:
         out["overlap_unknown"] = "the run recorded no fingerprints (an older medcontrast)"
     out["text"] = describe(out)
     return out
+
+
+def test_fingerprints(images: np.ndarray, test: np.ndarray) -> Callable[[], np.ndarray]:
+    """The fingerprints of ``images[test]`` ((N, C, *size) as cached, the test split's indices),
+    computed the first time they are asked for and kept for the next init."""
+    return functools.cache(lambda: image_fingerprints(images, test))
 
 
 def describe(info: dict) -> str:

@@ -9,13 +9,12 @@ labels-saved figure and the pool each encoder was pretrained on.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from medcontrast.evaluation.findings import build_headline
-from medcontrast.evaluation.folder import INITS, EvalFolder, ReportSettings
+from medcontrast.evaluation.folder import EvalFolder, ReportSettings
 from medcontrast.evaluation.report_html import md_table
 from medcontrast.evaluation.scores import score_folder
 from medcontrast.evaluation.tables import METRIC_NAMES
@@ -23,9 +22,9 @@ from medcontrast.evaluation.tables import METRIC_NAMES
 TASKS_MD, TASKS_CSV = "tasks.md", "tasks.csv"
 
 
-def task_rows(folder: Path, settings: ReportSettings) -> tuple[list[dict], list[str]]:
-    """The headline comparisons of one evaluation folder as table rows, and its labels-saved
-    sentences."""
+def task_rows(folder: Path, settings: ReportSettings) -> tuple[list[dict], list[str], list[str]]:
+    """The headline comparisons of one evaluation folder as table rows, its labels-saved
+    sentences, and what each pretrained encoder was pretrained on (with its test overlap)."""
     ev = EvalFolder.read(folder, settings)
     head = build_headline(ev, score_folder(ev))
     metric = METRIC_NAMES.get(ev.settings.headline_metric, ev.settings.headline_metric)
@@ -45,27 +44,23 @@ def task_rows(folder: Path, settings: ReportSettings) -> tuple[list[dict], list[
             }
         )
     saved = [f"{folder.name}: {s.sentence()}" for s in head.saved]
-    return rows, saved
-
-
-def _pools(folder: Path) -> list[str]:
-    """What each pretrained encoder of a task was pretrained on (with its test overlap)."""
-    inits = json.loads((folder / INITS).read_text())
-    return [
+    pools = [
         f"{folder.name}, {i['name']}: {i['pretrained_on']['text']}"
-        for i in inits
+        for i in ev.inits
         if i.get("pretrained_on")
     ]
+    return rows, saved, pools
 
 
 def write_tasks_report(folders: list[Path], settings: list[ReportSettings], out: Path) -> Path:
     """``tasks.md`` and ``tasks.csv`` in ``out``: every task's comparisons by budget, its
     labels-saved figure and the pool each encoder was pretrained on."""
-    rows, saved = [], []
+    rows, saved, pools = [], [], []
     for folder, s in zip(folders, settings, strict=True):
-        r, ls = task_rows(folder, s)
+        r, ls, p = task_rows(folder, s)
         rows += r
         saved += ls or [f"{folder.name}: no labels-saved figure (see its report)"]
+        pools += p
     out.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame(rows)
     table.to_csv(out / TASKS_CSV, index=False)
@@ -85,7 +80,7 @@ def write_tasks_report(folders: list[Path], settings: list[ReportSettings], out:
         "",
         "## Pretraining data",
         "",
-        *[f"- {line}" for f in folders for line in _pools(f)],
+        *[f"- {line}" for line in pools],
         "",
         "## Tasks",
         "",
