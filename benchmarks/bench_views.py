@@ -1,11 +1,24 @@
-"""Augmented views per second: per-sample MONAI path vs batched on-device path.
+"""Augmented views: per-sample MONAI path, batched on-device path (plain and compiled) and
+kornia.augmentation's closest equivalent pipeline, in one run.
 
-    python benchmarks/bench_views.py --device cuda --workers 8
+    python benchmarks/bench_views.py --device cuda --workers 8 --batch2d 256 --batch3d 32
 
-2D views are 1x224x224 and 3D views 1x96x96x96 (``--size2d``/``--size3d`` to change). The MONAI
-path runs in DataLoader workers (``--workers``; 0 = the main process), exactly as in training; the
-batched path runs on ``--device``. Target (issue 5): batched >= 3x per-sample on CPU in 2D. Each
-(size, path, device) is its own row: a failure (out of memory, ...) costs that row only.
+2D views are 1x224x224 (radiograph preset) and 3D views 1x96x96x96 (MRI preset); ``--size2d``,
+``--size3d`` to change. The MONAI path runs in DataLoader workers (``--workers``; 0 = the main
+process), exactly as in training; the batched and kornia paths run on the CPU and on
+``--device``, timed as back-to-back calls (one view per sample each) with one synchronisation at
+the end: the steady-state cost in a training loop. ``aten_calls``: top-level PyTorch operators
+one batched call dispatches (device-independent; counted on the CPU).
+
+kornia's pipeline (issue 22: our path has to earn its place against it): RandomResizedCrop
+(area 0.25-1, aspect 1/2-2), a flip, RandomAffine (10 degrees, zoom 0.9-1.1, shift 5%), RandomGamma,
+RandomContrast and RandomBrightness (scale and shift), RandomLinearIllumination (for the bias
+field), RandomGaussianNoise, RandomGaussianBlur (9 taps) and three RandomErasing (the dropout
+holes), each with the preset's probability; it has no histogram shift. In 3D kornia has spatial
+steps only (flip, RandomAffine3D; no crop-and-resize): its 2D intensity steps run on each volume
+viewed as (B, C*D, H, W) (per-volume parameters; blur and erasing in-plane).
+Each (size, path, device) is its own row: a failure (out of memory, a missing package) costs
+that row only.
 """
 
 from __future__ import annotations
@@ -15,12 +28,13 @@ import time
 
 import numpy as np
 import torch
-from _common import Table, add_common_args, median_time, smooth_images
+from _common import Table, add_common_args, smooth_images, sync
 
 from medcontrast.augment.batched import BatchedViews
 from medcontrast.augment.monai_views import TwoViewDataset
 from medcontrast.augment.params import AugmentParams
 from medcontrast.config import views_preset
+from medcontrast.profiling import top_level_aten_calls
 
 
 def monai_views_per_s(
@@ -41,20 +55,105 @@ def monai_views_per_s(
     return views / (time.perf_counter() - start)
 
 
-def batched_views_per_s(
-    images: torch.Tensor, params: AugmentParams, batch: int, dev: torch.device
-) -> float:
-    views = BatchedViews(params)
+def per_call(fn, dev: torch.device, reps: int) -> float:
+    """Seconds per call of ``fn``, ``reps`` calls back to back after three of warm-up."""
+    for _ in range(3):
+        fn()
+    sync(dev)
+    start = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    sync(dev)
+    return (time.perf_counter() - start) / reps
+
+
+def batched_row(
+    images: torch.Tensor, params: AugmentParams, batch: int, dev: torch.device, compile: str
+) -> dict:
+    views = BatchedViews(params, compile=compile)
     x = images[:batch].to(dev)
     g = torch.Generator(device=dev).manual_seed(0)
-    reps = 5 if dev.type == "cpu" else 20
-    return batch / median_time(lambda: views(x, g), dev, warmup=2, reps=reps)
+    if compile != "off":
+        start = time.perf_counter()
+        views(x, g)  # the first call compiles
+        sync(dev)
+        compile_s = time.perf_counter() - start
+    seconds = per_call(lambda: views(x, g), dev, 5 if dev.type == "cpu" else 50)
+    row = {"views_per_s": batch / seconds, "ms_per_call": 1e3 * seconds, "mode": views.mode}
+    if compile != "off":
+        row["compile_s"] = compile_s
+    return row
+
+
+def aten_calls(images: torch.Tensor, params: AugmentParams, batch: int) -> int:
+    views, g = BatchedViews(params, compile="off"), torch.Generator().manual_seed(0)
+    x = images[:batch]
+    views(x, g)
+    return sum(top_level_aten_calls(lambda: views(x, g)).values())
+
+
+def kornia_pipeline(params: AugmentParams):
+    """kornia.augmentation's closest equivalent of the preset (see the module docstring): a
+    callable (B, C, *size) -> (B, C, *size)."""
+    import kornia.augmentation as K
+
+    v, nd, size = params.views, params.ndim, params.size
+    side = size[-1]
+    holes = [
+        K.RandomErasing(
+            scale=(v.dropout_size[0] ** 2, v.dropout_size[1] ** 2), value=0.0, p=v.dropout_prob
+        )
+        for _ in range(v.dropout_holes)
+    ]
+    intensity = K.AugmentationSequential(
+        K.RandomGamma(gamma=tuple(v.gamma), p=v.contrast_prob),
+        K.RandomContrast(
+            (1 - v.scale_intensity, 1 + v.scale_intensity),
+            clip_output=False,
+            p=v.scale_intensity_prob,
+        ),
+        K.RandomBrightness(
+            (1 - v.shift_intensity, 1 + v.shift_intensity),
+            clip_output=False,
+            p=v.shift_intensity_prob,
+        ),
+        K.RandomLinearIllumination(gain=(0.01, v.bias_field_coeff), p=v.bias_field_prob),
+        K.RandomGaussianNoise(std=v.noise_std, p=v.noise_prob),
+        K.RandomGaussianBlur(9, tuple(v.blur_sigma), p=v.blur_prob),
+        *holes,
+    )
+    affine = dict(translate=(v.translate,) * nd, scale=(1 - v.scale, 1 + v.scale), p=v.affine_prob)
+    if nd == 2:
+        crop = K.RandomResizedCrop(
+            (side, side), scale=(v.crop_scale[0] ** 2, 1.0), ratio=(0.5, 2.0)
+        )
+        spatial = K.AugmentationSequential(
+            crop, K.RandomVerticalFlip(p=v.flip_prob), K.RandomAffine(v.rotate_deg, **affine)
+        )
+        return lambda x: intensity(spatial(x))
+    spatial = K.AugmentationSequential(
+        K.RandomDepthicalFlip3D(p=v.flip_prob), K.RandomAffine3D(v.rotate_deg, **affine)
+    )
+
+    def volumes(x: torch.Tensor) -> torch.Tensor:
+        y = spatial(x)
+        b, c, d, h, w = y.shape
+        return intensity(y.reshape(b, c * d, h, w)).reshape(b, c, d, h, w)
+
+    return volumes
+
+
+def kornia_row(images: torch.Tensor, params: AugmentParams, batch: int, dev: torch.device) -> dict:
+    pipeline, x = kornia_pipeline(params), images[:batch].to(dev)
+    seconds = per_call(lambda: pipeline(x), dev, 3 if dev.type == "cpu" else 20)
+    return {"views_per_s": batch / seconds, "ms_per_call": 1e3 * seconds}
 
 
 def one_size(
     table: Table, nd: int, size: tuple[int, ...], batch: int, preset: str, args, device
 ) -> None:
-    """The rows of one image size: MONAI per-sample, batched on the CPU and on ``device``."""
+    """The rows of one image size: MONAI per-sample; batched (plain, and compiled on CUDA) and
+    kornia on the CPU and on ``device``."""
     params = AugmentParams.from_config(views_preset(preset, flip_axes=[0]), nd, size)
     images = smooth_images(max(batch, 16), size)
     array = images.numpy().astype(np.float16)
@@ -64,13 +163,25 @@ def one_size(
         {**label, "path": f"monai per-sample ({args.workers} workers)", "device": "cpu"},
         lambda: {"views_per_s": monai_views_per_s(array, params, args.workers, batch, n)},
     )
+    calls = aten_calls(images, params, batch)
     for dev in dict.fromkeys([torch.device("cpu"), device]):
-        row = table.measure(
-            {**label, "path": "batched", "device": dev.type},
-            lambda dev=dev: {"views_per_s": batched_views_per_s(images, params, batch, dev)},
+        kornia = table.measure(
+            {**label, "path": "kornia.augmentation", "device": dev.type},
+            lambda dev=dev: kornia_row(images, params, batch, dev),
         )
-        if row and monai:
-            row["vs_monai"] = row["views_per_s"] / monai["views_per_s"]
+        for compile in ["off"] + (["on"] if dev.type == "cuda" else []):
+            path = "batched" if compile == "off" else "batched, torch.compile"
+            row = table.measure(
+                {**label, "path": path, "device": dev.type},
+                lambda dev=dev, compile=compile: {
+                    **batched_row(images, params, batch, dev, compile),
+                    "aten_calls": calls,
+                },
+            )
+            if row and monai:
+                row["vs_monai"] = row["views_per_s"] / monai["views_per_s"]
+            if row and kornia:
+                row["vs_kornia"] = row["views_per_s"] / kornia["views_per_s"]
 
 
 def main() -> None:
@@ -91,7 +202,18 @@ def main() -> None:
     if args.quick:
         args.size2d, args.size3d, args.batch2d, args.batch3d, args.samples = 32, 16, 8, 2, 16
     device = torch.device(args.device)
-    columns = ["ndim", "size", "path", "device", "batch", "views_per_s", "vs_monai"]
+    columns = [
+        "ndim",
+        "size",
+        "path",
+        "device",
+        "batch",
+        "views_per_s",
+        "ms_per_call",
+        "aten_calls",
+        "vs_monai",
+        "vs_kornia",
+    ]
     with Table("views", device, columns, args.fail) as table:
         table.extra = {"workers": args.workers}
         for nd, size, batch, preset in (

@@ -26,6 +26,10 @@ mkdir -p "$OUT"
 PY=$(command -v python || command -v python3)
 if ls "$WHEELS"/*.whl >/dev/null 2>&1; then  # --no-deps: the image's torch must stay as it is
   "$PY" -m pip install -q --no-index --no-deps --target /tmp/medcontrast-site "$WHEELS"/*.whl
+  if [ -d "$WHEELS/kornia_rs" ]; then  # one wheel per Python version: pip picks this one's
+    "$PY" -m pip install -q --no-index --no-deps --target /tmp/medcontrast-site \
+      --find-links "$WHEELS/kornia_rs" kornia_rs
+  fi
   export PYTHONPATH=/tmp/medcontrast-site${PYTHONPATH:+:$PYTHONPATH}
 fi
 # The machine's copy of the checkout may lack .git: MEDCONTRAST_BENCH_COMMIT=<hash> names it.
@@ -52,7 +56,7 @@ Q=${QUICK:+--quick}  # QUICK=1: tiny settings, a CPU check of this script (the t
 [ $# -gt 0 ] || set -- views loss throughput resume
 for part in "$@"; do
   case $part in
-    views) run 60 "$PY" bench_views.py --workers 8 $Q ;;
+    views) run 200 "$PY" bench_views.py --workers 8 --batch2d 256 --batch3d 32 $Q ;;
     loss) run 45 "$PY" bench_loss.py --batch 256 1024 4096 8192 --dim 128 $Q ;;
     throughput) run 240 "$PY" bench_throughput.py $Q ;;
     resume) run 120 "$PY" bench_resume.py --nproc 1 --device cuda --steps 60 --kill-after 30 $Q ;;

@@ -212,7 +212,12 @@ def _build_data(
             cache.array, patients, cfg.train.seed, partner_sets, set_of, labels
         )
         loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, **loader_kw)
-        batched = BatchedViews(params)
+        batched = BatchedViews(params, compile=cfg.views.compile)
+        if info.is_main and cfg.views.compile == "on":
+            print(
+                "views: batched, compiled with torch.compile (views.compile=off: plain)",
+                file=sys.stderr,
+            )
     digest = hashlib.sha256("\n".join(cache.rows["sample_id"]).encode()).hexdigest()
     return PretrainData(cache, sampler, dataset, loader, batched, digest, manifest_sha256)
 

@@ -56,8 +56,11 @@ def test_loss_rows_fail_alone(tmp_path):
 
 def test_views(tmp_path):
     entry = _run(tmp_path, "bench_views.py", "--device", "cpu", "--quick", "--fail", "16x16x16")
-    assert [r["result"] for r in entry["rows"]] == ["ok", "ok"] + ["OOM at batch 2"] * 2
-    assert entry["rows"][1]["vs_monai"] > 0
+    rows = entry["rows"]
+    assert [r["result"] for r in rows] == ["ok"] * 3 + ["OOM at batch 2"] * 3
+    assert [r["path"] for r in rows[1:3]] == ["kornia.augmentation", "batched"]
+    assert rows[2]["vs_monai"] > 0 and rows[2]["vs_kornia"] > 0
+    assert rows[2]["aten_calls"] <= 100 and rows[2]["mode"] == "plain"
 
 
 def test_throughput_steady_state_with_lightly_beside(tmp_path):

@@ -1,330 +1,384 @@
-"""Path (b): batched augmentation on the training device with per-sample random parameters.
+"""Path (b): batched augmentation on the training device, per-sample random parameters, a fixed
+small number of kernels per call.
 
 MONAI's random transforms draw one set of parameters per call and work on one sample, so a batch
-would either fail or share one draw. Here every parameter is drawn per sample as a tensor, and
-the whole batch is transformed at once: all spatial steps are folded into one affine matrix per
-sample and resampled in one pass with MONAI's ``AffineTransform`` layer; the intensity steps are
-our own tensor code. The distributions are those of :mod:`medcontrast.augment.monai_views`
-(see :mod:`medcontrast.augment.params`).
+would either fail or share one draw. Here (1) every parameter of every sample comes from one
+``torch.rand`` call (:mod:`medcontrast.augment.draws`), a skipped step being a step with neutral
+parameters; (2) all spatial steps are folded into one affine matrix per sample, the elastic
+displacement added to its grid, and the batch is resampled once
+(:mod:`medcontrast.augment.geometry`); (3) the intensity steps are a handful of whole-batch
+operations (:mod:`medcontrast.augment.intensity`). One call costs about 80 to 100 operator
+launches whatever the batch, instead of one per step and sample; on CUDA the pure part can also
+be compiled into fused kernels (``views.compile``). The distributions are those of
+:mod:`medcontrast.augment.monai_views` (see :mod:`medcontrast.augment.params`).
 """
 
 from __future__ import annotations
 
 import math
+import sys
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
-from monai.networks.layers import AffineTransform
 
+from medcontrast.augment import geometry as geo
+from medcontrast.augment import intensity as ops
+from medcontrast.augment.draws import DrawPlan
 from medcontrast.augment.params import AugmentParams
 from medcontrast.errors import MedContrastError
 
+_BASIS_LIMIT = 2**23  # bias basis entries (32 MiB in float32) above which 3D uses an einsum
+
 
 class BatchedViews:
-    """Callable: (B, C, *size) -> one augmented view per sample, drawn with ``generator``."""
+    """Callable: (B, C, *size) -> one augmented view per sample, drawn with ``generator``.
 
-    def __init__(self, params: AugmentParams) -> None:
+    ``compile``: "auto" compiles the pure part (everything after the random draw) with
+    ``torch.compile`` on CUDA, "on" on any device, "off" never; a compilation that fails falls
+    back to the plain path with a message on stderr. :attr:`mode` says which path ran.
+    """
+
+    def __init__(
+        self, params: AugmentParams, compile: Literal["auto", "on", "off"] = "auto"
+    ) -> None:
         self.p = params
-        a, b = params.views.rot90_axes
-        if params.views.rot90_prob > 0 and params.size[a] != params.size[b]:
+        v, nd = params.views, params.ndim
+        a, b = v.rot90_axes
+        if v.rot90_prob > 0 and params.size[a] != params.size[b]:
             raise MedContrastError("views.rot90_prob needs equal sizes along views.rot90_axes")
-        self.resample = AffineTransform(
-            normalized=True,
-            mode="bilinear",
-            padding_mode="zeros",
-            align_corners=False,
-            reverse_indexing=True,
+        self.plan = _plan(params)
+        self.spatial_on = any(
+            getattr(v, k) > 0 for k in ("crop_prob", "flip_prob", "rot90_prob", "affine_prob")
         )
+        self.dense_bias = len(ops.bias_terms(nd)) * math.prod(params.size) <= _BASIS_LIMIT
+        self.compile = compile
+        self.mode = "plain"
+        self._compiled = None
+        self._constants: dict[torch.device, dict[str, torch.Tensor]] = {}
 
-    # -- random helpers ------------------------------------------------------------------------
-    @staticmethod
-    def _u(g: torch.Generator, shape: tuple[int, ...], lo: float, hi: float, dev) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(shape, generator=g, device=dev)
-
-    @staticmethod
-    def _coin(g: torch.Generator, n: int, p: float, dev) -> torch.Tensor:
-        return torch.rand(n, generator=g, device=dev) < p
-
+    # -- the call --------------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """x: (B, C, *size) float tensor on the generator's device -> (B, C, *size)."""
-        x = self.spatial(x, generator)
-        return self.intensity(x, generator)
+        u, noise = self.draw(x, generator)
+        if self._use_compiled(x.device):
+            try:
+                return self._compiled(x, u, noise)
+            except Exception as err:  # inductor or a missing compiler: the plain path still works
+                self.compile, self.mode = "off", f"plain (torch.compile failed: {err!s:.200})"
+                print(f"views: {self.mode}", file=sys.stderr)
+        return self.apply(x, u, noise)
+
+    def _use_compiled(self, dev: torch.device) -> bool:
+        if self.compile == "off" or (self.compile == "auto" and dev.type != "cuda"):
+            return False
+        if self._compiled is None:
+            self.constants(dev)  # made outside the compiled code: no side effects in it
+            self.plan.constants(dev)
+            self._compiled = torch.compile(self.apply, dynamic=False)
+            self.mode = "compiled"
+        return True
+
+    def draw(self, x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The batch's randomness: (B, K) uniforms for every parameter and, when noise is on,
+        (B, C, *size) standard normal noise. Everything after this is deterministic."""
+        u = self.plan.draw(x.shape[0], g, x.device)
+        if self.p.views.noise_prob <= 0:
+            return u, None
+        return u, torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+
+    def apply(self, x: torch.Tensor, u: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """The views of ``x`` for the draws ``u`` and ``noise`` of :meth:`draw`."""
+        b = self.plan.parameters(u)
+        c = self.constants(x.device)
+        if self.spatial_on or self.p.views.elastic_prob > 0:
+            x = self.spatial(x, b, c)
+        return self.intensity(x, b, c, noise)
 
     # -- spatial ---------------------------------------------------------------------------------
-    def spatial_matrices(self, n: int, g: torch.Generator, dev) -> torch.Tensor:
-        """(n, nd+1, nd+1) matrices mapping output to input in normalised array coordinates."""
-        p, nd = self.p, self.p.ndim
-        eye = torch.eye(nd + 1, device=dev).expand(n, nd + 1, nd + 1)
-        theta = eye.clone()
-        if p.views.crop_prob > 0:
-            do = self._coin(g, n, p.views.crop_prob, dev)[:, None]
-            side = torch.where(
-                do, self._u(g, (n, nd), *p.views.crop_scale, dev), torch.ones(n, nd, device=dev)
-            )
-            centre = self._u(g, (n, nd), -1.0, 1.0, dev) * (1 - side)
-            crop = eye.clone()
-            crop[:, :nd, :nd] = torch.diag_embed(side)
-            crop[:, :nd, nd] = centre
-            theta = theta @ crop
-        if p.views.flip_prob > 0:
-            signs = torch.ones(n, nd, device=dev)
-            for axis in p.views.flip_axes:
-                signs[:, axis] = torch.where(self._coin(g, n, p.views.flip_prob, dev), -1.0, 1.0)
-            flip = eye.clone()
-            flip[:, :nd, :nd] = torch.diag_embed(signs)
-            theta = theta @ flip
-        if p.views.rot90_prob > 0:
-            do = self._coin(g, n, p.views.rot90_prob, dev)
-            k = torch.randint(0, 4, (n,), generator=g, device=dev) * do
-            angle = k.float() * (math.pi / 2)
-            a, b = p.views.rot90_axes
-            rot = eye.clone()
-            rot[:, a, a] = torch.cos(angle).round()
-            rot[:, a, b] = -torch.sin(angle).round()
-            rot[:, b, a] = torch.sin(angle).round()
-            rot[:, b, b] = torch.cos(angle).round()
-            theta = theta @ rot
-        if p.views.affine_prob > 0:
-            do = self._coin(g, n, p.views.affine_prob, dev)
-            half = torch.tensor([s / 2 for s in p.size], device=dev)
-            rot = self._rotation(n, g, dev)
-            # Rotate in pixel units so that non-square images are not sheared.
-            rot = rot * half[None, None, :] / half[None, :, None]
-            zoom = 1 + self._u(g, (n, nd), -p.views.scale, p.views.scale, dev)
-            shift = self._u(g, (n, nd), -p.views.translate, p.views.translate, dev) * 2
-            aff = eye.clone()
-            aff[:, :nd, :nd] = rot * zoom[:, None, :]
-            aff[:, :nd, nd] = shift
-            theta = theta @ torch.where(do[:, None, None], aff, eye)
-        return theta
+    def matrices(
+        self, b: dict[str, torch.Tensor], c: dict[str, torch.Tensor], crop: bool = True
+    ) -> torch.Tensor:
+        """(B, nd, nd+1) output-to-input maps in normalised (x, y[, z]) coordinates composing,
+        in order, crop -> flips -> rot90 -> affine (rotation, zoom, shift): the linear part in one
+        einsum, the translation in one or two operations. ``crop=False``: without the crop (the
+        caller applies it to the grid)."""
+        v = self.p.views
+        crop = crop and v.crop_prob > 0
+        diag = b["crop.side"] if crop else None
+        if v.flip_prob > 0:
+            diag = b["flip.sign"] if diag is None else diag * b["flip.sign"]
+        quarter = None
+        if v.rot90_prob > 0:
+            (quarter,) = geo.rotations(b["rot90.k"] * (math.pi / 2), c["rot90"], exact=True)
+        operands, terms, letters = [], [], iter("jklmpq")
+        row = col = "i"
+        if diag is not None:
+            operands, terms = [diag], ["ni"]
+        for m in ([quarter] if quarter is not None else []) + (
+            list(geo.rotations(b["affine.angle"], c["planes"])) if v.affine_prob > 0 else []
+        ):
+            nxt = next(letters)
+            operands.append(m)
+            terms.append(f"n{col}{nxt}")
+            if quarter is not None and m is quarter:
+                row = nxt  # the affine's rotation starts after the quarter turn
+            col = nxt
+        if v.affine_prob > 0:
+            if "aspect" in c:  # rotate in pixel units: non-square images are not sheared
+                operands.append(c["aspect"])
+                terms.append(f"{row}{col}")
+            operands.append(b["affine.zoom"])
+            terms.append(f"n{col}")
+        if len(operands) > 1 or quarter is not None or v.affine_prob > 0:
+            lin = torch.einsum(",".join(terms) + f"->ni{col}", *operands)
+        elif diag is not None:
+            lin = torch.diag_embed(diag)
+        else:
+            lin = c["eye"].expand(next(iter(b.values())).shape[0], -1, -1)
+        return self._with_shift(lin, diag, quarter, b, crop)
 
-    def _rotation(self, n: int, g: torch.Generator, dev) -> torch.Tensor:
-        r = self.p.rotate_rad
-        if self.p.ndim == 2:
-            a = self._u(g, (n,), -r, r, dev)
-            c, s = torch.cos(a), torch.sin(a)
-            return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
-        out = torch.eye(3, device=dev).expand(n, 3, 3)
-        for i, j in ((1, 2), (0, 2), (0, 1)):
-            a = self._u(g, (n,), -r, r, dev)
-            m = torch.eye(3, device=dev).repeat(n, 1, 1)
-            m[:, i, i], m[:, i, j], m[:, j, i], m[:, j, j] = (
-                torch.cos(a),
-                -torch.sin(a),
-                torch.sin(a),
-                torch.cos(a),
-            )
-            out = out @ m
-        return out
+    def _with_shift(
+        self,
+        lin: torch.Tensor,
+        diag: torch.Tensor | None,
+        quarter: torch.Tensor | None,
+        b: dict[str, torch.Tensor],
+        crop: bool,
+    ) -> torch.Tensor:
+        """The translation: diag * (quarter @ affine shift) + the crop's centre."""
+        v, shift = self.p.views, None
+        if v.affine_prob > 0:
+            shift = b["affine.shift"]
+            if quarter is not None:
+                shift = torch.einsum("nij,nj->ni", quarter, shift)
+        if crop:
+            centre = self._crop_centre(b)
+            shift = centre if shift is None else torch.addcmul(centre, diag, shift)
+        elif shift is not None and diag is not None:
+            shift = diag * shift
+        if shift is None:
+            return torch.nn.functional.pad(lin, (0, 1))
+        return torch.cat([lin, shift.unsqueeze(2)], 2)
 
-    def spatial(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        p, nd, n, dev = self.p, self.p.ndim, x.shape[0], x.device
-        theta = self.spatial_matrices(n, g, dev)
-        identity = torch.eye(nd + 1, device=dev)
-        if not torch.equal(theta, identity.expand_as(theta)):
-            x = self.resample(x, theta[:, :nd, :].to(x.dtype), spatial_size=p.size)
-        if p.views.elastic_prob > 0:
-            x = self._elastic(x, g)
-        return x
+    @staticmethod
+    def _crop_centre(b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The crop window's centre, inside the image: U(-1, 1) * (1 - side)."""
+        return torch.addcmul(b["crop.centre"], b["crop.centre"], b["crop.side"], value=-1)
 
-    def _elastic(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        p, nd, n, dev = self.p, self.p.ndim, x.shape[0], x.device
-        do = self._coin(g, n, p.views.elastic_prob, dev)
-        m = 2 * p.views.elastic_magnitude
-        coarse = self._u(g, (n, nd, *p.elastic_grid), -m, m, dev)
-        field = F.interpolate(
-            coarse, size=p.size, mode="bicubic" if nd == 2 else "trilinear", align_corners=False
-        )
-        # Like MONAI's SmoothField: rescale the upsampled field to the coarse field's range.
-        flat_c, flat_f = coarse.flatten(1), field.flatten(1)
-        cmin, cmax = flat_c.min(1).values, flat_c.max(1).values
-        fmin, fmax = flat_f.min(1).values, flat_f.max(1).values
-        view = (n,) + (1,) * (nd + 1)
-        field = (field - fmin.view(view)) / (fmax - fmin).clamp_min(1e-12).view(view)
-        field = field * (cmax - cmin).view(view) + cmin.view(view)
-        field = field * do.view(view)
-        axes = [torch.linspace(-1 + 1 / s, 1 - 1 / s, s, device=dev) for s in p.size]
-        ident = torch.stack(torch.meshgrid(*axes, indexing="ij"), 0)  # (nd, *size), array order
-        grid = (ident[None] + field).movedim(1, -1).flip(-1)  # grid_sample wants (x, y[, z])
-        return F.grid_sample(
-            x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False
-        )
+    def spatial(
+        self, x: torch.Tensor, b: dict[str, torch.Tensor], c: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """All spatial steps in one resampling of the batch.
+
+        MONAI crops and resizes first, so what a later rotation, shift or deformation brings in
+        from outside the crop window is zero; one resampling of the whole image would bring in
+        the image around the window instead (brighter views, measurably so in the whole-preset
+        test). When both are on, the grid is made without the crop, its points outside
+        [-1, 1] sent out of the image, and the crop applied to the grid."""
+        p, v = self.p, self.p.views
+        field = None
+        if v.elastic_prob > 0:
+            coarse = b["elastic.coarse"].view(x.shape[0], p.ndim, *p.elastic_grid)
+            field = geo.elastic_field(coarse, b["elastic.on"], p.size)
+        window = None
+        if v.crop_prob > 0 and (v.affine_prob > 0 or v.elastic_prob > 0):
+            window = (b["crop.side"], self._crop_centre(b))
+        theta = self.matrices(b, c, crop=window is None)
+        half = x.device.type == "cuda" and x.dtype == torch.float32
+        return geo.resample(x, theta, field, window, half=half)
 
     # -- intensity -------------------------------------------------------------------------------
-    @staticmethod
-    def _where(x: torch.Tensor, do: torch.Tensor, fn) -> torch.Tensor:
-        """Apply ``fn(sub, idx)`` to the samples drawn for an operation only (it costs nothing for
-        the others); parameters are drawn for every sample beforehand, so the random stream does
-        not depend on which samples were picked."""
-        idx = do.nonzero().squeeze(1)
-        if idx.numel() == 0:
-            return x
-        if idx.numel() == x.shape[0]:
-            return fn(x, idx)
-        out = x.clone()
-        out[idx] = fn(x[idx], idx).to(x.dtype)
-        return out
-
-    def intensity(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        p, n, dev, nd = self.p, x.shape[0], x.device, self.p.ndim
-        view = (-1,) + (1,) * (x.dim() - 1)
-        if p.views.contrast_prob > 0:
-            do = self._coin(g, n, p.views.contrast_prob, dev)
-            gamma = self._u(g, (n,), *p.views.gamma, dev)
-
-            def contrast(sub: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-                mn, mx = _minmax(sub)
-                rng = mx - mn
-                return ((sub - mn) / (rng + 1e-7)).clamp_min(0) ** gamma[idx].view(view) * rng + mn
-
-            x = self._where(x, do, contrast)
-        if p.views.hist_shift_prob > 0:
-            x = self._hist_shift(x, g)
-        if p.views.scale_intensity_prob > 0:
-            do = self._coin(g, n, p.views.scale_intensity_prob, dev)
-            f = 1 + self._u(g, (n,), -p.views.scale_intensity, p.views.scale_intensity, dev)
-            x = self._where(x, do, lambda sub, idx: sub * f[idx].view(view))
-        if p.views.shift_intensity_prob > 0:
-            do = self._coin(g, n, p.views.shift_intensity_prob, dev)
-            o = self._u(g, (n,), -p.views.shift_intensity, p.views.shift_intensity, dev)
-            x = self._where(x, do, lambda sub, idx: sub + o[idx].view(view))
-        if p.views.bias_field_prob > 0:
-            do = self._coin(g, n, p.views.bias_field_prob, dev)
-            coeff = self._bias_coefficients(n, g, dev)
-            x = self._where(
-                x, do, lambda sub, idx: sub * torch.exp(self._bias_field(coeff[idx])).to(sub.dtype)
-            )
-        if p.views.noise_prob > 0:
-            do = self._coin(g, n, p.views.noise_prob, dev)
-            std = self._u(g, (n,), 0.0, p.views.noise_std, dev)
-            x = self._where(
-                x,
-                do,
-                lambda sub, idx: (
-                    sub
-                    + torch.randn(sub.shape, generator=g, device=dev, dtype=sub.dtype)
-                    * std[idx].view(view).to(sub.dtype)
-                ),
-            )
-        if p.views.blur_prob > 0:
-            do = self._coin(g, n, p.views.blur_prob, dev)
-            sigma = self._u(g, (n, nd), *p.views.blur_sigma, dev)
-            x = self._where(x, do, lambda sub, idx: _gaussian_blur(sub, sigma[idx]))
-        if p.views.sharpen_prob > 0:
-            do = self._coin(g, n, p.views.sharpen_prob, dev)
-            s1 = self._u(g, (n,), 0.5, 1.0, dev)
-            s2 = 0.5 + (s1 - 0.5) * torch.rand(n, generator=g, device=dev)
-            alpha = self._u(g, (n,), 10.0, 30.0, dev)
-
-            def sharpen(sub: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-                b1 = _gaussian_blur(sub, s1[idx][:, None].expand(len(idx), nd))
-                b2 = _gaussian_blur(b1, s2[idx][:, None].expand(len(idx), nd))
-                return b1 + alpha[idx].view(view) * (b1 - b2)
-
-            x = self._where(x, do, sharpen)
-        if p.views.dropout_prob > 0:
-            x = self._dropout(x, g)
+    def intensity(
+        self,
+        x: torch.Tensor,
+        b: dict[str, torch.Tensor],
+        c: dict[str, torch.Tensor],
+        noise: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """gamma -> histogram shift -> scale, shift -> bias field -> noise (pointwise, on the
+        flattened batch) -> blur -> sharpen -> dropout."""
+        v, shape = self.p.views, x.shape
+        xf = self._curves(x.reshape(shape[0], -1), b, c)
+        if v.scale_intensity_prob > 0 and v.shift_intensity_prob > 0:
+            xf = torch.addcmul(b["shift.offset"], xf, b["scale.factor"])
+        elif v.scale_intensity_prob > 0:
+            xf = xf * b["scale.factor"]
+        elif v.shift_intensity_prob > 0:
+            xf = xf + b["shift.offset"]
+        if v.bias_field_prob > 0:
+            xf = xf * torch.exp(self._bias_field(b["bias.coeff"], c, shape[1]))
+        if noise is not None:
+            xf = torch.addcmul(xf, noise.reshape(shape[0], -1), b["noise.std"])
+        x = xf.view(shape)
+        if v.blur_prob > 0:
+            x = ops.separable_blur(x, ops.blur_kernels(b["blur.sigma"], c["blur_edges"]))
+        if v.sharpen_prob > 0:
+            x = self._sharpen(x, b, c)
+        if v.dropout_prob > 0:
+            length = b["dropout.length"]
+            start = (b["dropout.start"] * (c["dropout_room"] - length)).floor()
+            holes = ops.box_union(start, start + length, self.p.size, c["boxes"])
+            x = x.masked_fill(holes, 0.0)
         return x
 
-    def _hist_shift(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        p, n, dev = self.p, x.shape[0], x.device
-        lo, hi = p.views.hist_points
-        npts = torch.randint(lo, hi + 1, (n,), generator=g, device=dev)
-        ref = torch.arange(hi, device=dev)[None].float() / (npts[:, None] - 1).float()  # (n, hi)
-        ref = torch.minimum(ref, torch.ones_like(ref))
-        flo = ref.clone()
-        for i in range(1, hi - 1):
-            inside = i < npts - 1
-            draw = flo[:, i - 1] + (flo[:, i + 1] - flo[:, i - 1]) * torch.rand(
-                n, generator=g, device=dev
-            )
-            flo[:, i] = torch.where(inside, draw, flo[:, i])
-        do = self._coin(g, n, p.views.hist_shift_prob, dev)
-
-        def shift(sub: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-            pts, fl = npts[idx][:, None], flo[idx]
-            mn, mx = _minmax(sub)
-            v = ((sub - mn) / (mx - mn).clamp_min(1e-12)).flatten(1).clamp(0, 1)  # (k, V)
-            seg = (v * (pts - 1)).floor().clamp(max=(pts - 2).float()).long()
-            t = v * (pts - 1) - seg
-            f0, f1 = fl.gather(1, seg), fl.gather(1, seg + 1)
-            return (f0 + t * (f1 - f0)).view_as(sub) * (mx - mn) + mn
-
-        return self._where(x, do, shift)
-
-    def _bias_coefficients(self, n: int, g: torch.Generator, dev) -> torch.Tensor:
-        """Legendre coefficients U(0, c) on the terms MONAI's RandBiasField uses: np.tril_indices
-        in 2D, i + j + k <= degree in 3D."""
-        deg, nd = 3, self.p.ndim
-        idx = torch.arange(deg + 1, device=dev)
-        if nd == 2:
-            mask = idx[:, None] >= idx[None, :]
+    def _curves(
+        self, xf: torch.Tensor, b: dict[str, torch.Tensor], c: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """Gamma contrast and histogram shift, both on the image rescaled to [0, 1] by its own
+        range (the gamma curve keeps that range, so one rescaling serves both). A sample that
+        skips one gets gamma 1 or the identity curve."""
+        v = self.p.views
+        if v.contrast_prob <= 0 and v.hist_shift_prob <= 0:
+            return xf
+        low, high = torch.aminmax(xf, dim=1, keepdim=True)
+        span = high - low
+        unit = (xf - low) / (span + 1e-7)  # x - min(x) >= 0 exactly: no clamp needed
+        if v.contrast_prob > 0:
+            unit = unit.pow(b["contrast.gamma"])
+        if v.hist_shift_prob > 0:
+            last = b["hist.last"]
+            curve = ops.hist_curves(b["hist.keep"], last, c["hist_index"])
+            unit = ops.piecewise(unit, curve, last)
+        # The identity is exact only up to rounding: samples that skip both keep their pixels.
+        if v.contrast_prob > 0 and v.hist_shift_prob > 0:
+            changed = torch.maximum(b["contrast.on"], b["hist.on"])
         else:
-            mask = (idx[:, None, None] + idx[None, :, None] + idx[None, None, :]) <= deg
-        return self._u(g, (n,) + (deg + 1,) * nd, 0.0, self.p.views.bias_field_coeff, dev) * mask
+            changed = b["contrast.on"] if v.contrast_prob > 0 else b["hist.on"]
+        return torch.lerp(xf, torch.addcmul(low, unit, span), changed)
 
-    def _bias_field(self, coeff: torch.Tensor) -> torch.Tensor:
-        """(k, 1, *size) log bias field from coefficients (k, 4, 4[, 4])."""
-        basis = [_legendre(torch.linspace(-1, 1, s, device=coeff.device), 3) for s in self.p.size]
-        if self.p.ndim == 2:
-            field = torch.einsum("bij,ix,jy->bxy", coeff, basis[0], basis[1])
+    def _bias_field(
+        self, coeff: torch.Tensor, c: dict[str, torch.Tensor], channels: int
+    ) -> torch.Tensor:
+        """(B, T) Legendre coefficients -> (B, C * V) log bias field (MONAI's RandBiasField)."""
+        if self.dense_bias:
+            field = coeff @ c["bias_basis"]
         else:
-            field = torch.einsum("bijk,ix,jy,kz->bxyz", coeff, basis[0], basis[1], basis[2])
-        return field[:, None]
+            full = (coeff @ c["bias_scatter"]).view(-1, 4, 4, 4)
+            x, y, z = c["legendre"]
+            field = torch.einsum("nijk,ix,jy,kz->nxyz", full, x, y, z).flatten(1)
+        return field.repeat(1, channels) if channels > 1 else field
 
-    def _dropout(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        p, n, nd, dev = self.p, x.shape[0], self.p.ndim, x.device
-        do = self._coin(g, n, p.views.dropout_prob, dev)
-        keep = torch.ones((n, *p.size), dtype=torch.bool, device=dev)
-        for _ in range(p.views.dropout_holes):
-            hole = torch.ones_like(keep)
-            for axis, s in enumerate(p.size):
-                lo = max(1, math.ceil(p.views.dropout_size[0] * s))
-                hi = max(1, math.ceil(p.views.dropout_size[1] * s))
-                length = torch.randint(lo, hi + 1, (n,), generator=g, device=dev)
-                start = (torch.rand(n, generator=g, device=dev) * (s - length + 1)).floor().long()
-                pos = torch.arange(s, device=dev)[None]
-                inside = (pos >= start[:, None]) & (pos < (start + length)[:, None])  # (n, s)
-                shape = [n] + [1] * nd
-                shape[axis + 1] = s
-                hole = hole & inside.view(shape)
-            keep = keep & ~(hole & do.view((n,) + (1,) * nd))
-        return x * keep[:, None].to(x.dtype)
+    def _sharpen(
+        self, x: torch.Tensor, b: dict[str, torch.Tensor], c: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """MONAI's RandGaussianSharpen: blur sigma1 ~ U(0.5, 1), sigma2 ~ U(0.5, sigma1),
+        alpha ~ U(10, 30); a sample that skips it gets sigmas 0 and alpha 0 (the identity)."""
+        nd = self.p.ndim
+        s1 = b["sharpen.s1"]
+        s2 = (0.5 + (s1 - 0.5) * b["sharpen.u"]) * b["sharpen.on"]
+        first = ops.separable_blur(x, ops.blur_kernels(s1.expand(-1, nd), c["blur_edges"]))
+        second = ops.separable_blur(first, ops.blur_kernels(s2.expand(-1, nd), c["blur_edges"]))
+        alpha = b["sharpen.alpha"].view(-1, *(1,) * (x.dim() - 1))
+        return first + alpha * (first - second)
 
-
-def _minmax(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mn, mx = torch.aminmax(x.flatten(1), dim=1)
-    view = (x.shape[0],) + (1,) * (x.dim() - 1)
-    return mn.view(view), mx.view(view)
+    # -- constants -------------------------------------------------------------------------------
+    def constants(self, dev: torch.device) -> dict[str, torch.Tensor]:
+        """Tensors every call uses, made once per device."""
+        if dev not in self._constants:
+            self._constants[dev] = _constants(self.p, dev, self.dense_bias)
+        return self._constants[dev]
 
 
-def _legendre(t: torch.Tensor, degree: int) -> torch.Tensor:
-    polys = [torch.ones_like(t), t]
-    for k in range(1, degree):
-        polys.append(((2 * k + 1) * t * polys[k] - k * polys[k - 1]) / (k + 1))
-    return torch.stack(polys[: degree + 1])
+def _plan(p: AugmentParams) -> DrawPlan:
+    """The columns of one call's draw, in the order of the pipeline (see
+    :mod:`medcontrast.augment.params` for the distributions)."""
+    v, nd, plan = p.views, p.ndim, DrawPlan()
+    if v.crop_prob > 0:
+        on = plan.coin("crop.on", [v.crop_prob])
+        plan.uniform("crop.side", [v.crop_scale[0]] * nd, [v.crop_scale[1]] * nd, on, 1.0)
+        plan.uniform("crop.centre", [-1.0] * nd, [1.0] * nd)
+    if v.flip_prob > 0:  # columns in (x, y[, z]) order: the last array axis first
+        flips = [v.flip_prob if a in v.flip_axes else 0.0 for a in reversed(range(nd))]
+        on = plan.coin("flip.on", flips)
+        plan.uniform("flip.sign", [-1.0] * nd, [-1.0] * nd, on, 1.0)
+    if v.rot90_prob > 0:
+        on = plan.coin("rot90.on", [v.rot90_prob])
+        plan.uniform("rot90.k", [0], [4], on, 0.0, integer=True)
+    if v.affine_prob > 0:
+        on, r, planes = plan.coin("affine.on", [v.affine_prob]), p.rotate_rad, len(geo.PLANES[nd])
+        plan.uniform("affine.angle", [-r] * planes, [r] * planes, on)
+        plan.uniform("affine.zoom", [1 - v.scale] * nd, [1 + v.scale] * nd, on, 1.0)
+        plan.uniform("affine.shift", [-2 * v.translate] * nd, [2 * v.translate] * nd, on)
+    if v.elastic_prob > 0:
+        plan.coin("elastic.on", [v.elastic_prob])
+        cells = nd * math.prod(p.elastic_grid)
+        m = 2 * v.elastic_magnitude
+        plan.uniform("elastic.coarse", [-m] * cells, [m] * cells)
+    _intensity_plan(p, plan)
+    return plan
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur with a per-sample, per-axis sigma (n, nd); zero padding, 4-sigma
-    kernels, as MONAI's GaussianFilter."""
-    n, c = x.shape[:2]
-    nd = x.dim() - 2
-    radius = math.ceil(4.0 * float(sigma.max())) if sigma.numel() else 0
-    if radius == 0:
-        return x
-    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    out = x.reshape(1, n * c, *x.shape[2:])
-    for axis in range(nd):
-        s = sigma[:, axis].to(x.dtype).clamp_min(1e-3)
-        k = torch.exp(-0.5 * (offsets[None] / s[:, None]) ** 2)
-        k = k * (offsets[None].abs() <= (4.0 * s[:, None] + 0.5).floor())
-        k = k / k.sum(1, keepdim=True)
-        k = k.repeat_interleave(c, 0)  # (n*c, K)
-        shape = [n * c, 1] + [1] * nd
-        shape[2 + axis] = 2 * radius + 1
-        pad = [0] * nd
-        pad[axis] = radius
-        conv = F.conv2d if nd == 2 else F.conv3d
-        out = conv(out, k.view(shape), padding=tuple(pad), groups=n * c)
-    return out.view_as(x)
+def _intensity_plan(p: AugmentParams, plan: DrawPlan) -> None:
+    v, nd = p.views, p.ndim
+    steps = (  # (name, probability, parameter, low, high, neutral), one parameter per sample
+        ("contrast", v.contrast_prob, "gamma", v.gamma[0], v.gamma[1], 1.0),
+        ("hist", v.hist_shift_prob, None, 0, 0, 0),
+        (
+            "scale",
+            v.scale_intensity_prob,
+            "factor",
+            1 - v.scale_intensity,
+            1 + v.scale_intensity,
+            1,
+        ),
+        ("shift", v.shift_intensity_prob, "offset", -v.shift_intensity, v.shift_intensity, 0),
+        ("noise", v.noise_prob, "std", 0.0, v.noise_std, 0.0),
+    )
+    for name, prob, key, lo, hi, neutral in steps:
+        if prob <= 0:
+            continue
+        on = plan.coin(f"{name}.on", [prob])
+        if key is not None:
+            plan.uniform(f"{name}.{key}", [lo], [hi], on, neutral)
+        elif name == "hist":  # see intensity.hist_curves; keep 0.5 is the identity curve
+            low, high = v.hist_points
+            plan.uniform("hist.last", [low - 1], [high], integer=True)
+            plan.uniform("hist.keep", [1.0] * (high - 2), [0.0] * (high - 2), on, 0.5)
+    if v.bias_field_prob > 0:
+        on, terms = plan.coin("bias.on", [v.bias_field_prob]), len(ops.bias_terms(nd))
+        plan.uniform("bias.coeff", [0.0] * terms, [v.bias_field_coeff] * terms, on)
+    if v.blur_prob > 0:
+        on = plan.coin("blur.on", [v.blur_prob])
+        plan.uniform("blur.sigma", [v.blur_sigma[0]] * nd, [v.blur_sigma[1]] * nd, on)
+    if v.sharpen_prob > 0:
+        on = plan.coin("sharpen.on", [v.sharpen_prob])
+        plan.uniform("sharpen.s1", [0.5], [1.0], on)
+        plan.uniform("sharpen.u", [0.0], [1.0])
+        plan.uniform("sharpen.alpha", [10.0], [30.0], on)
+    if v.dropout_prob > 0:
+        on = plan.coin("dropout.on", [v.dropout_prob])
+        lo = [max(1, math.ceil(v.dropout_size[0] * s)) for s in p.size] * v.dropout_holes
+        hi = [max(1, math.ceil(v.dropout_size[1] * s)) + 1 for s in p.size] * v.dropout_holes
+        plan.uniform("dropout.length", lo, hi, on, 0.0, integer=True)
+        plan.uniform("dropout.start", [0.0] * len(lo), [1.0] * len(lo))
+
+
+def _constants(p: AugmentParams, dev: torch.device, dense_bias: bool) -> dict:
+    v, nd, size = p.views, p.ndim, p.size
+    c: dict = {
+        "eye": torch.eye(nd, nd + 1, device=dev),
+        "planes": geo.plane_basis(nd, geo.PLANES[nd], dev),
+        "rot90": geo.plane_basis(nd, [tuple(v.rot90_axes)], dev),
+        "boxes": (
+            torch.arange(max(size), device=dev, dtype=torch.float32) + 0.5,
+            torch.ones(1, device=dev),
+        ),
+        "dropout_room": torch.tensor([s + 1 for s in size] * v.dropout_holes, device=dev),
+    }
+    if len(set(size)) > 1:  # in (x, y[, z]) order
+        half = torch.tensor(size[::-1], dtype=torch.float32, device=dev) / 2
+        c["aspect"] = half[None, :] / half[:, None]
+    index = torch.arange(v.hist_points[1] + 1, dtype=torch.float32, device=dev)
+    c["hist_index"] = (index, index + 1)
+    radius = max(1, math.ceil(4 * max(v.blur_sigma[1], 1.0 if v.sharpen_prob > 0 else 0.0)))
+    c["blur_edges"] = torch.arange(-radius - 0.5, radius + 1.0, 1.0, device=dev)
+    if dense_bias:
+        c["bias_basis"] = ops.bias_basis(size, dev)
+    elif nd == 3:
+        terms = ops.bias_terms(3)
+        scatter = torch.zeros(len(terms), 64, device=dev)
+        for t, (i, j, k) in enumerate(terms):
+            scatter[t, 16 * i + 4 * j + k] = 1
+        c["bias_scatter"] = scatter
+        c["legendre"] = tuple(ops.legendre(torch.linspace(-1, 1, s, device=dev), 3) for s in size)
+    return c

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from medcontrast.augment.cells import from_cells, to_cells
+from medcontrast.augment.intensity import box_union
 from medcontrast.errors import MedContrastError
 
 _CURVE_POINTS = 256  # samples of each Bezier curve (the paper: 100,000; linear in between)
@@ -89,16 +90,13 @@ def box_masks(
     sides = _uniform((b, _BOXES, nd), *side, g, dev) * extent
     starts = torch.rand(b, _BOXES, nd, generator=g, device=dev) * (extent - sides)
     count = torch.randint(1, _BOXES + 1, (b, 1), generator=g, device=dev)
-    used = torch.arange(_BOXES, device=dev)[None] < count  # (B, boxes)
-    inside = used.reshape(b, _BOXES, *(1,) * nd)
-    for a, s in enumerate(size):
-        pos = torch.arange(s, device=dev, dtype=torch.float32) + 0.5
-        lo, hi = starts[..., a], starts[..., a] + sides[..., a]
-        shape = [b, _BOXES] + [1] * nd
-        shape[2 + a] = s
-        along = (pos >= lo[..., None]) & (pos < hi[..., None])  # (B, boxes, s)
-        inside = inside & along.reshape(shape)
-    return inside.any(1, keepdim=True)
+    used = (torch.arange(_BOXES, device=dev)[None] < count).unsqueeze(-1)  # (B, boxes, 1)
+    ends = starts + sides * used  # an unused box is empty
+    constants = (
+        torch.arange(max(size), device=dev, dtype=torch.float32) + 0.5,
+        torch.ones(1, device=dev),
+    )
+    return box_union(starts.flatten(1), ends.flatten(1), tuple(size), constants)
 
 
 def paint(x: torch.Tensor, prob: float, inpaint_rate: float, g: torch.Generator) -> torch.Tensor:

@@ -152,15 +152,20 @@ def _intensity_steps(p: AugmentParams) -> list:
     if p.views.sharpen_prob > 0:
         ts.append(RandGaussianSharpen(prob=p.views.sharpen_prob))
     if p.views.dropout_prob > 0:
-        ts.append(
+        # One RandCoarseDropout per hole: with holes=H, MONAI draws each hole's size from the
+        # previous hole's size up to the maximum (it reuses the variable), so later holes grow;
+        # here every hole's sides are independent draws, as on the batched path.
+        holes = [
             RandCoarseDropout(
-                holes=p.views.dropout_holes,
+                holes=1,
                 spatial_size=[max(1, math.ceil(p.views.dropout_size[0] * s)) for s in size],
                 max_spatial_size=[max(1, math.ceil(p.views.dropout_size[1] * s)) for s in size],
                 fill_value=0.0,
-                prob=p.views.dropout_prob,
+                prob=1.0,
             )
-        )
+            for _ in range(p.views.dropout_holes)
+        ]
+        ts.append(_Maybe(Compose(holes), p.views.dropout_prob))
     return ts
 
 

@@ -12,7 +12,8 @@ of the size) -> elastic (coarse random field U(+-elastic_magnitude) of the size,
 every elastic_sigma of the size);
 intensity: gamma contrast -> histogram shift -> scale 1 + U(+-f) -> shift U(+-o) -> bias field
 (exp of a degree-3 Legendre polynomial, coefficients U(0, c)) -> Gaussian noise (std ~ U(0, s)) ->
-Gaussian blur (sigma ~ U(blur_sigma) per axis) -> sharpen -> coarse dropout (holes filled with 0).
+Gaussian blur (sigma ~ U(blur_sigma) per axis) -> sharpen -> coarse dropout (holes filled with 0,
+each hole's sides drawn independently).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class ViewsConfig:
     """
 
     path: Literal["auto", "monai", "batched"] = "auto"  # auto: batched on a GPU, monai on a CPU
+    compile: Literal["auto", "on", "off"] = "auto"  # batched path: torch.compile (auto: on CUDA)
     preset: str = ""  # radiograph | ct | mri | mask ; empty keeps the values below
     crop_prob: float = 1.0
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # side fraction per axis

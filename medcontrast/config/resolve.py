@@ -54,8 +54,12 @@ def resolve_pretrain(
     path = cfg.views.path
     if path == "auto":  # the batched path on a GPU; MONAI's per-sample transforms on a CPU
         path = "batched" if device.startswith("cuda") else "monai"
+    compile = cfg.views.compile
+    if compile == "auto":  # on a GPU the plain batched path is bound by kernel launches
+        compile = "on" if device.startswith("cuda") and path == "batched" else "off"
     name = cfg.name or f"{cfg.method.name}-{cfg.model.encoder.replace(':', '-')}-{stamp}"
-    return replace(cfg, name=name, train=train, views=replace(cfg.views, path=path))
+    views = replace(cfg.views, path=path, compile=compile)
+    return replace(cfg, name=name, train=train, views=views)
 
 
 def resolve_steps(cfg: PretrainConfig, steps_per_epoch: int) -> PretrainConfig:

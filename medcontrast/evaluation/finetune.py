@@ -169,7 +169,8 @@ def finetune(
     if settings.class_weighting:
         w = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
         weight = torch.tensor(w, dtype=torch.float32, device=device)
-    augment = BatchedViews(views) if views is not None else None
+    # Not compiled: fine-tunes are short and many, each would pay the compilation.
+    augment = BatchedViews(views, compile="off") if views is not None else None
     rng = np.random.default_rng(draw_seed(seed, Stream.FINETUNE_ORDER))
     g = torch.Generator(device=device)
     g.manual_seed(draw_seed(seed, Stream.FINETUNE_AUGMENT))

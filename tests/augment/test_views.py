@@ -97,6 +97,18 @@ def _dropped(a, b):
     return float((b == 0).float().mean())
 
 
+def _centre(a, b):  # a ramp's middle pixel: moved by shifts and zooms, remapped by curves
+    return float(b[0, 8, 8])
+
+
+def _corner(a, b):  # which corner a quarter turn brought the ramp's top row to
+    return float(2 * (b[0, 0, 0] > b[0, -1, 0]) + (b[0, 0, 0] > b[0, 0, -1]))
+
+
+def _peak(a, b):  # an impulse blurred: its centre keeps 1 / (kernel mass there)
+    return float(b[0, 8, 8])
+
+
 CASES = {
     "scale": (_only(scale_intensity_prob=0.7, scale_intensity=0.3), _ratio),
     "shift": (_only(shift_intensity_prob=0.7, shift_intensity=0.2), _shift),
@@ -106,14 +118,24 @@ CASES = {
     "flip": (_only(flip_prob=0.4, flip_axes=[0]), _flipped),
     "crop": (_only(crop_prob=0.9, crop_scale=[0.5, 1.0]), _crop_side),
     "dropout": (_only(dropout_prob=0.6, dropout_holes=2, dropout_size=[0.1, 0.3]), _dropped),
+    "affine": (_only(affine_prob=0.8, rotate_deg=20, scale=0.2, translate=0.1), _centre),
+    "hist": (_only(hist_shift_prob=0.8, hist_points=[4, 9]), _centre),
+    "rot90": (_only(rot90_prob=0.7), _corner),
+    "blur": (_only(blur_prob=0.7, blur_sigma=[0.3, 1.5]), _peak),
+    "sharpen": (_only(sharpen_prob=0.7), _peak),
 }
+IMPULSE = torch.zeros(1, 16, 16)
+IMPULSE[0, 8, 8] = 1.0
+DIAGONAL = (RAMP + RAMP.transpose(1, 2)) / 2  # rot90 needs an image that is not symmetric
+DIAGONAL[0, 0, 3] += 0.5
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_paths_draw_from_the_same_distribution(case):
     kw, stat = dict(CASES[case][0]), CASES[case][1]
     params = AugmentParams.from_config(views_preset(kw.pop("preset"), **kw), 2, (16, 16))
-    x = RAMP[None].clone() if case != "bias" else torch.ones(1, 1, 16, 16)
+    inputs = {"bias": torch.ones(1, 16, 16), "blur": IMPULSE, "sharpen": IMPULSE, "rot90": DIAGONAL}
+    x = inputs.get(case, RAMP)[None].clone()
     n = 400
     a, b = _stat_monai(params, x, stat, n), _stat_batched(params, x, stat, n)
     if case == "crop":  # MONAI crops whole pixels; compare the continuous draw at pixel resolution
@@ -128,3 +150,42 @@ def test_invalid_settings_are_clear():
         AugmentParams.from_config(views_preset("none", crop_scale=[0.9, 0.5]), 2, (16, 16))
     with pytest.raises(MedContrastError, match="flip_axes"):
         AugmentParams.from_config(views_preset("none", flip_axes=[2]), 2, (16, 16))
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_presets_give_the_same_pixel_statistics_on_both_paths(nd):
+    """Whole presets, every step at once: each view's mean and spread agree between paths."""
+    size = (16,) * nd
+    params = AugmentParams.from_config(
+        views_preset("radiograph" if nd == 2 else "mri", flip_axes=[0]), nd, size
+    )
+    x = torch.from_numpy(_images(1, size).astype(np.float32))
+    n = 300 if nd == 2 else 150
+    for stat in (lambda a, b: float(b.mean()), lambda a, b: float(b.std())):
+        a, b = _stat_monai(params, x, stat, n), _stat_batched(params, x, stat, n)
+        assert ks_2samp(a, b).pvalue > 0.001, (nd, a.mean(), b.mean())
+
+
+def test_two_views_are_independent_draws():
+    """Two calls with one generator: no correlation between a sample's two views' draws."""
+    params = AugmentParams.from_config(views_preset("radiograph", flip_axes=[0]), 2, (16, 16))
+    views, g = BatchedViews(params), torch.Generator().manual_seed(2)
+    x = RAMP[None].expand(2000, 1, 16, 16).clone()
+    v1, v2 = views(x, g), views(x, g)
+    m1, m2 = v1.flatten(1).mean(1), v2.flatten(1).mean(1)
+    assert abs(float(torch.corrcoef(torch.stack([m1, m2]))[0, 1])) < 0.1
+
+
+def test_skipped_steps_leave_samples_unchanged():
+    """Probability 0 everywhere but one step at 0.5: the samples it skipped are bit-identical."""
+    for kw in (dict(contrast_prob=0.5), dict(hist_shift_prob=0.5), dict(blur_prob=0.5)):
+        params = AugmentParams.from_config(views_preset("none", **{**_none(), **kw}), 2, (16, 16))
+        x = torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+        out = BatchedViews(params)(x, torch.Generator().manual_seed(1))
+        same = (out == x).flatten(1).all(1)
+        assert 10 < int(same.sum()) < 54, kw
+
+
+def _none() -> dict:
+    keys = [k for k in views_preset("none").__dict__ if k.endswith("_prob")]
+    return {k: 0.0 for k in keys}

@@ -1,0 +1,127 @@
+"""Batched intensity steps with per-sample parameters, each a few tensor operations over the
+whole batch (no per-sample loop, no per-step branch: a sample that skips a step gets the step's
+neutral parameters). The distributions are those of the MONAI transforms named in each
+docstring. Images are (B, C, *size), or flattened to (B, M) where the step is pointwise.
+Ground floor: torch only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def hist_curves(
+    keep: torch.Tensor, last: torch.Tensor, index: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """The control values of MONAI's ``RandHistogramShift`` for a batch, at the reference points
+    i / last, i = 0..last: inner value i ~ U(value i-1, reference i+1), drawn in order.
+
+    With w_i ~ U(0, 1) that draw is f_i = f_{i-1} + w_i (r_{i+1} - f_{i-1}); the gap to the next
+    reference, in units of 1 / last, h_i = (i + 1) - last f_i, then follows h_i = (1 - w_i)
+    (1 + h_{i-1}), h_0 = 1, which unrolls to h_i = C_i (2 + sum_{m<i} 1 / C_m) with C the
+    cumulative product of the 1 - w: a handful of batched operations instead of a loop over the
+    points. ``keep`` = 1 - w of 0.5 everywhere gives h = 1, the identity curve (the neutral value
+    of a sample that skips the step).
+
+    keep: (B, J) in (0, 1], J = P - 2 inner points of the most points P; last: (B, 1) a
+    sample's points - 1; index: (P + 1,) floats 0..P and the same plus 1. Returns (B, P + 1) values, 1 from index
+    ``last`` on (one more than the points, so that :func:`piecewise` needs no bound check).
+    """
+    # Each keep is at least 2**-24 (1 - torch.rand), so the product of the J <= 8 of them that
+    # underflows float32 (below 1e-45) needs seven draws within 1e-6 of 1: never in practice.
+    prod = keep.cumprod(1)
+    inv = prod.reciprocal()
+    gaps = prod * (inv.cumsum(1) - inv + 2)
+    index, following = index
+    values = (following - F.pad(gaps, (1, 2), value=1.0)) / last
+    return torch.where(index >= last, 1.0, values)
+
+
+def piecewise(v: torch.Tensor, values: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """v (B, M) in [0, 1] mapped through the piecewise-linear curve through (i / last,
+    values[:, i]) (``np.interp``, as MONAI's ``RandHistogramShift``). values: (B, P + 1) from
+    :func:`hist_curves`; last: (B, 1)."""
+    t = v * last
+    seg = t.long()  # t >= 0: truncation is the floor
+    low, high = values.gather(1, seg), values.gather(1, seg + 1)
+    return torch.lerp(low, high, torch.frac(t))
+
+
+def legendre(t: torch.Tensor, degree: int) -> torch.Tensor:
+    """(degree + 1, len(t)) Legendre polynomials P_0..P_degree at t."""
+    polys = [torch.ones_like(t), t]
+    for k in range(1, degree):
+        polys.append(((2 * k + 1) * t * polys[k] - k * polys[k - 1]) / (k + 1))
+    return torch.stack(polys[: degree + 1])
+
+
+def bias_terms(nd: int, degree: int = 3) -> list[tuple[int, ...]]:
+    """The polynomial terms of MONAI's ``RandBiasField``: i >= j in 2D (``np.tril_indices``),
+    i + j + k <= degree in 3D."""
+    r = range(degree + 1)
+    if nd == 2:
+        return [(i, j) for i in r for j in r if i >= j]
+    return [(i, j, k) for i in r for j in r for k in r if i + j + k <= degree]
+
+
+def bias_basis(size: tuple[int, ...], dev: torch.device, degree: int = 3) -> torch.Tensor:
+    """(T, V) the terms of :func:`bias_terms` evaluated on the grid of ``size`` (linspace(-1, 1)
+    per axis), flattened, so that a batch's log field is one matrix product."""
+    polys = [legendre(torch.linspace(-1, 1, s, device=dev), degree) for s in size]
+    rows = []
+    for term in bias_terms(len(size), degree):
+        row = polys[0][term[0]]
+        for axis in range(1, len(size)):
+            row = torch.outer(row, polys[axis][term[axis]]).flatten()
+        rows.append(row)
+    return torch.stack(rows)
+
+
+def blur_kernels(sigma: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """(B, nd) per-sample, per-axis sigmas -> (B, nd, K) 1D kernels, each entry the Gaussian's
+    mass over one pixel (MONAI's ``GaussianFilter`` with ``approx="erf"``). edges: (K + 1,)
+    pixel edges -R - 1/2 .. R + 1/2. A sigma of 0 gives the identity (all mass on the centre
+    pixel). The radius R is the one of the largest sigma allowed, for every sample: past MONAI's
+    4-sigma truncation the kernels hold terms below 1e-4."""
+    return torch.special.ndtr(edges / sigma.unsqueeze(-1)).diff(dim=-1)
+
+
+def separable_blur(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """x (B, C, *size) convolved with zero padding along each axis with that sample's kernel
+    from ``kernels`` (B, nd, K), as grouped convolutions over the batch."""
+    b, c, *size = x.shape
+    nd, k = kernels.shape[1:]
+    if c > 1:
+        kernels = kernels.repeat_interleave(c, 0)
+    conv = F.conv2d if nd == 2 else F.conv3d
+    out = x.reshape(1, b * c, *size)
+    for axis, kernel in enumerate(kernels.unbind(1)):
+        shape = [b * c, 1] + [1] * nd
+        shape[2 + axis] = k
+        pad = [0] * nd
+        pad[axis] = k // 2
+        out = conv(out, kernel.reshape(shape), padding=tuple(pad), groups=b * c)
+    return out.view_as(x)
+
+
+def box_union(
+    start: torch.Tensor, end: torch.Tensor, size: tuple[int, ...], constants: tuple
+) -> torch.Tensor:
+    """(B, H * nd) box corners in pixels, hole-major, [start, end) along each axis, tested at
+    the pixel centres -> (B, 1, *size) bool: inside any of the H boxes. An empty box
+    (end <= start) adds nothing. constants: the centres (max(size),) 0.5, 1.5, ... and a (1,)
+    tensor of ones (the channel axis of the result).
+
+    Each box's depth along an axis, min(centre - start, end - centre) clamped to [0, 1/2], is
+    positive exactly inside it; the product over axes summed over boxes (one einsum) is the
+    number of boxes weighted by depth, positive exactly inside any of them.
+    """
+    centres, ones = constants
+    b, nd = start.shape[0], len(size)
+    depth = torch.minimum(centres - start.unsqueeze(-1), end.unsqueeze(-1) - centres)
+    axes = depth.clamp(0.0, 0.5).view(b, -1, nd, len(centres)).unbind(2)
+    axes = [a if s == len(centres) else a[..., :s] for a, s in zip(axes, size, strict=True)]
+    letters = "xyz"[:nd]
+    spec = ",".join(f"nh{a}" for a in letters) + f",c->nc{letters}"
+    return torch.einsum(spec, *axes, ones) > 0

@@ -1,0 +1,45 @@
+"""The batched views launch a fixed, small number of operators per call (issue 22)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medcontrast.augment.batched import BatchedViews
+from medcontrast.augment.params import AugmentParams
+from medcontrast.config import views_preset
+from medcontrast.config.presets import VIEW_PRESETS
+from medcontrast.profiling import top_level_aten_calls
+
+LIMIT = 100  # top-level aten calls per call; about 300 small kernels before (measured-on-gpu.md)
+
+
+def _calls(preset: str, nd: int, batch: int, side: int) -> int:
+    size = (side,) * nd
+    params = AugmentParams.from_config(views_preset(preset, flip_axes=[0]), nd, size)
+    views, g = BatchedViews(params, compile="off"), torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 1, *size, generator=g)
+    views(x, g)  # constants are made on the first call
+    return sum(top_level_aten_calls(lambda: views(x, g)).values())
+
+
+@pytest.mark.parametrize(
+    ("preset", "nd", "batch", "side"), [("radiograph", 2, 64, 64), ("mri", 3, 4, 32)]
+)
+def test_the_issues_cases_stay_under_the_limit(preset, nd, batch, side):
+    assert _calls(preset, nd, batch, side) <= LIMIT
+
+
+@pytest.mark.parametrize("preset", list(VIEW_PRESETS))
+@pytest.mark.parametrize("nd", [2, 3])
+def test_every_preset_stays_under_the_limit_whatever_the_batch(preset, nd):
+    side = 16 if nd == 3 else 32
+    small, large = _calls(preset, nd, 2, side), _calls(preset, nd, 16, side)
+    assert small == large <= LIMIT
+
+
+def test_non_square_images_and_channels():
+    params = AugmentParams.from_config(views_preset("mask"), 3, (12, 12, 16))
+    x = torch.rand(3, 2, 12, 12, 16)
+    out = BatchedViews(params, compile="off")(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and torch.isfinite(out).all()
