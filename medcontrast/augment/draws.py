@@ -8,7 +8,8 @@ tensor operations, whatever the number of steps:
 - a **coin** column is 1.0 with its probability and 0.0 otherwise (a per-sample mask: a skipped
   step is a step with neutral parameters, not a Python branch);
 - a **uniform** column is ``lo + (hi - lo) * u``; an **integer** column is its floor, uniform on
-  ``lo, ..., hi - 1``;
+  ``lo, ..., hi - 1`` (capped at ``hi - 1``: in float32 ``lo + (hi - lo) * u`` rounds to ``hi``
+  for the largest u, and a histogram curve then indexed past its end on a GPU);
 - a column may be **gated** by a coin: where the coin came up 0 it takes a neutral value (a
   rotation of 0, a zoom of 1, a noise level of 0) that makes its step the identity.
 
@@ -18,6 +19,7 @@ transforms. Ground floor: torch only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -86,7 +88,12 @@ class DrawPlan:
         """The plan's vectors on ``dev``, made once per device."""
         if dev not in self._constants:
             as_t = lambda v, dtype=torch.float32: torch.tensor(v, dtype=dtype, device=dev)  # noqa: E731
+            top = [
+                lo + span - 1 if i else math.inf
+                for lo, span, i in zip(self.lo, self.span, self.integer, strict=True)
+            ]
             self._constants[dev] = {
+                "top": as_t(top),
                 "lo": as_t(self.lo),
                 "span": as_t(self.span),
                 "integer": as_t(self.integer, torch.bool),
@@ -105,7 +112,7 @@ class DrawPlan:
         c = self.constants(u.device)
         values = torch.addcmul(c["lo"], c["span"], u)
         if any(self.integer):
-            values = torch.where(c["integer"], values.floor(), values)
+            values = torch.minimum(torch.where(c["integer"], values.floor(), values), c["top"])
         on = u[:, c["owner"]] < c["threshold"]
         values = torch.where(on, values, c["neutral"])
         parts = values.split([b.width for b in self.blocks], dim=1)

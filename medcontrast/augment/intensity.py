@@ -43,7 +43,9 @@ def piecewise(v: torch.Tensor, values: torch.Tensor, last: torch.Tensor) -> torc
     values[:, i]) (``np.interp``, as MONAI's ``RandHistogramShift``). values: (B, P + 1) from
     :func:`hist_curves`; last: (B, 1)."""
     t = v * last
-    seg = t.long()  # t >= 0: truncation is the floor
+    # t >= 0: truncation is the floor. Clamped: a NaN pixel (NaN input) must not index out of
+    # the curve, which on a GPU is a device-side assert that ends the process.
+    seg = t.long().clamp_(0, values.shape[1] - 2)
     low, high = values.gather(1, seg), values.gather(1, seg + 1)
     return torch.lerp(low, high, torch.frac(t))
 
