@@ -211,7 +211,7 @@ class BatchedViews:
             xf = torch.addcmul(xf, noise.reshape(shape[0], -1), b["noise.std"])
         x = xf.view(shape)
         if v.blur_prob > 0:
-            x = ops.separable_blur(x, ops.blur_kernels(b["blur.sigma"], c["blur_edges"]))
+            x = self._blur(x, b["blur.sigma"], c)
         if v.sharpen_prob > 0:
             x = self._sharpen(x, b, c)
         if v.dropout_prob > 0:
@@ -258,6 +258,14 @@ class BatchedViews:
             field = torch.einsum("nijk,ix,jy,kz->nxyz", full, x, y, z).flatten(1)
         return field.repeat(1, channels) if channels > 1 else field
 
+    @staticmethod
+    def _blur(x: torch.Tensor, sigma: torch.Tensor, c: dict) -> torch.Tensor:
+        """Per-sample Gaussian blur: grouped convolutions on a CPU in 2D, blur matrices
+        elsewhere (whichever measured faster there; see intensity.convolve_blur)."""
+        if x.device.type == "cpu" and x.dim() == 4:
+            return ops.convolve_blur(x, ops.blur_kernels(sigma, c["blur_taps"]))
+        return ops.separable_blur(x, ops.blur_matrices(sigma, c["blur_edges"]))
+
     def _sharpen(
         self, x: torch.Tensor, b: dict[str, torch.Tensor], c: dict[str, torch.Tensor]
     ) -> torch.Tensor:
@@ -266,8 +274,8 @@ class BatchedViews:
         nd = self.p.ndim
         s1 = b["sharpen.s1"]
         s2 = (0.5 + (s1 - 0.5) * b["sharpen.u"]) * b["sharpen.on"]
-        first = ops.separable_blur(x, ops.blur_kernels(s1.expand(-1, nd), c["blur_edges"]))
-        second = ops.separable_blur(first, ops.blur_kernels(s2.expand(-1, nd), c["blur_edges"]))
+        first = self._blur(x, s1.expand(-1, nd), c)
+        second = self._blur(first, s2.expand(-1, nd), c)
         alpha = b["sharpen.alpha"].view(-1, *(1,) * (x.dim() - 1))
         return first + alpha * (first - second)
 
@@ -370,8 +378,13 @@ def _constants(p: AugmentParams, dev: torch.device, dense_bias: bool) -> dict:
         c["aspect"] = half[None, :] / half[:, None]
     index = torch.arange(v.hist_points[1] + 1, dtype=torch.float32, device=dev)
     c["hist_index"] = (index, index + 1)
+    edges = {}
+    for s in dict.fromkeys(size):
+        pixel, edge = torch.arange(s, device=dev), torch.arange(s + 1, device=dev)
+        edges[s] = (edge[None, :] - pixel[:, None]).float() - 0.5
+    c["blur_edges"] = [edges[s] for s in size] if len(edges) > 1 else list(edges.values())
     radius = max(1, math.ceil(4 * max(v.blur_sigma[1], 1.0 if v.sharpen_prob > 0 else 0.0)))
-    c["blur_edges"] = torch.arange(-radius - 0.5, radius + 1.0, 1.0, device=dev)
+    c["blur_taps"] = torch.arange(-radius - 0.5, radius + 1.0, 1.0, device=dev)
     if dense_bias:
         c["bias_basis"] = ops.bias_basis(size, dev)
     elif nd == 3:

@@ -28,9 +28,9 @@ def hist_curves(
     sample's points - 1; index: (P + 1,) floats 0..P and the same plus 1. Returns (B, P + 1) values, 1 from index
     ``last`` on (one more than the points, so that :func:`piecewise` needs no bound check).
     """
-    # Each keep is at least 2**-24 (1 - torch.rand), so the product of the J <= 8 of them that
-    # underflows float32 (below 1e-45) needs seven draws within 1e-6 of 1: never in practice.
-    prod = keep.cumprod(1)
+    # Clamped: a keep of 0 (torch.rand may return 1 on some devices) or a product below float32's
+    # range would give 0 * inf = NaN below; with the clamp the curve stays finite and monotone.
+    prod = keep.cumprod(1).clamp_min(1e-30)
     inv = prod.reciprocal()
     gaps = prod * (inv.cumsum(1) - inv + 2)
     index, following = index
@@ -80,18 +80,41 @@ def bias_basis(size: tuple[int, ...], dev: torch.device, degree: int = 3) -> tor
     return torch.stack(rows)
 
 
+def blur_matrices(sigma: torch.Tensor, edges: list[torch.Tensor]) -> list[torch.Tensor]:
+    """(B, nd) per-sample, per-axis sigmas -> per axis (B, L, L) blur matrices: entry (i, j) is
+    the mass over pixel j of the Gaussian centred on pixel i (MONAI's ``GaussianFilter`` with
+    ``approx="erf"``, zero padding: the mass that falls outside the image is lost). edges: per
+    axis (L, L + 1), entry (i, m) = m - i - 1/2, or one shared by all axes of equal size.
+
+    A matrix, not a kernel: a blur along an axis is then a batched matrix product, each sample
+    with its own sigma, where a grouped convolution with one group per sample took 1.4 ms of
+    2.2 per call at 256 x 224^2 on an H200. A sigma of 0 gives the identity. MONAI truncates its
+    kernels at 4 sigma; past that these hold terms below 1e-4.
+    """
+    if len(edges) == 1:
+        cdf = torch.special.ndtr(edges[0] / sigma.view(*sigma.shape, 1, 1))
+        return list(cdf.diff(dim=-1).unbind(1))
+    return [
+        torch.special.ndtr(e / sigma[:, axis].view(-1, 1, 1)).diff(dim=-1)
+        for axis, e in enumerate(edges)
+    ]
+
+
+_BLUR = {2: "nij,ncjl,nkl->ncik", 3: "nad,ncdhw,nbh,new->ncabe"}
+
+
 def blur_kernels(sigma: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-    """(B, nd) per-sample, per-axis sigmas -> (B, nd, K) 1D kernels, each entry the Gaussian's
-    mass over one pixel (MONAI's ``GaussianFilter`` with ``approx="erf"``). edges: (K + 1,)
-    pixel edges -R - 1/2 .. R + 1/2. A sigma of 0 gives the identity (all mass on the centre
-    pixel). The radius R is the one of the largest sigma allowed, for every sample: past MONAI's
-    4-sigma truncation the kernels hold terms below 1e-4."""
+    """(B, nd) sigmas -> (B, nd, K) 1D kernels, the rows of :func:`blur_matrices` cut to the
+    K = 2R + 1 pixels around the centre (R: 4 sigma of the largest sigma allowed). edges:
+    (K + 1,) -R - 1/2 .. R + 1/2."""
     return torch.special.ndtr(edges / sigma.unsqueeze(-1)).diff(dim=-1)
 
 
-def separable_blur(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+def convolve_blur(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """x (B, C, *size) convolved with zero padding along each axis with that sample's kernel
-    from ``kernels`` (B, nd, K), as grouped convolutions over the batch."""
+    from ``kernels`` (B, nd, K), as grouped convolutions over the batch. On a CPU in 2D this
+    is about 3x faster than :func:`separable_blur` (K taps per pixel instead of L); on a GPU a
+    grouped convolution with one group per sample is the slow one."""
     b, c, *size = x.shape
     nd, k = kernels.shape[1:]
     if c > 1:
@@ -105,6 +128,12 @@ def separable_blur(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
         pad[axis] = k // 2
         out = conv(out, kernel.reshape(shape), padding=tuple(pad), groups=b * c)
     return out.view_as(x)
+
+
+def separable_blur(x: torch.Tensor, matrices: list[torch.Tensor]) -> torch.Tensor:
+    """x (B, C, *size) blurred along every axis with that sample's matrices from
+    :func:`blur_matrices`: one einsum (a batched matrix product per axis)."""
+    return torch.einsum(_BLUR[x.dim() - 2], matrices[0], x, *matrices[1:])
 
 
 def box_union(

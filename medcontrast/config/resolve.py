@@ -72,9 +72,11 @@ def evaluation_name(cfg: EvaluateConfig) -> str:
     """Default name: a hash of the settings as given, so the same command finds its unfinished
     folder."""
     settings = to_dict(cfg)
-    # How many runs go at once changes no result: the same command with another value finds the
-    # same folder (and names stay those of before the setting existed).
+    # How many runs go at once, and whether the views are compiled, change no result: the same
+    # command with another value finds the same folder (and names stay those of before the
+    # settings existed).
     settings["finetune"].pop("parallel")
+    settings["views"].pop("compile")
     text = yaml.safe_dump(settings, sort_keys=True)
     return "eval-" + hashlib.sha256(text.encode()).hexdigest()[:10]
 
@@ -89,5 +91,6 @@ def resolve_evaluate(cfg: EvaluateConfig, cuda: bool) -> EvaluateConfig:
         name=cfg.name or evaluation_name(cfg),
         device=device,
         finetune=finetune,
-        views=replace(cfg.views, path="batched"),
+        # Not compiled: fine-tunes are short and many, each would pay the compilation.
+        views=replace(cfg.views, path="batched", compile="off"),
     )

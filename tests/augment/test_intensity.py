@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+from monai.networks.layers import GaussianFilter
 from monai.networks.layers.convutils import gaussian_1d
 
 from medcontrast.augment import intensity as ops
@@ -29,16 +30,33 @@ def test_hist_curves_equal_the_sequential_draw():
     assert torch.allclose(identity, (index / last).clamp_max(1))
 
 
+def _edges(s: int) -> torch.Tensor:
+    return (torch.arange(s + 1)[None, :] - torch.arange(s)[:, None]).float() - 0.5
+
+
 @pytest.mark.parametrize("sigma", [0.3, 0.8, 1.5])
-def test_blur_kernels_are_monais_erf_kernels(sigma):
+def test_blur_matrices_hold_monais_erf_kernels(sigma):
     reference = gaussian_1d(torch.tensor(sigma), truncated=4.0, approx="erf")
     radius = len(reference) // 2
-    edges = torch.arange(-6.5, 7.0)
-    kernel = ops.blur_kernels(torch.tensor([[sigma]]), edges)[0, 0]
-    assert torch.allclose(kernel[6 - radius : 7 + radius], reference, atol=1e-6)
-    assert kernel.sum() == pytest.approx(1.0, abs=1e-4)
-    delta = ops.blur_kernels(torch.zeros(1, 1), edges)[0, 0]
-    assert delta[6] == 1 and delta.sum() == 1  # sigma 0: the identity
+    (matrix,) = ops.blur_matrices(torch.tensor([[sigma]]), [_edges(20)])
+    row = matrix[0, 10]  # pixel 10: the kernel centred there
+    assert torch.allclose(row[10 - radius : 11 + radius], reference, atol=1e-6)
+    assert row.sum() == pytest.approx(1.0, abs=1e-4)
+    (identity,) = ops.blur_matrices(torch.zeros(1, 1), [_edges(20)])
+    assert torch.equal(identity[0], torch.eye(20))  # sigma 0: the image unchanged
+
+
+@pytest.mark.parametrize("size", [(12, 12), (9, 12), (8, 8, 8), (6, 8, 7)])
+def test_separable_blur_is_monais_gaussian_filter_per_sample(size):
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(3, 2, *size, generator=g)
+    sigma = torch.tensor([[0.5] * len(size), [1.2] * len(size), [0.0] * len(size)])
+    edges = [_edges(s) for s in size] if len(set(size)) > 1 else [_edges(size[0])]
+    out = ops.separable_blur(x, ops.blur_matrices(sigma, edges))
+    for i, s in enumerate(sigma[:2, 0].tolist()):
+        filt = GaussianFilter(len(size), s, truncated=4.0, approx="erf")
+        assert torch.allclose(out[i], filt(x[i : i + 1])[0], atol=1e-4)
+    assert torch.allclose(out[2], x[2], atol=1e-6)
 
 
 @pytest.mark.parametrize("size", [(7, 9), (5, 4, 6)])
