@@ -98,8 +98,10 @@ def record(
         ).stdout.strip()
     except OSError:
         commit = ""
-    # A copy without .git (a snapshot, the GPU machine's checkout) says which commit it is.
-    commit = commit or os.environ.get("MEDCONTRAST_BENCH_COMMIT", "")
+    # A copy without .git (a snapshot, the GPU machine's checkout) says which commit it is; the
+    # variable wins over git: the GPU machine's copy can hold a .git of an older commit under the
+    # newer working tree (seen on 2026-11-27: records said the session's first commit).
+    commit = os.environ.get("MEDCONTRAST_BENCH_COMMIT", "") or commit
     entry = {
         "benchmark": name,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -43,3 +43,20 @@ def test_non_square_images_and_channels():
     x = torch.rand(3, 2, 12, 12, 16)
     out = BatchedViews(params, compile="off")(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_a_failed_compilation_falls_back_to_the_plain_path(monkeypatch, capsys):
+    def broken(fn, **kw):
+        def run(*args):
+            raise RuntimeError("no compiler here")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    params = AugmentParams.from_config(views_preset("radiograph"), 2, (16, 16))
+    views, x = BatchedViews(params, compile="on"), torch.rand(4, 1, 16, 16)
+    out = views(x, torch.Generator().manual_seed(0))
+    plain = BatchedViews(params, compile="off")(x, torch.Generator().manual_seed(0))
+    assert torch.equal(out, plain) and views.mode.startswith("plain (torch.compile failed")
+    assert "no compiler here" in capsys.readouterr().err
+    assert BatchedViews(params).mode == "plain"  # auto: compiled on CUDA only
