@@ -110,26 +110,25 @@ class BatchedViews:
         quarter = None
         if v.rot90_prob > 0:
             (quarter,) = geo.rotations(b["rot90.k"] * (math.pi / 2), c["rot90"], exact=True)
-        operands, terms, letters = [], [], iter("jklmpq")
-        row = col = "i"
-        if diag is not None:
-            operands, terms = [diag], ["ni"]
-        for m in ([quarter] if quarter is not None else []) + (
-            list(geo.rotations(b["affine.angle"], c["planes"])) if v.affine_prob > 0 else []
-        ):
-            nxt = next(letters)
-            operands.append(m)
-            terms.append(f"n{col}{nxt}")
-            if quarter is not None and m is quarter:
-                row = nxt  # the affine's rotation starts after the quarter turn
-            col = nxt
+        operands, terms = ([diag], ["ni"]) if diag is not None else ([], [])
+        col, letters = "i", iter("jklmpq")
+        if quarter is not None:
+            col = next(letters)
+            operands.append(quarter)
+            terms.append(f"ni{col}")
         if v.affine_prob > 0:
+            row = col  # the affine's rotation starts where the quarter turn ends
+            for m in geo.rotations(b["affine.angle"], c["planes"]):
+                nxt = next(letters)
+                operands.append(m)
+                terms.append(f"n{col}{nxt}")
+                col = nxt
             if "aspect" in c:  # rotate in pixel units: non-square images are not sheared
                 operands.append(c["aspect"])
                 terms.append(f"{row}{col}")
             operands.append(b["affine.zoom"])
             terms.append(f"n{col}")
-        if len(operands) > 1 or quarter is not None or v.affine_prob > 0:
+        if quarter is not None or v.affine_prob > 0:
             lin = torch.einsum(",".join(terms) + f"->ni{col}", *operands)
         elif diag is not None:
             lin = torch.diag_embed(diag)
