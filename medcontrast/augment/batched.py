@@ -36,10 +36,15 @@ class BatchedViews:
     ``compile``: "auto" compiles the pure part (everything after the random draw) with
     ``torch.compile`` on CUDA, "on" on any device, "off" never; a compilation that fails falls
     back to the plain path with a message on stderr. :attr:`mode` says which path ran.
+    ``sparse``: the steps with a per-pixel cost run on the samples they picked only (fewer
+    pixels, a few more operators; see :meth:`_rows`); ``None``: on a CPU, when not compiled.
     """
 
     def __init__(
-        self, params: AugmentParams, compile: Literal["auto", "on", "off"] = "auto"
+        self,
+        params: AugmentParams,
+        compile: Literal["auto", "on", "off"] = "auto",
+        sparse: bool | None = None,
     ) -> None:
         self.p = params
         v, nd = params.views, params.ndim
@@ -52,6 +57,7 @@ class BatchedViews:
         )
         self.dense_bias = len(ops.bias_terms(nd)) * math.prod(params.size) <= _BASIS_LIMIT
         self.compile = compile
+        self.sparse = sparse
         self.mode = "plain"
         self._compiled = None
         self._constants: dict[torch.device, dict[str, torch.Tensor]] = {}
@@ -59,14 +65,18 @@ class BatchedViews:
     # -- the call --------------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """x: (B, C, *size) float tensor on the generator's device -> (B, C, *size)."""
-        u, noise = self.draw(x, generator)
         if self._use_compiled(x.device):
+            u, noise = self.draw(x, generator)
             try:
                 return self._compiled(x, u, noise)
             except Exception as err:  # inductor or a missing compiler: the plain path still works
                 self.compile, self.mode = "off", f"plain (torch.compile failed: {err!s:.200})"
                 print(f"views: {self.mode}", file=sys.stderr)
-        return self.apply(x, u, noise)
+                return self.apply(x, u, noise)
+        sparse = x.device.type == "cpu" if self.sparse is None else self.sparse
+        if sparse:  # noise is drawn for the samples that take it, in intensity()
+            return self.apply(x, self.plan.draw(x.shape[0], generator, x.device), None, generator)
+        return self.apply(x, *self.draw(x, generator))
 
     def _use_compiled(self, dev: torch.device) -> bool:
         if self.compile == "off" or (self.compile == "auto" and dev.type != "cuda"):
@@ -86,13 +96,21 @@ class BatchedViews:
             return u, None
         return u, torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
 
-    def apply(self, x: torch.Tensor, u: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        """The views of ``x`` for the draws ``u`` and ``noise`` of :meth:`draw`."""
+    def apply(
+        self,
+        x: torch.Tensor,
+        u: torch.Tensor,
+        noise: torch.Tensor | None,
+        sparse: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The views of ``x`` for the draws ``u`` and ``noise`` of :meth:`draw`. ``sparse``: the
+        generator of the call, given instead of ``noise``: the steps with per-pixel cost run on
+        the samples they picked only, noise drawn for those (:meth:`_rows`)."""
         b = self.plan.parameters(u)
         c = self.constants(x.device)
         if self.spatial_on or self.p.views.elastic_prob > 0:
             x = self.spatial(x, b, c)
-        return self.intensity(x, b, c, noise)
+        return self.intensity(x, b, c, noise, sparse)
 
     # -- spatial ---------------------------------------------------------------------------------
     def matrices(
@@ -184,7 +202,7 @@ class BatchedViews:
             window = (b["crop.side"], self._crop_centre(b))
         theta = self.matrices(b, c, crop=window is None)
         half = x.device.type == "cuda" and x.dtype == torch.float32
-        return geo.resample(x, theta, field, window, half=half)
+        return geo.resample(x, theta, field, window, half=half, coords=c["coords"])
 
     # -- intensity -------------------------------------------------------------------------------
     def intensity(
@@ -193,11 +211,12 @@ class BatchedViews:
         b: dict[str, torch.Tensor],
         c: dict[str, torch.Tensor],
         noise: torch.Tensor | None,
+        sparse: torch.Generator | None = None,
     ) -> torch.Tensor:
         """gamma -> histogram shift -> scale, shift -> bias field -> noise (pointwise, on the
         flattened batch) -> blur -> sharpen -> dropout."""
         v, shape = self.p.views, x.shape
-        xf = self._curves(x.reshape(shape[0], -1), b, c)
+        xf = self._curves(x.reshape(shape[0], -1), b, c, sparse is not None)
         if v.scale_intensity_prob > 0 and v.shift_intensity_prob > 0:
             xf = torch.addcmul(b["shift.offset"], xf, b["scale.factor"])
         elif v.scale_intensity_prob > 0:
@@ -208,42 +227,86 @@ class BatchedViews:
             xf = xf * torch.exp(self._bias_field(b["bias.coeff"], c, shape[1]))
         if noise is not None:
             xf = torch.addcmul(xf, noise.reshape(shape[0], -1), b["noise.std"])
+        elif v.noise_prob > 0 and sparse is not None:
+            rows = self._rows(b["noise.on"])
+            std = b["noise.std"][rows].expand(-1, xf.shape[1])
+            xf = xf.index_add(0, rows, torch.normal(0.0, std, generator=sparse))
         x = xf.view(shape)
-        if v.blur_prob > 0:
+        if v.blur_prob > 0 and sparse is not None and not self._convolves(x):
+            rows = self._rows(b["blur.on"])
+            x = x.index_copy(0, rows, self._blur(x[rows], b["blur.sigma"][rows], c))
+        elif v.blur_prob > 0:
             x = self._blur(x, b["blur.sigma"], c)
         if v.sharpen_prob > 0:
             x = self._sharpen(x, b, c)
         if v.dropout_prob > 0:
+            # A start uniform on [0, room - length) tested at pixel centres shifted by +1/2
+            # covers the same pixels as its floor tested at the centres: no rounding needed.
             length = b["dropout.length"]
-            start = (b["dropout.start"] * (c["dropout_room"] - length)).floor()
+            start = b["dropout.start"] * (c["dropout_room"] - length)
             holes = ops.box_union(start, start + length, self.p.size, c["boxes"])
             x = x.masked_fill(holes, 0.0)
         return x
 
     def _curves(
-        self, xf: torch.Tensor, b: dict[str, torch.Tensor], c: dict[str, torch.Tensor]
+        self,
+        xf: torch.Tensor,
+        b: dict[str, torch.Tensor],
+        c: dict[str, torch.Tensor],
+        sparse: bool = False,
     ) -> torch.Tensor:
         """Gamma contrast and histogram shift, both on the image rescaled to [0, 1] by its own
         range (the gamma curve keeps that range, so one rescaling serves both). A sample that
-        skips one gets gamma 1 or the identity curve."""
+        skips one gets gamma 1 or the identity curve; one that skips both keeps its pixels."""
         v = self.p.views
         if v.contrast_prob <= 0 and v.hist_shift_prob <= 0:
             return xf
-        low, high = torch.aminmax(xf, dim=1, keepdim=True)
-        span = high - low
-        unit = (xf - low) / (span + 1e-7)  # x - min(x) >= 0 exactly: no clamp needed
-        if v.contrast_prob > 0:
-            unit = unit.pow(b["contrast.gamma"])
-        if v.hist_shift_prob > 0:
-            last = b["hist.last"]
-            curve = ops.hist_curves(b["hist.keep"], last, c["hist_index"])
-            unit = ops.piecewise(unit, curve, last)
-        # The identity is exact only up to rounding: samples that skip both keep their pixels.
         if v.contrast_prob > 0 and v.hist_shift_prob > 0:
             changed = torch.maximum(b["contrast.on"], b["hist.on"])
         else:
             changed = b["contrast.on"] if v.contrast_prob > 0 else b["hist.on"]
-        return torch.lerp(xf, torch.addcmul(low, unit, span), changed)
+        gamma = b["contrast.gamma"] if v.contrast_prob > 0 else None
+        curve = last = None
+        if v.hist_shift_prob > 0:
+            last = b["hist.last"]
+            curve = ops.hist_curves(b["hist.keep"], last, c["hist_index"])
+        if not sparse:
+            # the identity is exact only up to rounding: samples that skip both keep their pixels
+            return torch.lerp(xf, self._curve(xf, gamma, curve, last), changed)
+        rows = self._rows(changed)
+        pick = [t[rows] if t is not None else None for t in (gamma, curve, last)]
+        return xf.index_copy(0, rows, self._curve(xf[rows], *pick))
+
+    @staticmethod
+    def _curve(
+        xf: torch.Tensor,
+        gamma: torch.Tensor | None,
+        curve: torch.Tensor | None,
+        last: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """(n, M) images through gamma (n, 1) and the curves (n, P + 1) of
+        :func:`ops.hist_curves`, each optional, on their own [0, 1] range."""
+        low, high = torch.aminmax(xf, dim=1, keepdim=True)
+        span = high - low
+        unit = (xf - low) / (span + 1e-7)  # x - min(x) >= 0 exactly: no clamp needed
+        if gamma is not None:
+            unit = unit.pow(gamma)
+        if curve is not None:
+            unit = ops.piecewise(unit, curve, last)
+        return torch.addcmul(low, unit, span)
+
+    @staticmethod
+    def _rows(on: torch.Tensor) -> torch.Tensor:
+        """(B, 1) coin -> the indices of the samples where it is 1. On a CPU the steps with a
+        per-pixel cost (curves, noise) run on those samples only: the cost is the pixels, not
+        the number of operators as on a GPU, where every sample goes through every step."""
+        return torch.nonzero(on, as_tuple=True)[0]
+
+    @staticmethod
+    def _convolves(x: torch.Tensor) -> bool:
+        """Whether the blur is a convolution (2D on a CPU: K taps a pixel, cheap for all samples)
+        or matrices (L taps a pixel: worth running on the blurred samples only)."""
+        return x.device.type == "cpu" and x.dim() == 4
 
     def _bias_field(
         self, coeff: torch.Tensor, c: dict[str, torch.Tensor], channels: int
@@ -261,7 +324,7 @@ class BatchedViews:
     def _blur(x: torch.Tensor, sigma: torch.Tensor, c: dict) -> torch.Tensor:
         """Per-sample Gaussian blur: grouped convolutions on a CPU in 2D, blur matrices
         elsewhere (whichever measured faster there; see intensity.convolve_blur)."""
-        if x.device.type == "cpu" and x.dim() == 4:
+        if BatchedViews._convolves(x):
             return ops.convolve_blur(x, ops.blur_kernels(sigma, c["blur_taps"]))
         return ops.separable_blur(x, ops.blur_matrices(sigma, c["blur_edges"]))
 
@@ -366,8 +429,9 @@ def _constants(p: AugmentParams, dev: torch.device, dense_bias: bool) -> dict:
         "eye": torch.eye(nd, nd + 1, device=dev),
         "planes": geo.plane_basis(nd, geo.PLANES[nd], dev),
         "rot90": geo.plane_basis(nd, [tuple(v.rot90_axes)], dev),
+        "coords": geo.grid_coordinates(size, dev),
         "boxes": (
-            torch.arange(max(size), device=dev, dtype=torch.float32) + 0.5,
+            torch.arange(max(size), device=dev, dtype=torch.float32) + 1.0,  # see intensity()
             torch.ones(1, device=dev),
         ),
         "dropout_room": torch.tensor([s + 1 for s in size] * v.dropout_holes, device=dev),
@@ -376,7 +440,7 @@ def _constants(p: AugmentParams, dev: torch.device, dense_bias: bool) -> dict:
         half = torch.tensor(size[::-1], dtype=torch.float32, device=dev) / 2
         c["aspect"] = half[None, :] / half[:, None]
     index = torch.arange(v.hist_points[1] + 1, dtype=torch.float32, device=dev)
-    c["hist_index"] = (index, index + 1)
+    c["hist_index"] = (index, index + 2)
     edges = {}
     for s in dict.fromkeys(size):
         pixel, edge = torch.arange(s, device=dev), torch.arange(s + 1, device=dev)

@@ -25,16 +25,18 @@ def hist_curves(
     of a sample that skips the step).
 
     keep: (B, J) in (0, 1], J = P - 2 inner points of the most points P; last: (B, 1) a
-    sample's points - 1; index: (P + 1,) floats 0..P and the same plus 1. Returns (B, P + 1) values, 1 from index
-    ``last`` on (one more than the points, so that :func:`piecewise` needs no bound check).
+    sample's points - 1; index: (P + 1,) floats 0..P and the same plus 2. Returns (B, P + 1)
+    values, 1 from index ``last`` on (one more than the points, so that :func:`piecewise`
+    needs no bound check).
     """
     # Clamped: a keep of 0 (torch.rand may return 1 on some devices) or a product below float32's
     # range would give 0 * inf = NaN below; with the clamp the curve stays finite and monotone.
+    # With C_i (1 / C_i) = 1 the value i + 1 - h_i is (i + 2) - C_i (2 + sum_{m<=i} 1 / C_m): one
+    # operation fewer; exact for the identity curve (powers of two).
     prod = keep.cumprod(1).clamp_min(1e-30)
-    inv = prod.reciprocal()
-    gaps = prod * (inv.cumsum(1) - inv + 2)
-    index, following = index
-    values = (following - F.pad(gaps, (1, 2), value=1.0)) / last
+    gaps = prod * (prod.reciprocal().cumsum(1) + 2)  # h_i + 1
+    index, after_next = index
+    values = (after_next - F.pad(gaps, (1, 2), value=2.0)) / last
     return torch.where(index >= last, 1.0, values)
 
 
@@ -141,8 +143,9 @@ def box_union(
 ) -> torch.Tensor:
     """(B, H * nd) box corners in pixels, hole-major, [start, end) along each axis, tested at
     the pixel centres -> (B, 1, *size) bool: inside any of the H boxes. An empty box
-    (end <= start) adds nothing. constants: the centres (max(size),) 0.5, 1.5, ... and a (1,)
-    tensor of ones (the channel axis of the result).
+    (end <= start) adds nothing. constants: the centres (max(size),) 0.5, 1.5, ... (or 1, 2, ...
+    for corners shifted by half a pixel) and a (1,) tensor of ones (the channel axis of the
+    result).
 
     Each box's depth along an axis, min(centre - start, end - centre) clamped to [0, 1/2], is
     positive exactly inside it; the product over axes summed over boxes (one einsum) is the

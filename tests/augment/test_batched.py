@@ -14,27 +14,31 @@ from medcontrast.profiling import top_level_aten_calls
 LIMIT = 100  # top-level aten calls per call; about 300 small kernels before (measured-on-gpu.md)
 
 
-def _calls(preset: str, nd: int, batch: int, side: int) -> int:
+def _calls(preset: str, nd: int, batch: int, side: int, sparse: bool) -> int:
     size = (side,) * nd
     params = AugmentParams.from_config(views_preset(preset, flip_axes=[0]), nd, size)
-    views, g = BatchedViews(params, compile="off"), torch.Generator().manual_seed(0)
+    views = BatchedViews(params, compile="off", sparse=sparse)
+    g = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 1, *size, generator=g)
     views(x, g)  # constants are made on the first call
     return sum(top_level_aten_calls(lambda: views(x, g)).values())
 
 
+# sparse=False is the path a GPU runs (every sample through every step), True a CPU's
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize(
     ("preset", "nd", "batch", "side"), [("radiograph", 2, 64, 64), ("mri", 3, 4, 32)]
 )
-def test_the_issues_cases_stay_under_the_limit(preset, nd, batch, side):
-    assert _calls(preset, nd, batch, side) <= LIMIT
+def test_the_issues_cases_stay_under_the_limit(preset, nd, batch, side, sparse):
+    assert _calls(preset, nd, batch, side, sparse) <= LIMIT
 
 
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("preset", list(VIEW_PRESETS))
 @pytest.mark.parametrize("nd", [2, 3])
-def test_every_preset_stays_under_the_limit_whatever_the_batch(preset, nd):
+def test_every_preset_stays_under_the_limit_whatever_the_batch(preset, nd, sparse):
     side = 16 if nd == 3 else 32
-    small, large = _calls(preset, nd, 2, side), _calls(preset, nd, 16, side)
+    small, large = _calls(preset, nd, 2, side, sparse), _calls(preset, nd, 16, side, sparse)
     assert small == large <= LIMIT
 
 
@@ -56,7 +60,7 @@ def test_a_failed_compilation_falls_back_to_the_plain_path(monkeypatch, capsys):
     params = AugmentParams.from_config(views_preset("radiograph"), 2, (16, 16))
     views, x = BatchedViews(params, compile="on"), torch.rand(4, 1, 16, 16)
     out = views(x, torch.Generator().manual_seed(0))
-    plain = BatchedViews(params, compile="off")(x, torch.Generator().manual_seed(0))
+    plain = BatchedViews(params, compile="off", sparse=False)(x, torch.Generator().manual_seed(0))
     assert torch.equal(out, plain) and views.mode.startswith("plain (torch.compile failed")
     assert "no compiler here" in capsys.readouterr().err
     assert BatchedViews(params).mode == "plain"  # auto: compiled on CUDA only

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from monai.networks.layers import AffineTransform
 
 from medcontrast.augment import geometry as geo
@@ -53,3 +54,12 @@ def test_a_window_zeroes_what_lies_outside_the_crop():
     assert out[0, 0, :, :9].eq(1).all() and out[0, 0, :, 10:].eq(0).all()
     folded = torch.tensor([[[0.5, 0.0, 0.4], [0.0, 0.5, 0.0]]])  # the crop in the matrix
     assert geo.resample(x, folded).eq(1).all()  # one resampling: the image around the window
+
+
+@pytest.mark.parametrize("size", [(6, 9), (4, 5, 7)])
+def test_separable_grid_equals_torchs_affine_grid(size):
+    nd = len(size)
+    theta = torch.randn(3, nd, nd + 1, generator=torch.Generator().manual_seed(0))
+    expected = F.affine_grid(theta, [3, 1, *size], align_corners=False)
+    got = geo.affine_grid(theta, geo.grid_coordinates(size, torch.device("cpu")))
+    assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-6)

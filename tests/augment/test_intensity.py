@@ -18,7 +18,7 @@ def test_hist_curves_equal_the_sequential_draw():
     keep = 1 - torch.rand(n, most - 2, generator=g)
     last = torch.randint(2, most, (n, 1), generator=g).float()
     index = torch.arange(most + 1, dtype=torch.float32)
-    values = ops.hist_curves(keep, last, (index, index + 1))
+    values = ops.hist_curves(keep, last, (index, index + 2))
     for s in range(n):
         points = int(last[s]) + 1
         f = torch.linspace(0, 1, points)  # MONAI's loop: f_i ~ U(f_{i-1}, f_{i+1})
@@ -26,7 +26,7 @@ def test_hist_curves_equal_the_sequential_draw():
             f[i] = f[i - 1] + (1 - keep[s, i - 1]) * (f[i + 1] - f[i - 1])
         assert torch.allclose(values[s, :points], f, atol=1e-5)
         assert values[s, points:].eq(1).all()
-    identity = ops.hist_curves(torch.full((n, most - 2), 0.5), last, (index, index + 1))
+    identity = ops.hist_curves(torch.full((n, most - 2), 0.5), last, (index, index + 2))
     assert torch.allclose(identity, (index / last).clamp_max(1))
 
 

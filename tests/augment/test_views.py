@@ -52,11 +52,14 @@ def _stat_monai(params, x, stat, n):
     return np.array([stat(x[0], mv(x[0], 11, i)) for i in range(n)])
 
 
-def _stat_batched(params, x, stat, n):
-    out = BatchedViews(params)(
+def _stat_batched(params, x, stat, n, sparse=None):
+    out = BatchedViews(params, sparse=sparse)(
         x[:1].expand(n, *x.shape[1:]).clone(), torch.Generator().manual_seed(11)
     )
     return np.array([stat(x[0], out[i]) for i in range(n)])
+
+
+SPARSE = [False, True]  # every sample through every step (a GPU's path), or the picked ones
 
 
 RAMP = torch.linspace(0.05, 0.95, 16)[None, :, None].expand(1, 16, 16).clone()  # (1, 16, 16)
@@ -137,12 +140,14 @@ def test_paths_draw_from_the_same_distribution(case):
     inputs = {"bias": torch.ones(1, 16, 16), "blur": IMPULSE, "sharpen": IMPULSE, "rot90": DIAGONAL}
     x = inputs.get(case, RAMP)[None].clone()
     n = 400
-    a, b = _stat_monai(params, x, stat, n), _stat_batched(params, x, stat, n)
-    if case == "crop":  # MONAI crops whole pixels; compare the continuous draw at pixel resolution
-        a, b = np.round(a * 16) / 16, np.round(b * 16) / 16
-        assert abs(a.mean() - b.mean()) < 0.03
-        return
-    assert ks_2samp(a, b).pvalue > 0.001, (case, a.mean(), b.mean())
+    a = _stat_monai(params, x, stat, n)
+    for sparse in SPARSE:
+        b = _stat_batched(params, x, stat, n, sparse)
+        if case == "crop":  # MONAI crops whole pixels: compare the continuous draw at pixel size
+            a, b = np.round(a * 16) / 16, np.round(b * 16) / 16
+            assert abs(a.mean() - b.mean()) < 0.03
+            continue
+        assert ks_2samp(a, b).pvalue > 0.001, (case, sparse, a.mean(), b.mean())
 
 
 def test_invalid_settings_are_clear():
@@ -162,8 +167,10 @@ def test_presets_give_the_same_pixel_statistics_on_both_paths(nd):
     x = torch.from_numpy(_images(1, size).astype(np.float32))
     n = 300 if nd == 2 else 150
     for stat in (lambda a, b: float(b.mean()), lambda a, b: float(b.std())):
-        a, b = _stat_monai(params, x, stat, n), _stat_batched(params, x, stat, n)
-        assert ks_2samp(a, b).pvalue > 0.001, (nd, a.mean(), b.mean())
+        a = _stat_monai(params, x, stat, n)
+        for sparse in SPARSE:
+            b = _stat_batched(params, x, stat, n, sparse)
+            assert ks_2samp(a, b).pvalue > 0.001, (nd, sparse, a.mean(), b.mean())
 
 
 def test_two_views_are_independent_draws():
@@ -176,12 +183,16 @@ def test_two_views_are_independent_draws():
     assert abs(float(torch.corrcoef(torch.stack([m1, m2]))[0, 1])) < 0.1
 
 
-def test_skipped_steps_leave_samples_unchanged():
+@pytest.mark.parametrize("sparse", SPARSE)
+@pytest.mark.parametrize("nd", [2, 3])
+def test_skipped_steps_leave_samples_unchanged(nd, sparse):
     """Probability 0 everywhere but one step at 0.5: the samples it skipped are bit-identical."""
-    for kw in (dict(contrast_prob=0.5), dict(hist_shift_prob=0.5), dict(blur_prob=0.5)):
-        params = AugmentParams.from_config(views_preset("none", **{**_none(), **kw}), 2, (16, 16))
-        x = torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(0))
-        out = BatchedViews(params)(x, torch.Generator().manual_seed(1))
+    steps = (dict(contrast_prob=0.5), dict(hist_shift_prob=0.5), dict(blur_prob=0.5))
+    for kw in (*steps, dict(noise_prob=0.5)):
+        size = (16,) * nd
+        params = AugmentParams.from_config(views_preset("none", **{**_none(), **kw}), nd, size)
+        x = torch.rand(64, 1, *size, generator=torch.Generator().manual_seed(0))
+        out = BatchedViews(params, sparse=sparse)(x, torch.Generator().manual_seed(1))
         same = (out == x).flatten(1).all(1)
         assert 10 < int(same.sum()) < 54, kw
 
