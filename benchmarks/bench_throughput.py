@@ -11,7 +11,8 @@ dropped (start-up, cuDNN autotuning, caches) and the median of the others is rep
 spread, (max - min) / median.
 
 Rows per workload:
-- ``medcontrast live``: the real trainer, augmentation on the device (``views.path=batched``);
+- ``medcontrast live``: the real trainer, augmentation on the device (``views.path=batched``;
+  ``--views-compile on graphs``: one row per ``views.compile`` setting);
 - ``medcontrast views in memory``: the same with augmentation off (the cached images are the
   views); live / in memory is the pipeline efficiency (target, issue 5: >= 0.9 on a GPU);
 - ``lightly``: lightly's SimCLRTransform, projection head and NT-Xent in its best setting
@@ -95,8 +96,11 @@ def synthetic_manifest(folder: Path, images: np.ndarray) -> Path:
     return folder / f"{stem}.csv"
 
 
-def config(manifest: Path, folder: Path, w: dict, preset: str, args, name: str) -> PretrainConfig:
+def config(
+    manifest: Path, folder: Path, w: dict, preset: str, args, name: str, compile: str = "auto"
+) -> PretrainConfig:
     overrides = [
+        f"views.compile={compile}",
         f"data.manifest={manifest}",
         f"data.ndim={w['ndim']}",
         f"data.size={[w['size']] * w['ndim']}",
@@ -210,13 +214,18 @@ def workload(table: Table, key: str, folder: Path, args, device: torch.device, p
     label = {"workload": f"{w['ndim']}d-{w['size']}", "batch": w["batch"]}
     images = synthetic_images(w["ndim"], w["size"], w["batch"] * (args.steps + 1))
     manifest = synthetic_manifest(folder, images)
-    cfg = config(manifest, folder, w, w["preset"], args, f"{key}-live")
+    lives = {}
+    for compile in args.views_compile:
+        cfg = config(manifest, folder, w, w["preset"], args, f"{key}-live-{compile}", compile)
+        pipeline = "medcontrast live" + (f" (views.compile={compile})" if compile != "auto" else "")
+        lives[compile] = table.measure(
+            {**label, "pipeline": pipeline}, lambda cfg=cfg: ours(cfg, args)
+        )
     try:
         flops = compute(cfg, device)
     except Exception as exc:  # the rows are still worth having, without FLOP columns
         flops = 0.0
         print(f"{label}: FLOP count {failure(exc, w['batch'])}")
-    live = table.measure({**label, "pipeline": "medcontrast live"}, lambda: ours(cfg, args))
     cfg_memory = config(manifest, folder, w, "none", args, f"{key}-memory")
     memory = table.measure(
         {**label, "pipeline": "medcontrast views in memory"}, lambda: ours(cfg_memory, args)
@@ -225,12 +234,13 @@ def workload(table: Table, key: str, folder: Path, args, device: torch.device, p
         {**label, "pipeline": f"lightly, {args.workers} workers"},
         lambda: lightly(images, w, args, device),
     )
-    for row in (live, memory, peer):
+    for row in (*lives.values(), memory, peer):
         add_compute(row, flops, peak)
-    if live and memory:
-        live["pipeline_efficiency"] = live["images_per_s"] / memory["images_per_s"]
-    if live and peer:
-        live["medcontrast_vs_lightly"] = live["images_per_s"] / peer["images_per_s"]
+    for live in lives.values():
+        if live and memory:
+            live["pipeline_efficiency"] = live["images_per_s"] / memory["images_per_s"]
+        if live and peer:
+            live["medcontrast_vs_lightly"] = live["images_per_s"] / peer["images_per_s"]
 
 
 def main() -> None:
@@ -242,6 +252,13 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=5, help="timed windows after warm-up")
     parser.add_argument("--warmup", type=int, default=1, help="windows dropped at the start")
     parser.add_argument("--batch", type=int, default=0, help="override every workload's batch size")
+    parser.add_argument(
+        "--views-compile",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "on", "off", "graphs"],
+        help="views.compile of the live rows, one row each",
+    )
     add_common_args(parser)
     args = parser.parse_args()
     if args.quick:

@@ -1,5 +1,5 @@
-"""Augmented views: per-sample MONAI path, batched on-device path (plain and compiled) and
-kornia.augmentation's closest equivalent pipeline, in one run.
+"""Augmented views: per-sample MONAI path, batched on-device path (plain, compiled, compiled in
+a CUDA graph) and kornia.augmentation's closest equivalent pipeline, in one run.
 
     python benchmarks/bench_views.py --device cuda --workers 8 --batch2d 256 --batch3d 32
 
@@ -8,7 +8,8 @@ kornia.augmentation's closest equivalent pipeline, in one run.
 process), exactly as in training; the batched and kornia paths run on the CPU and on
 ``--device``, timed as back-to-back calls (one view per sample each) with one synchronisation at
 the end: the steady-state cost in a training loop. ``aten_calls``: top-level PyTorch operators
-one batched call dispatches (device-independent; counted on the CPU).
+one batched call dispatches (counted on the CPU: for the CPU rows the sparse path a CPU runs,
+for the others the dense path every sample goes through; see ``BatchedViews``).
 
 kornia's pipeline (issue 22: our path has to earn its place against it): RandomResizedCrop
 (area 0.25-1, aspect 1/2-2), a flip, RandomAffine (10 degrees, zoom 0.9-1.1, shift 5%), RandomGamma,
@@ -85,8 +86,9 @@ def batched_row(
     return row
 
 
-def aten_calls(images: torch.Tensor, params: AugmentParams, batch: int) -> int:
-    views, g = BatchedViews(params, compile="off"), torch.Generator().manual_seed(0)
+def aten_calls(images: torch.Tensor, params: AugmentParams, batch: int, sparse: bool) -> int:
+    views = BatchedViews(params, compile="off", sparse=sparse)
+    g = torch.Generator().manual_seed(0)
     x = images[:batch]
     views(x, g)
     return sum(top_level_aten_calls(lambda: views(x, g)).values())
@@ -163,19 +165,22 @@ def one_size(
         {**label, "path": f"monai per-sample ({args.workers} workers)", "device": "cpu"},
         lambda: {"views_per_s": monai_views_per_s(array, params, args.workers, batch, n)},
     )
-    calls = aten_calls(images, params, batch)
+    # a CPU runs the sparse path (steps on the samples that take them), a GPU the dense one
+    calls = {sparse: aten_calls(images, params, batch, sparse) for sparse in (False, True)}
     for dev in dict.fromkeys([torch.device("cpu"), device]):
         kornia = table.measure(
             {**label, "path": "kornia.augmentation", "device": dev.type},
             lambda dev=dev: kornia_row(images, params, batch, dev),
         )
-        for compile in ["off"] + (["on"] if dev.type == "cuda" else []):
-            path = "batched" if compile == "off" else "batched, torch.compile"
+        for compile in ["off"] + (["on", "graphs"] if dev.type == "cuda" else []):
+            path = {"off": "batched", "on": "batched, torch.compile"}.get(
+                compile, "batched, torch.compile + CUDA graph"
+            )
             row = table.measure(
                 {**label, "path": path, "device": dev.type},
                 lambda dev=dev, compile=compile: {
                     **batched_row(images, params, batch, dev, compile),
-                    "aten_calls": calls,
+                    "aten_calls": calls[dev.type == "cpu"],
                 },
             )
             if row and monai:

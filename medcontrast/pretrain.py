@@ -213,9 +213,10 @@ def _build_data(
         )
         loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, **loader_kw)
         batched = BatchedViews(params, compile=cfg.views.compile)
-        if info.is_main and cfg.views.compile == "on":
+        if info.is_main and cfg.views.compile in ("on", "graphs"):
+            graphs = " in a CUDA graph" if cfg.views.compile == "graphs" else ""
             print(
-                "views: batched, compiled with torch.compile (views.compile=off: plain)",
+                f"views: batched, compiled with torch.compile{graphs} (views.compile=off: plain)",
                 file=sys.stderr,
             )
     digest = hashlib.sha256("\n".join(cache.rows["sample_id"]).encode()).hexdigest()

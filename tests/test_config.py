@@ -41,6 +41,14 @@ def test_wrong_type_is_an_error():
         load_config(PretrainConfig, None, ["train.lr=fast"])
 
 
+@pytest.mark.parametrize("value", ["on", "off", "graphs", "auto"])
+def test_on_and_off_stay_words_though_yaml_reads_them_as_booleans(tmp_path, value):
+    cfg = load_config(PretrainConfig, None, [f"views.compile={value}"])
+    path = tmp_path / "c.yaml"
+    path.write_text(f"views:\n  compile: {value}\n")
+    assert cfg.views.compile == load_config(PretrainConfig, path).views.compile == value
+
+
 def test_preset_fills_only_unset_view_keys():
     cfg = load_config(PretrainConfig, None, ["views.preset=none", "views.flip_prob=0.5"])
     assert cfg.views.flip_prob == 0.5  # explicit, although equal to the default

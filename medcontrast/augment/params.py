@@ -35,7 +35,8 @@ class ViewsConfig:
     """
 
     path: Literal["auto", "monai", "batched"] = "auto"  # auto: batched on a GPU, monai on a CPU
-    compile: Literal["auto", "on", "off"] = "auto"  # batched path: torch.compile (auto: on CUDA)
+    # batched path: torch.compile (auto: on CUDA); graphs: and a CUDA graph (on CUDA)
+    compile: Literal["auto", "on", "off", "graphs"] = "auto"
     preset: str = ""  # radiograph | ct | mri | mask ; empty keeps the values below
     crop_prob: float = 1.0
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # side fraction per axis

@@ -65,6 +65,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if hasattr(tp, "variant_for"):  # a section whose keys depend on a choice (method.name)
             tp = tp.variant_for(value)
         return from_dict(tp, value, prefix=f"{key}.")
+    if origin is typing.Literal and isinstance(value, bool):
+        # YAML 1.1 reads on / off / yes / no as booleans: `views.compile=off` arrives as False
+        for word in ("on" if value else "off", "true" if value else "false"):
+            if word in typing.get_args(tp):
+                return word
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise MedContrastError(f"{key}: expected a number, got {value!r}")
