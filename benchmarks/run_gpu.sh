@@ -3,8 +3,9 @@
 #
 #   benchmarks/run_gpu.sh [PART ...]        default parts: views loss throughput resume
 #
-# Parts: views, loss, throughput (with lightly beside it; THROUGHPUT_ARGS, e.g. "--workloads
-# 2d-64 --views-compile on graphs", and THROUGHPUT_LIMIT s), resume (kill -9 and --resume under
+# Parts: views, view-share (the views' share of a SimCLR step), loss, throughput (with lightly
+# beside it; THROUGHPUT_ARGS, e.g. "--workloads 2d-64 --views-compile on graphs", and
+# THROUGHPUT_LIMIT s), resume (kill -9 and --resume under
 # torchrun), report (headline on PneumoniaMNIST at four budgets), finetune-parallel, and the full
 # configs pneumoniamnist, adrenalmnist3d, mednist, and archive (pretrain once on MedNIST and
 # PneumoniaMNIST, evaluate on both; its arrays in $DATA/archive, made by prepare_gpu.sh). Each
@@ -58,6 +59,7 @@ Q=${QUICK:+--quick}  # QUICK=1: tiny settings, a CPU check of this script (the t
 for part in "$@"; do
   case $part in
     views) run 200 "$PY" bench_views.py --workers 8 --batch2d 256 --batch3d 32 $Q ;;
+    view-share) run 150 "$PY" bench_view_share.py --compile on graphs $Q ;;
     loss) run 45 "$PY" bench_loss.py --batch 256 1024 4096 8192 --dim 128 $Q ;;
     throughput) run "${THROUGHPUT_LIMIT:-240}" "$PY" bench_throughput.py $Q ${THROUGHPUT_ARGS:-} ;;
     resume) run 120 "$PY" bench_resume.py --nproc 1 --device cuda --steps 60 --kill-after 30 $Q ;;

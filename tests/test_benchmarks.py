@@ -63,6 +63,15 @@ def test_views(tmp_path):
     assert rows[2]["aten_calls"] <= 100 and rows[2]["mode"] == "plain"
 
 
+def test_view_share_times_live_memory_and_views_alone(tmp_path):
+    entry = _run(tmp_path, "bench_view_share.py", "--device", "cpu", "--quick", "--compile", "off")
+    rows = _rows(entry, "run")
+    assert set(rows) == {"memory", "live", "views"}
+    assert all(r["result"] == "ok" and r["ms_per_step"] > 0 for r in rows.values())
+    live, memory = rows["live"]["ms_per_step"], rows["memory"]["ms_per_step"]
+    assert rows["live"]["share_pct"] == pytest.approx(100 * (live - memory) / live)
+
+
 def test_throughput_steady_state_with_lightly_beside(tmp_path):
     entry = _run(
         tmp_path,
