@@ -12,6 +12,7 @@ HERE = Path(__file__).resolve().parent
 ORDER = [
     "loss",
     "views",
+    "view_share",
     "throughput",
     "lightly_throughput",
     "resume",
@@ -23,6 +24,7 @@ ORDER = [
 TITLES = {
     "loss": "NT-Xent forward + backward (ms)",
     "views": "Augmented views per second",
+    "view_share": "The views' share of a SimCLR step",
     "throughput": "Pretraining throughput and pipeline efficiency (steady state from 2026-11-26 on)",
     "lightly_throughput": "lightly's SimCLR on the same workload",
     "resume": "Exact resume after kill -9 under torchrun",
