@@ -301,8 +301,7 @@ def to_device(
         g.manual_seed(draw_seed(cfg.train.seed, step, info.rank, Stream.DEVICE_VIEWS))
         x1 = batch.pop("x1")
         x2 = batch.pop("x2", x1)
-        batch["view1"] = batched(x1, g)
-        batch["view2"] = batched(x2, g)
+        batch["view1"], batch["view2"] = batched.pair(x1, x2, g)
     locals_ = method.local_views if method is not None else None
     if locals_ is not None:
         g = torch.Generator(device=device)

@@ -83,6 +83,15 @@ class BatchedViews:
             return self.apply(x, self.plan.draw(x.shape[0], generator, x.device), None, generator)
         return self.apply(x, *self.draw(x, generator))
 
+    def pair(
+        self, x1: torch.Tensor, x2: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two views (of ``x1`` and ``x2``, the same images or two crops of them), from one call
+        on the two stacked: independent draws for every sample and view, half the operator
+        launches of two calls (on a GPU at 64^2 a SimCLR step is bound by launches)."""
+        both = self(torch.cat([x1, x2]), generator)
+        return both[: x1.shape[0]], both[x1.shape[0] :]
+
     def _use_compiled(self, dev: torch.device) -> bool:
         if self.compile == "off" or (self.compile == "auto" and dev.type != "cuda"):
             return False

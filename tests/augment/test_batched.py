@@ -42,6 +42,16 @@ def test_every_preset_stays_under_the_limit_whatever_the_batch(preset, nd, spars
     assert small == large <= LIMIT
 
 
+def test_a_pair_launches_about_what_one_call_does():
+    params = AugmentParams.from_config(views_preset("radiograph", flip_axes=[0]), 2, (32, 32))
+    views, g = BatchedViews(params, compile="off", sparse=False), torch.Generator().manual_seed(0)
+    x = torch.rand(8, 1, 32, 32, generator=g)
+    views.pair(x, x, g)
+    one = sum(top_level_aten_calls(lambda: views(x, g)).values())
+    pair = sum(top_level_aten_calls(lambda: views.pair(x, x, g)).values())
+    assert pair <= one + 3  # the stacking and the two halves
+
+
 def test_non_square_images_and_channels():
     params = AugmentParams.from_config(views_preset("mask"), 3, (12, 12, 16))
     x = torch.rand(3, 2, 12, 12, 16)

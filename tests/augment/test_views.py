@@ -184,6 +184,18 @@ def test_two_views_are_independent_draws():
 
 
 @pytest.mark.parametrize("sparse", SPARSE)
+def test_a_pair_is_two_independent_views(sparse):
+    """One call on both stacked (as the trainer makes them): every sample's two views are
+    independent draws, like two calls."""
+    params = AugmentParams.from_config(views_preset("radiograph", flip_axes=[0]), 2, (16, 16))
+    x = RAMP[None].expand(2000, 1, 16, 16).clone()
+    v1, v2 = BatchedViews(params, sparse=sparse).pair(x, x, torch.Generator().manual_seed(2))
+    assert v1.shape == v2.shape == x.shape and not torch.equal(v1, v2)
+    m1, m2 = v1.flatten(1).mean(1), v2.flatten(1).mean(1)
+    assert abs(float(torch.corrcoef(torch.stack([m1, m2]))[0, 1])) < 0.1
+
+
+@pytest.mark.parametrize("sparse", SPARSE)
 @pytest.mark.parametrize("nd", [2, 3])
 def test_skipped_steps_leave_samples_unchanged(nd, sparse):
     """Probability 0 everywhere but one step at 0.5: the samples it skipped are bit-identical."""
