@@ -9,8 +9,10 @@ displacement added to its grid, and the batch is resampled once
 (:mod:`medcontrast.augment.geometry`); (3) the intensity steps are a handful of whole-batch
 operations (:mod:`medcontrast.augment.intensity`). One call costs about 80 to 100 operator
 launches whatever the batch, instead of one per step and sample; on CUDA the pure part can also
-be compiled into fused kernels (``views.compile``). The distributions are those of
-:mod:`medcontrast.augment.monai_views` (see :mod:`medcontrast.augment.params`).
+be compiled into fused kernels (``views.compile``). On a CPU, where pixels cost more than
+launches, the curves, noise and blur run on the samples that drew them only (``sparse``). The
+distributions are those of :mod:`medcontrast.augment.monai_views` (see
+:mod:`medcontrast.augment.params`).
 """
 
 from __future__ import annotations
@@ -314,8 +316,9 @@ class BatchedViews:
     @staticmethod
     def _rows(on: torch.Tensor) -> torch.Tensor:
         """(B, 1) coin -> the indices of the samples where it is 1. On a CPU the steps with a
-        per-pixel cost (curves, noise) run on those samples only: the cost is the pixels, not
-        the number of operators as on a GPU, where every sample goes through every step."""
+        per-pixel cost (curves, noise, blur by matrices) run on those samples only: the cost is
+        the pixels, not the number of operators as on a GPU, where every sample goes through
+        every step."""
         return torch.nonzero(on, as_tuple=True)[0]
 
     @staticmethod
