@@ -445,7 +445,7 @@ def _intensity_plan(p: AugmentParams, plan: DrawPlan) -> None:
 def _constants(p: AugmentParams, dev: torch.device, dense_bias: bool) -> dict:
     v, nd, size = p.views, p.ndim, p.size
     c: dict = {
-        "eye": torch.eye(nd, nd + 1, device=dev),
+        "eye": torch.eye(nd, device=dev),  # the linear part: the shift is appended to it
         "planes": geo.plane_basis(nd, geo.PLANES[nd], dev),
         "rot90": geo.plane_basis(nd, [tuple(v.rot90_axes)], dev),
         "coords": geo.grid_coordinates(size, dev),

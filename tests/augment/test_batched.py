@@ -52,6 +52,19 @@ def test_a_pair_launches_about_what_one_call_does():
     assert pair <= one + 3  # the stacking and the two halves
 
 
+@pytest.mark.parametrize("nd", [2, 3])
+def test_an_elastic_deformation_alone_keeps_the_shape(nd):
+    """No crop, flip, turn or affine: the matrix is the identity and the field does the work."""
+    probs = {k: 0.0 for k in views_preset("none").__dict__ if k.endswith("_prob")}
+    size = (12,) * nd
+    params = AugmentParams.from_config(
+        views_preset("none", **{**probs, "elastic_prob": 1.0}), nd, size
+    )
+    x = torch.rand(3, 1, *size)
+    out = BatchedViews(params, compile="off")(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and torch.isfinite(out).all() and not torch.equal(out, x)
+
+
 def test_non_square_images_and_channels():
     params = AugmentParams.from_config(views_preset("mask"), 3, (12, 12, 16))
     x = torch.rand(3, 2, 12, 12, 16)
