@@ -449,10 +449,7 @@ def _constants(p: AugmentParams, dev: torch.device, dense_bias: bool) -> dict:
         "planes": geo.plane_basis(nd, geo.PLANES[nd], dev),
         "rot90": geo.plane_basis(nd, [tuple(v.rot90_axes)], dev),
         "coords": geo.grid_coordinates(size, dev),
-        "boxes": (
-            torch.arange(max(size), device=dev, dtype=torch.float32) + 1.0,  # see intensity()
-            torch.ones(1, device=dev),
-        ),
+        "boxes": ops.box_constants(size, dev, shift=0.5),  # see intensity()
         "dropout_room": torch.tensor([s + 1 for s in size] * v.dropout_holes, device=dev),
     }
     if len(set(size)) > 1:  # in (x, y[, z]) order

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from medcontrast.augment.cells import from_cells, to_cells
-from medcontrast.augment.intensity import box_union
+from medcontrast.augment.intensity import box_constants, box_union
 from medcontrast.errors import MedContrastError
 
 _CURVE_POINTS = 256  # samples of each Bezier curve (the paper: 100,000; linear in between)
@@ -92,10 +92,7 @@ def box_masks(
     count = torch.randint(1, _BOXES + 1, (b, 1), generator=g, device=dev)
     used = (torch.arange(_BOXES, device=dev)[None] < count).unsqueeze(-1)  # (B, boxes, 1)
     ends = starts + sides * used  # an unused box is empty
-    constants = (
-        torch.arange(max(size), device=dev, dtype=torch.float32) + 0.5,
-        torch.ones(1, device=dev),
-    )
+    constants = box_constants(tuple(size), dev)
     return box_union(starts.flatten(1), ends.flatten(1), tuple(size), constants)
 
 

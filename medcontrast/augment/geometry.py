@@ -72,7 +72,7 @@ def affine_grid(theta: torch.Tensor, coords: tuple[torch.Tensor, ...]) -> torch.
     dimension of nd + 1, which a CPU runs at a small fraction of its speed (130 ms of a 480 ms
     call at 8 x 96^3)."""
     b, nd = theta.shape[:2]
-    *columns, shift = theta.view(b, *(1,) * nd, nd, nd + 1).unbind(-1)
+    *columns, shift = theta.reshape(b, *(1,) * nd, nd, nd + 1).unbind(-1)
     grid = shift
     for column, coord in zip(reversed(columns), reversed(coords), strict=True):
         grid = torch.addcmul(grid, coord, column)  # z, y (small) first: the last is full size
@@ -98,7 +98,7 @@ def resample(
     b, _, *size = x.shape
     if coords is None:
         coords = grid_coordinates(tuple(size), x.device)
-    grid = affine_grid(theta.contiguous(), coords)
+    grid = affine_grid(theta, coords)
     if field is not None:
         grid = grid + torch.einsum("n...j,nij->n...i", field, theta[..., :-1])
     if window is not None:

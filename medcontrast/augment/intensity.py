@@ -138,14 +138,21 @@ def separable_blur(x: torch.Tensor, matrices: list[torch.Tensor]) -> torch.Tenso
     return torch.einsum(_BLUR[x.dim() - 2], matrices[0], x, *matrices[1:])
 
 
+def box_constants(size: tuple[int, ...], dev: torch.device, shift: float = 0.0) -> tuple:
+    """The constants of :func:`box_union` for images of ``size``: the pixel centres 0.5, 1.5, ...
+    (plus ``shift``) along the longest axis and a (1,) tensor of ones."""
+    centres = torch.arange(max(size), device=dev, dtype=torch.float32) + (0.5 + shift)
+    return centres, torch.ones(1, device=dev)
+
+
 def box_union(
     start: torch.Tensor, end: torch.Tensor, size: tuple[int, ...], constants: tuple
 ) -> torch.Tensor:
     """(B, H * nd) box corners in pixels, hole-major, [start, end) along each axis, tested at
     the pixel centres -> (B, 1, *size) bool: inside any of the H boxes. An empty box
-    (end <= start) adds nothing. constants: the centres (max(size),) 0.5, 1.5, ... (or 1, 2, ...
-    for corners shifted by half a pixel) and a (1,) tensor of ones (the channel axis of the
-    result).
+    (end <= start) adds nothing. constants: :func:`box_constants`, the centres (max(size),)
+    0.5, 1.5, ... (or 1, 2, ... for corners shifted by half a pixel) and a (1,) tensor of ones
+    (the channel axis of the result).
 
     Each box's depth along an axis, min(centre - start, end - centre) clamped to [0, 1/2], is
     positive exactly inside it; the product over axes summed over boxes (one einsum) is the
