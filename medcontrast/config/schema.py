@@ -48,11 +48,18 @@ class DataConfig:
     cache: Literal["disk", "memory"] = "disk"  # disk: memory-mapped .npy
     cache_dir: str = ""  # default: ~/.cache/medcontrast
     max_samples: int = 0  # 0 keeps all; otherwise a seeded subset (quick runs)
-    workers: int = 0  # processes for the one-off preprocessing into the cache
+    # processes for the one-off preprocessing into the cache; auto: one per CPU core
+    workers: int | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
         check_choices("data", self)
-        check_ranges("data", self, at_least={"max_samples": 0, "workers": 0})
+        check_ranges("data", self, at_least={"max_samples": 0})
+        if self.workers != "auto":
+            if isinstance(self.workers, bool) or not isinstance(self.workers, int):
+                raise MedContrastError(
+                    f"data.workers: {self.workers!r} is neither a number of processes nor auto"
+                )
+            check_ranges("data", self, at_least={"workers": 0})
         # the preprocessing contract checks its settings: now, at load
         PreprocessSpec.from_settings(self)
 

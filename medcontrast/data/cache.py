@@ -13,7 +13,6 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -23,8 +22,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from medcontrast._version import __version__
-from medcontrast.data.loading import SampleLoadError, check_pixels, load_sample
+from medcontrast.data.loading import NpzStore, SampleLoadError, check_pixels, load_sample
 from medcontrast.data.manifest import Manifest, read_manifest
+from medcontrast.data.partial_cache import PartialCache, build_lock
+from medcontrast.data.pool import ordered_map, pool_size
 from medcontrast.data.preprocessing import PreprocessSettings, PreprocessSpec, preprocess
 from medcontrast.data.private_paths import scrub
 from medcontrast.data.selection import select_rows
@@ -55,83 +56,116 @@ def default_cache_dir() -> Path:
     return Path(base) / "medcontrast"
 
 
-def _one_thread() -> None:
-    """A forked worker computes on one thread: the OpenMP pool of a parent that has already run
-    torch does not survive the fork, and the first multi-threaded operation in the child would
-    wait on it forever (torch's DataLoader workers do the same)."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _work(
-    args: tuple[str, list[Path], str, PreprocessSpec, str, str],
-) -> tuple[np.ndarray | None, str]:
-    fmt, paths, member, spec, name, modality = args
-    try:
-        loaded = load_sample(fmt, paths, member)
-        check_pixels(loaded.array, name)
-        return preprocess(loaded, spec, modality).astype(np.float16), ""
-    except SampleLoadError as exc:
-        return None, str(exc)
-    except Exception as exc:  # one bad sample in a million must not stop the run
-        return None, f"{name}: {type(exc).__name__}: {first_line(exc)}"
-
-
-def _hide_paths(manifest: Manifest, row: pd.Series, paths: list[Path] | None, err: str) -> str:
+def _hide_paths(manifest: Manifest, row: pd.Series, err: str) -> str:
     """A loader's message as the manifest would store it: no archive path, no folder name
     (the run folder's data.json and the evaluation's report carry these messages)."""
-    paths = paths if paths is not None else manifest.source_paths(row)
+    paths = manifest.source_paths(row)
     sources = str(row["source"]).split("|")
     if len(sources) != len(paths):  # a private path: only the file names may show
         sources = [p.name for p in paths]
     return scrub(err, zip(paths, sources, strict=True), manifest.root)
 
 
-# MedMNIST rows per worker task: each task opens the shared .npz once; small enough that the
-# results in flight stay small at large sizes, large enough that reopening costs little.
-NPZ_CHUNK = 1024
+# Rows per worker task: a file's job is cheap to send, so a few per task; the MedMNIST rows of
+# a shard go in one task, which reads their shared .npz once.
+FILE_TASK_ROWS = 8
+
+# (row, format, source paths, member, name for messages, modality)
+Job = tuple[int, str, list[Path], str, str, str]
+# (shard, is this its shard's last task, the rows' jobs, spec)
+Task = tuple[int, bool, list[Job], PreprocessSpec]
+Result = tuple[int, np.ndarray | None, str]  # (row, (1, *size) float16 or None, why it failed)
 
 
-def _npz_work(
-    args: tuple[list[tuple[Path, str]], PreprocessSpec],
-) -> list[tuple[np.ndarray | None, str]]:
-    """Preprocess a chunk of MedMNIST rows ((file, member) each), loading each array once."""
-    from medcontrast.data.loading import NpzStore, load_npz_member
-
-    items, spec = args
-    store = NpzStore()
-    out: list[tuple[np.ndarray | None, str]] = []
-    for path, member in items:
-        name = f"{path.name}[{member}]"
+def _work(task: Task) -> tuple[int, bool, list[Result]]:
+    """Preprocess a task's rows; returns its shard, whether it was the shard's last, results."""
+    shard, last, jobs, spec = task
+    store = NpzStore()  # MedMNIST rows of one task share their file: loaded once
+    out: list[Result] = []
+    for row, fmt, paths, member, name, modality in jobs:
         try:
-            loaded = load_npz_member(path, member, store)
+            loaded = load_sample(fmt, paths, member, store)
             check_pixels(loaded.array, name)
-            out.append((preprocess(loaded, spec).astype(np.float16), ""))
+            out.append((row, preprocess(loaded, spec, modality).astype(np.float16), ""))
         except SampleLoadError as exc:
-            out.append((None, str(exc)))
+            out.append((row, None, str(exc)))
         except Exception as exc:  # one bad sample in a million must not stop the run
-            out.append((None, f"{name}: {type(exc).__name__}: {first_line(exc)}"))
-    return out
+            out.append((row, None, f"{name}: {type(exc).__name__}: {first_line(exc)}"))
+    return shard, last, out
 
 
-def _npz_rows(
-    manifest: Manifest, rows: pd.DataFrame, shared: np.ndarray, spec: PreprocessSpec, workers: int
-) -> Iterator[tuple[int, np.ndarray | None, str]]:
-    """MedMNIST rows share a file: chunks of rows, each chunk reading the file once, in
-    ``workers`` processes when there is more than one chunk."""
-    items = [(manifest.source_paths(rows.iloc[i])[0], str(rows.at[i, "member"])) for i in shared]
-    starts = range(0, len(items), NPZ_CHUNK)
-    jobs = [(items[k : k + NPZ_CHUNK], spec) for k in starts]
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread) as pool:
-            for k, results in zip(starts, pool.map(_npz_work, jobs), strict=True):
-                for j, (array, error) in enumerate(results):
-                    yield int(shared[k + j]), array, error
-    else:
-        for k, job in zip(starts, jobs, strict=True):
-            for j, (array, error) in enumerate(_npz_work(job)):
-                yield int(shared[k + j]), array, error
+def _tasks(
+    manifest: Manifest, rows: pd.DataFrame, spec: PreprocessSpec, partial: PartialCache
+) -> Iterator[Task]:
+    """The tasks of the shards still to do, in order; made as the pool asks for them (an
+    archive of a million rows never holds all its jobs at once)."""
+    # plain lists: pandas' per-row access costs ~50 us, which on 2 cores the main process would
+    # take from the workers
+    fmt, member, source, modality = (
+        rows[c].astype(str).tolist() for c in ("format", "member", "source", "modality")
+    )
+
+    def job(i: int) -> Job:
+        name = Path(source[i].split("|")[0]).name
+        name = f"{name}[{member[i]}]" if fmt[i] == "npz" else name
+        paths = manifest.source_paths({"source": source[i]})
+        return i, fmt[i], paths, member[i], name, modality[i]
+
+    for shard, span in partial.shards():
+        npz = [i for i in span if fmt[i] == "npz"]
+        files = [i for i in span if fmt[i] != "npz"]
+        groups = ([npz] if npz else []) + [
+            files[k : k + FILE_TASK_ROWS] for k in range(0, len(files), FILE_TASK_ROWS)
+        ]
+        for k, group in enumerate(groups):
+            yield shard, k == len(groups) - 1, [job(i) for i in group], spec
+
+
+def _fill(
+    manifest: Manifest,
+    rows: pd.DataFrame,
+    spec: PreprocessSpec,
+    partial: PartialCache,
+    workers: int,
+    progress: bool,
+) -> None:
+    """Preprocess the rows of the shards not yet complete into ``partial`` in ``workers``
+    processes, recording each shard once all its rows are on disk. Rows land at their manifest
+    position whatever order the processes finish in."""
+    bar = tqdm(
+        total=len(rows),
+        initial=partial.rows_done(),
+        desc="preprocess",
+        unit="img",
+        disable=not progress,
+        file=sys.stderr,
+    )
+    failed: dict[int, str] = {}
+    for shard, last, results in ordered_map(_work, _tasks(manifest, rows, spec, partial), workers):
+        for row, array, error in results:
+            if array is not None:
+                partial.array[row] = array
+            else:
+                failed[row] = error
+        bar.update(len(results))
+        if last:
+            partial.complete(shard, failed)
+            failed = {}
+    bar.close()
+
+
+def _open_built(
+    arr_path: Path, meta_path: Path, rows: pd.DataFrame, spec: PreprocessSpec, in_memory: bool
+) -> ImageCache | None:
+    """The finished cache of these rows, or None when there is none yet."""
+    if not (arr_path.exists() and meta_path.exists()):
+        return None
+    meta = json.loads(meta_path.read_text())
+    kept = rows[rows["sample_id"].isin(set(meta["kept"]))].reset_index(drop=True)
+    array = np.load(arr_path, mmap_mode="r")
+    _check_cached(arr_path, array, meta, spec, len(kept))
+    failed = [tuple(x) for x in meta["failed"]]
+    return ImageCache(np.asarray(array) if in_memory else array, kept, failed, arr_path)
 
 
 def build_cache(
@@ -140,68 +174,84 @@ def build_cache(
     spec: PreprocessSpec,
     cache_dir: str | Path | None = None,
     in_memory: bool = False,
-    workers: int = 0,
+    workers: int | str = "auto",
     progress: bool = True,
 ) -> ImageCache:
     """Preprocess ``rows`` once and keep the result on disk, keyed by content.
 
     The key hashes the sample ids, their sources, the preprocessing spec and the medcontrast
     version, so a changed manifest or setting makes a new cache instead of reusing a stale one.
+    ``workers``: processes (:func:`~medcontrast.data.pool.pool_size`; "auto": one per core). A
+    build that was stopped resumes from its last complete shard (:mod:`partial_cache`).
     """
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = _cache_key(manifest, rows, spec)
     arr_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    if arr_path.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        kept = rows[rows["sample_id"].isin(set(meta["kept"]))].reset_index(drop=True)
-        array = np.load(arr_path, mmap_mode="r")
-        _check_cached(arr_path, array, meta, spec, len(kept))
-        failed = [tuple(x) for x in meta["failed"]]
-        return ImageCache(np.asarray(array) if in_memory else array, kept, failed, arr_path)
+    built = _open_built(arr_path, meta_path, rows, spec, in_memory)
+    if built is not None:
+        return built
+    with build_lock(cache_dir / f"{key}.lock", progress):
+        # another process may have finished it while this one waited for the lock
+        built = _open_built(arr_path, meta_path, rows, spec, in_memory)
+        if built is not None:
+            return built
+        rows = rows.reset_index(drop=True)
+        shape = (len(rows), 1, *spec.size)
+        partial = PartialCache.open(cache_dir / key, spec.key(), shape, progress)
+        processes = pool_size(workers)
+        if progress:
+            print(
+                f"preprocess: {len(rows)} samples into {arr_path.name} in {processes} "
+                f"process{'es' if processes > 1 else ''} (data.workers={workers})",
+                file=sys.stderr,
+            )
+        _fill(manifest, rows, spec, partial, processes, progress)
+        _finish(manifest, rows, spec, partial, arr_path, meta_path)
+    return _open_built(arr_path, meta_path, rows, spec, in_memory)
 
-    rows = rows.reset_index(drop=True)
-    shape = (len(rows), 1, *spec.size)
-    tmp = arr_path.with_name(arr_path.name + f".tmp{os.getpid()}")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-    paths = {i: manifest.source_paths(rows.iloc[i]) for i in np.flatnonzero(_one_file(rows))}
-    errors = [""] * len(rows)
-    bar = tqdm(
-        total=len(rows), desc="preprocess", unit="img", disable=not progress, file=sys.stderr
-    )
-    for i, array, error in _preprocessed(manifest, rows, spec, paths, workers):
-        errors[i] = error
-        if array is not None:
-            out[i] = array
-        bar.update()
-    bar.close()
+
+def _finish(
+    manifest: Manifest,
+    rows: pd.DataFrame,
+    spec: PreprocessSpec,
+    partial: PartialCache,
+    arr_path: Path,
+    meta_path: Path,
+) -> None:
+    """The complete array (without the rows that failed) and its metadata under their final
+    names; the half-built files removed."""
+    errors = partial.errors()
     good = np.array([not err for err in errors], dtype=bool)
     failed = [
-        (rows.at[i, "sample_id"], _hide_paths(manifest, rows.iloc[i], paths.get(i), err))
+        (rows.at[i, "sample_id"], _hide_paths(manifest, rows.iloc[i], err))
         for i, err in enumerate(errors)
         if err
     ]
-    if not good.all():
-        # Compact the array so that its rows match the kept manifest rows.
-        compact_tmp = tmp.with_name(tmp.name + "c")
-        compact = np.lib.format.open_memmap(
-            compact_tmp, mode="w+", dtype=np.float16, shape=(int(good.sum()), *shape[1:])
-        )
-        compact[:] = out[good]
-        compact.flush()
-        del out
-        os.replace(compact_tmp, tmp)
+    if good.all():
+        partial.array.flush()
+        os.replace(partial.npy, arr_path)
     else:
-        out.flush()
-        del out
-    os.replace(tmp, arr_path)
-    kept = rows[good].reset_index(drop=True)
+        # Compact shard by shard, so that the array's rows match the kept manifest rows
+        # without holding the whole array in memory.
+        tmp = arr_path.with_name(arr_path.name + ".tmp")
+        compact = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.float16, shape=(int(good.sum()), *partial.array.shape[1:])
+        )
+        at, k = 0, partial.rows_per_shard
+        for start in range(0, len(good), k):
+            keep = np.flatnonzero(good[start : start + k]) + start
+            compact[at : at + len(keep)] = partial.array[keep]
+            at += len(keep)
+        compact.flush()
+        del compact
+        os.replace(tmp, arr_path)
+    kept = rows[good]
     meta = {"kept": kept["sample_id"].tolist(), "failed": failed, "spec": spec.key()}
     meta_tmp = meta_path.with_name(meta_path.name + ".tmp")
     meta_tmp.write_text(json.dumps(meta))
     os.replace(meta_tmp, meta_path)
-    array = np.load(arr_path, mmap_mode="r")
-    return ImageCache(np.asarray(array) if in_memory else array, kept, failed, arr_path)
+    partial.remove()
 
 
 def _check_cached(
@@ -227,45 +277,6 @@ def _cache_key(manifest: Manifest, rows: pd.DataFrame, spec: PreprocessSpec) -> 
     return ident.hexdigest()[:24]
 
 
-def _one_file(rows: pd.DataFrame) -> np.ndarray:
-    """(N,) True for rows read from files of their own (MedMNIST rows share one .npz)."""
-    return (rows["format"] != "npz").to_numpy()
-
-
-def _preprocessed(
-    manifest: Manifest,
-    rows: pd.DataFrame,
-    spec: PreprocessSpec,
-    paths: dict[int, list[Path]],
-    workers: int,
-) -> Iterator[tuple[int, np.ndarray | None, str]]:
-    """(row, (1, *size) float16 array or None, reason it failed) for every row: MedMNIST rows
-    from their shared files, the others one file each, in ``workers`` processes when worth it."""
-    own = _one_file(rows)
-    shared = np.flatnonzero(~own)
-    if len(shared):
-        yield from _npz_rows(manifest, rows, shared, spec, workers)
-    idx = np.flatnonzero(own)
-    jobs = [
-        (
-            rows.at[i, "format"],
-            paths[i],
-            rows.at[i, "member"],
-            spec,
-            Path(str(rows.at[i, "source"]).split("|")[0]).name,
-            rows.at[i, "modality"],
-        )
-        for i in idx
-    ]
-    if workers > 1 and len(jobs) > 32:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread) as pool:
-            for i, (array, error) in zip(idx, pool.map(_work, jobs, chunksize=8), strict=True):
-                yield int(i), array, error
-    else:
-        for i, job in zip(idx, jobs, strict=True):
-            yield int(i), *_work(job)
-
-
 class CacheSettings(PreprocessSettings, Protocol):
     """What :func:`load_selection` reads (the config's ``data:`` section has it)."""
 
@@ -273,7 +284,7 @@ class CacheSettings(PreprocessSettings, Protocol):
     modalities: list[str]
     cache: str  # "disk" (memory-mapped) or "memory"
     cache_dir: str
-    workers: int
+    workers: int | str  # processes, or "auto": one per core
 
 
 def load_selection(

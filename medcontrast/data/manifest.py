@@ -57,7 +57,7 @@ class Manifest:
     def ok(self) -> pd.DataFrame:
         return self.table[self.table["status"] == "ok"]
 
-    def source_paths(self, row: pd.Series) -> list[Path]:
+    def source_paths(self, row: pd.Series | dict[str, str]) -> list[Path]:
         """Absolute paths of a row's files (private paths are looked up in the private map)."""
         parts = str(row["source"]).split("|")
         if parts and parts[0].startswith(PRIVATE_PREFIX):

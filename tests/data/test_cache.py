@@ -1,5 +1,6 @@
 """The preprocessed cache: the same array with one process or several, a bad file skipped and
-reported (never fatal), a second build reusing the file, MedMNIST rows read from their archive."""
+reported (never fatal), a second build reusing the file, MedMNIST rows read from their archive,
+a build stopped half-way resumed from its last complete shard."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pytest
 from PIL import Image
 
 from medcontrast.archive.index import build_index, write_index
+from medcontrast.data import cache as cache_module
 from medcontrast.data.cache import build_cache
 from medcontrast.data.manifest import read_manifest
+from medcontrast.data.pool import ordered_map, pool_size
 from medcontrast.data.preprocessing import PreprocessSpec
 from medcontrast.data.selection import select_rows
 from medcontrast.errors import MedContrastError
@@ -21,7 +24,7 @@ SPEC = PreprocessSpec(ndim=2, size=(16, 16))
 
 @pytest.fixture()
 def archive(tmp_path):
-    """40 PNG exports (enough for the process pool) and a MedMNIST-style .npz of 5 images."""
+    """40 PNG exports and a MedMNIST-style .npz of 5 images (manifest rows 0-39 and 40-44)."""
     root = tmp_path / "archive"
     rng = np.random.default_rng(0)
     for i in range(40):
@@ -39,15 +42,15 @@ def archive(tmp_path):
     return root, read_manifest(out)
 
 
-def _build(manifest, tmp_path, name, workers=0):
+def _build(manifest, tmp_path, name, workers=1):
     rows = select_rows(manifest, ndim=2)
     return build_cache(manifest, rows, SPEC, tmp_path / name, workers=workers, progress=False)
 
 
-@pytest.mark.parametrize("npz_chunk", [1024, 2])
-def test_one_process_or_two_give_the_same_array(archive, tmp_path, monkeypatch, npz_chunk):
-    # a chunk of 2 splits the .npz's 5 images over three worker tasks
-    monkeypatch.setattr("medcontrast.data.cache.NPZ_CHUNK", npz_chunk)
+@pytest.mark.parametrize("shard_rows", [1024, 2])
+def test_one_process_or_two_give_the_same_array(archive, tmp_path, monkeypatch, shard_rows):
+    # shards of 2 rows split the .npz's 5 images over three worker tasks
+    monkeypatch.setattr("medcontrast.data.partial_cache.SHARD_ROWS", shard_rows)
     _, manifest = archive
     one, two = _build(manifest, tmp_path, "a"), _build(manifest, tmp_path, "b", workers=2)
     assert one.array.shape == (45, 1, 16, 16) and one.array.dtype == np.float16
@@ -87,3 +90,112 @@ def test_a_cache_file_that_does_not_match_its_settings_is_refused(archive, tmp_p
     np.save(cache.path, np.zeros((3, 1, 16, 16), np.float16))  # cut short
     with pytest.raises(MedContrastError, match=r"holds \(3, 1, 16, 16\)"):
         _build(manifest, tmp_path, "d")
+
+
+REAL_WORK = cache_module._work
+
+
+class KilledError(Exception):
+    """Stands for the kill of a run (the build must leave what it finished on disk)."""
+
+
+def _stopping_at(shard_to_stop: int | None, seen: list[int]):
+    """_work that records the shards it is asked for and raises at ``shard_to_stop``."""
+
+    def work(task):
+        seen.append(task[0])
+        if task[0] == shard_to_stop:
+            raise KilledError
+        return REAL_WORK(task)
+
+    return work
+
+
+def test_a_stopped_build_resumes_from_its_last_complete_shard(archive, tmp_path, monkeypatch):
+    root, manifest = archive
+    (root / "png" / "03.png").write_bytes(b"broken")  # fails in shard 0, done before the stop
+    monkeypatch.setattr("medcontrast.data.partial_cache.SHARD_ROWS", 8)
+    fresh = _build(manifest, tmp_path, "fresh")
+    seen: list[int] = []
+    monkeypatch.setattr(cache_module, "_work", _stopping_at(3, seen))
+    with pytest.raises(KilledError):
+        _build(manifest, tmp_path, "r")
+    assert not list((tmp_path / "r").glob("*[0-9a-f].npy"))  # no finished cache yet
+    assert len(list((tmp_path / "r").glob("*.partial.*"))) == 2
+    seen.clear()
+    monkeypatch.setattr(cache_module, "_work", _stopping_at(None, seen))
+    resumed = _build(manifest, tmp_path, "r")
+    # 45 rows in shards of 8: 0-2 were on disk, 3-5 are done now (shard 5 holds the .npz rows)
+    assert sorted(set(seen)) == [3, 4, 5]
+    assert np.array_equal(np.asarray(resumed.array), np.asarray(fresh.array))
+    assert list(resumed.rows["sample_id"]) == list(fresh.rows["sample_id"])
+    assert resumed.failed == fresh.failed and "03.png" in resumed.failed[0][1]
+    assert not list((tmp_path / "r").glob("*.partial.*"))  # cleaned up
+
+
+def _half_built(archive, tmp_path, monkeypatch) -> list[int]:
+    """KilledError a build of shards of 8 at shard 2; the list the next build's shards go into."""
+    _, manifest = archive
+    monkeypatch.setattr("medcontrast.data.partial_cache.SHARD_ROWS", 8)
+    monkeypatch.setattr(cache_module, "_work", _stopping_at(2, []))
+    with pytest.raises(KilledError):
+        _build(manifest, tmp_path, "h")
+    seen: list[int] = []
+    monkeypatch.setattr(cache_module, "_work", _stopping_at(None, seen))
+    return seen
+
+
+def test_a_half_built_cache_of_other_settings_is_started_over(
+    archive, tmp_path, monkeypatch, capsys
+):
+    _, manifest = archive
+    seen = _half_built(archive, tmp_path, monkeypatch)
+    (log,) = (tmp_path / "h").glob("*.partial.jsonl")
+    header, *lines = log.read_text().splitlines()
+    log.write_text("\n".join([header.replace("16, 16", "16, 17"), *lines]) + "\n")
+    rows = select_rows(manifest, ndim=2)
+    cache = build_cache(manifest, rows, SPEC, tmp_path / "h", workers=1, progress=True)
+    assert sorted(set(seen)) == [0, 1, 2, 3, 4, 5]  # nothing of the other build was kept
+    assert "over: it was begun with other settings" in capsys.readouterr().err
+    assert np.array_equal(
+        np.asarray(cache.array), np.asarray(_build(manifest, tmp_path, "f").array)
+    )
+
+
+def test_a_torn_last_line_redoes_that_shard(archive, tmp_path, monkeypatch, capsys):
+    _, manifest = archive
+    seen = _half_built(archive, tmp_path, monkeypatch)
+    (log,) = (tmp_path / "h").glob("*.partial.jsonl")
+    text = log.read_text()
+    log.write_text(text[: len(text) - 10])  # the line of shard 1, cut by the kill
+    rows = select_rows(manifest, ndim=2)
+    cache = build_cache(manifest, rows, SPEC, tmp_path / "h", workers=1, progress=True)
+    assert sorted(set(seen)) == [1, 2, 3, 4, 5]
+    assert "resuming the half-built cache" in capsys.readouterr().err
+    assert np.array_equal(
+        np.asarray(cache.array), np.asarray(_build(manifest, tmp_path, "f").array)
+    )
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ordered_map_keeps_the_order_with_few_tasks_in_flight(workers):
+    taken = []
+
+    def tasks():
+        for i in range(40):
+            taken.append(i)
+            yield i
+
+    results = ordered_map(_square, tasks(), workers, ahead=3)
+    assert [next(results) for _ in range(2)] == [0, 1]
+    assert len(taken) <= 2 + 3  # the pool asked for no more than ``ahead`` beyond what was read
+    assert list(results) == [i * i for i in range(2, 40)]
+
+
+def test_pool_size():
+    assert pool_size(0) == pool_size(1) == 1 and pool_size(3) == 3
+    assert pool_size("auto") >= 1

@@ -1,0 +1,59 @@
+"""Worker processes for the one-off preprocessing into the cache: how many, and an ordered map
+over them that keeps only a few tasks in flight."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def pool_size(setting: int | str) -> int:
+    """Processes for ``data.workers``: ``"auto"`` is one per CPU core this process may run on
+    (its affinity, which a container or ``taskset`` narrows, rather than the machine's count);
+    0 and 1 mean this process alone."""
+    if setting == "auto":
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # macOS has no affinity
+            return os.cpu_count() or 1
+    return max(1, int(setting))
+
+
+def _one_thread() -> None:
+    """A forked worker computes on one thread: the OpenMP pool of a parent that has already run
+    torch does not survive the fork, and the first multi-threaded operation in the child would
+    wait on it forever (torch's DataLoader workers do the same)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def ordered_map(
+    fn: Callable[[T], R], tasks: Iterable[T], workers: int, ahead: int = 0
+) -> Iterator[R]:
+    """``fn(task)`` for each task, yielded in the tasks' order; in ``workers`` processes when
+    more than one. At most ``ahead`` tasks (default: three per worker) are submitted and not yet
+    consumed. Why not ``ProcessPoolExecutor.map``: it submits every task at once, so for an
+    archive of a million files a million futures, and every result the consumer has not yet
+    taken, would sit in memory."""
+    if workers <= 1:
+        yield from map(fn, tasks)
+        return
+    ahead = ahead or 3 * workers
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_one_thread)
+    try:
+        pending: deque[Future[R]] = deque()
+        for task in tasks:
+            pending.append(pool.submit(fn, task))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:  # stopped early (an error, Ctrl-C): the tasks not yet started are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
