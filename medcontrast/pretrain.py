@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from medcontrast.data.cache import ImageCache, load_selection
 from medcontrast.data.fingerprints import POOL_FINGERPRINTS, save_pool
 from medcontrast.data.pairs import PairBatchDataset, check_partners, codes_and_members
 from medcontrast.data.preprocessing import PreprocessSpec
+from medcontrast.data.resident import DeviceBatches, choose_placement
 from medcontrast.data.sampling import BatchSampler
 from medcontrast.data.selection import label_codes
 from medcontrast.distributed import DistInfo, init_distributed
@@ -90,12 +92,15 @@ def pretrain(
         changes = {}
         if start.state is not None:
             saved = _saved_config(run, start.state["config"], facts)
+            if cfg.data.on_device == "auto":  # resolved from the data's size: as the run did
+                cfg = replace(cfg, data=replace(cfg.data, on_device=saved["data"]["on_device"]))
             changes = check_resumable(run, saved, to_dict(cfg), _defaults(cfg))
         data = _build_data(cfg, info, device, progress)
         if start.state is not None:
             saved = start.state.get("samples_sha256", start.state.get("manifest_sha256"))
             check_same_data(run, saved, data.samples_sha256, len(data.cache))
         cfg = resolve_steps(cfg, data.sampler.steps_per_epoch())
+        cfg = replace(cfg, data=replace(cfg.data, on_device=data.on_device))  # what ran
         total = cfg.train.max_steps
         if _finished(run, start, total, info):
             return run
@@ -202,16 +207,27 @@ def _build_data(
         prefetch_factor=4 if workers else None,
         worker_init_fn=ignore_stop_signals if workers else None,
     )
+    nbytes, share = cache.array.nbytes, cfg.data.device_share
+    on_device, why = choose_placement(cfg.data.on_device, cfg.views.path, device, nbytes, share)
+    if info.is_main:
+        where = "on the device" if on_device == "on" else f"read by {workers} loader workers"
+        print(f"data: {len(cache)} samples {where} ({why})", file=sys.stderr)
+    seed = cfg.train.seed
     if cfg.views.path == "monai":
-        seed = cfg.train.seed
         dataset = TwoViewDataset(cache.array, params, seed, patients, partner_sets, set_of, labels)
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, **loader_kw)
         batched = None
     else:
-        dataset = PairBatchDataset(
-            cache.array, patients, cfg.train.seed, partner_sets, set_of, labels
-        )
-        loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, **loader_kw)
+        if on_device == "on":
+            dataset = DeviceBatches(
+                cache.array, sampler, device, patients, seed, partner_sets, set_of, labels
+            )
+            loader = dataset
+        else:
+            dataset = PairBatchDataset(cache.array, patients, seed, partner_sets, set_of, labels)
+            loader = torch.utils.data.DataLoader(
+                dataset, sampler=sampler, batch_size=None, **loader_kw
+            )
         batched = BatchedViews(params, compile=cfg.views.compile)
         if info.is_main and cfg.views.compile in ("on", "graphs"):
             graphs = " in a CUDA graph" if cfg.views.compile == "graphs" else ""
@@ -220,7 +236,9 @@ def _build_data(
                 file=sys.stderr,
             )
     digest = hashlib.sha256("\n".join(cache.rows["sample_id"]).encode()).hexdigest()
-    return PretrainData(cache, sampler, dataset, loader, batched, digest, manifest_sha256)
+    return PretrainData(
+        cache, sampler, dataset, loader, batched, digest, manifest_sha256, on_device
+    )
 
 
 def _load_cache(

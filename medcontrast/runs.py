@@ -57,6 +57,8 @@ HARMLESS = frozenset(
         "data.cache",
         "data.cache_dir",
         "data.workers",
+        "data.on_device",  # the same batches either way
+        "data.device_share",
         "train.epochs",
         "train.max_steps",
         "train.log_every",

@@ -23,6 +23,7 @@ from medcontrast.augment.monai_views import TwoViewDataset
 from medcontrast.config import PretrainConfig, to_dict
 from medcontrast.data.cache import ImageCache
 from medcontrast.data.pairs import PairBatchDataset
+from medcontrast.data.resident import DeviceBatches
 from medcontrast.data.sampling import BatchSampler
 from medcontrast.distributed import DistInfo, all_reduce_mean
 from medcontrast.errors import MedContrastError
@@ -39,11 +40,12 @@ class PretrainData:
 
     cache: ImageCache
     sampler: BatchSampler
-    dataset: TwoViewDataset | PairBatchDataset
-    loader: torch.utils.data.DataLoader
+    dataset: TwoViewDataset | PairBatchDataset | DeviceBatches
+    loader: torch.utils.data.DataLoader | DeviceBatches  # DeviceBatches: data.on_device=on
     batched: BatchedViews | None  # on-device views; None when MONAI makes them in the loader
     samples_sha256: str  # the selected sample ids, in order: what a resume must train on again
     manifest_sha256: str  # the whole manifest file's rows, for data.json
+    on_device: str = "off"  # data.on_device as resolved: "on" when ``loader`` is DeviceBatches
 
 
 class _StopSignalError(Exception):

@@ -111,12 +111,13 @@ def test_3d_encoders_train(phantom_manifest, tmp_path, encoder, extra):
     assert enc(torch.rand(2, 1, 32, 32, 32)).shape == (2, enc.num_features)
 
 
-@pytest.mark.parametrize("path", ["monai", "batched"])
+@pytest.mark.parametrize("path", ["monai", "batched", "batched-on-device"])
 def test_kill_and_resume_reproduces_the_uninterrupted_run(phantom_manifest, tmp_path, path):
     extra = [
         "train.max_steps=6",
         "train.checkpoint_every=3",
-        f"views.path={path}",
+        f"views.path={path.removesuffix('-on-device')}",
+        f"data.on_device={'on' if path.endswith('on-device') else 'off'}",
         "method.name=moco",
         "train.seed=4",
     ]
@@ -415,3 +416,45 @@ def test_model_init_starts_from_a_weights_file_and_a_misfit_is_refused_first(
     with pytest.raises(MedContrastError, match=r"wrong\.pth: layer1\.0\.conv1\.weight has shape"):
         pretrain(_cfg(phantom_manifest, tmp_path, "w", f"model.init={wrong}"), progress=False)
     assert not (tmp_path / "runs" / "w").exists()  # refused before a folder was written
+
+
+def test_a_set_on_the_device_trains_as_the_loader_does_and_makes_no_loader(
+    phantom_manifest, tmp_path, monkeypatch, capsys
+):
+    """data.on_device=on: the same batches (partners included) as the DataLoader path, so the
+    same weights, over several epochs, and no DataLoader iterated (no workers to restart)."""
+    extra = ["views.path=batched", "pairs.positives=patient", "train.seed=3"]
+    extra += ["train.batch_size=16", "train.max_steps=12"]  # 91 images: 5 steps an epoch
+    loader = pretrain(_cfg(phantom_manifest, tmp_path, "loader", *extra), progress=False)
+    iterated = []
+    real_iter = torch.utils.data.DataLoader.__iter__
+    monkeypatch.setattr(
+        torch.utils.data.DataLoader,
+        "__iter__",
+        lambda self: iterated.append(1) or real_iter(self),
+    )
+    capsys.readouterr()
+    cfg = _cfg(phantom_manifest, tmp_path, "device", *extra, "data.on_device=on")
+    device = pretrain(cfg, progress=False)
+    assert not iterated
+    assert "samples on the device (data.on_device=on)" in capsys.readouterr().err
+    steps = pd.read_csv(device / "metrics.csv")
+    assert steps["epoch"].nunique() >= 2, "the test must cross an epoch boundary"
+    a, b = torch.load(loader / "encoder.pth"), torch.load(device / "encoder.pth")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    saved = yaml.safe_load((device / "config.yaml").read_text())
+    assert saved["data"]["on_device"] == "on"
+
+
+def test_on_device_auto_and_its_refusals(tmp_path):
+    from medcontrast.data.resident import choose_placement
+
+    cpu = torch.device("cpu")
+    assert choose_placement("auto", "batched", cpu, 10, 0.25)[0] == "off"
+    assert choose_placement("auto", "monai", cpu, 10, 0.25)[0] == "off"
+    assert choose_placement("on", "batched", cpu, 10, 0.25) == ("on", "data.on_device=on")
+    with pytest.raises(MedContrastError, match=r"data\.on_device=on needs views\.path=batched"):
+        choose_placement("on", "monai", cpu, 10, 0.25)
+    with pytest.raises(MedContrastError, match="device_share"):
+        _cfg("m.csv", tmp_path, "x", "data.device_share=1.5")

@@ -15,7 +15,8 @@ from dataclasses import replace
 import yaml
 
 from medcontrast.config.loading import to_dict
-from medcontrast.config.schema import EvaluateConfig, PretrainConfig
+from medcontrast.config.schema import DataConfig, EvaluateConfig, PretrainConfig
+from medcontrast.data.pool import pool_size
 
 
 def _device(name: str, cuda: bool) -> str:
@@ -59,7 +60,13 @@ def resolve_pretrain(
         compile = "on" if device.startswith("cuda") and path == "batched" else "off"
     name = cfg.name or f"{cfg.method.name}-{cfg.model.encoder.replace(':', '-')}-{stamp}"
     views = replace(cfg.views, path=path, compile=compile)
-    return replace(cfg, name=name, train=train, views=views)
+    return replace(cfg, name=name, train=train, views=views, data=_data(cfg.data))
+
+
+def _data(data: DataConfig) -> DataConfig:
+    """``data.workers``: the processes this machine gives the cache (``data.on_device`` depends
+    on the cached set's size: resolved once the cache is built)."""
+    return replace(data, workers=pool_size(data.workers))
 
 
 def resolve_steps(cfg: PretrainConfig, steps_per_epoch: int) -> PretrainConfig:
@@ -89,6 +96,7 @@ def resolve_evaluate(cfg: EvaluateConfig, cuda: bool) -> EvaluateConfig:
     return replace(
         cfg,
         name=cfg.name or evaluation_name(cfg),
+        data=_data(cfg.data),
         device=device,
         finetune=finetune,
         # Not compiled: fine-tunes are short and many, each would pay the compilation.

@@ -50,10 +50,15 @@ class DataConfig:
     max_samples: int = 0  # 0 keeps all; otherwise a seeded subset (quick runs)
     # processes for the one-off preprocessing into the cache; auto: one per CPU core
     workers: int | Literal["auto"] = "auto"
+    # pretraining holds the cached set on the device as one tensor (on: batches by index, no
+    # loader workers) or reads it with DataLoader workers (off); auto: on for a GPU when the
+    # set takes at most device_share of its memory and views.path is batched
+    on_device: Literal["auto", "on", "off"] = "auto"
+    device_share: float = 0.25
 
     def __post_init__(self) -> None:
         check_choices("data", self)
-        check_ranges("data", self, at_least={"max_samples": 0})
+        check_ranges("data", self, at_least={"max_samples": 0}, within={"device_share": (0, 1)})
         if self.workers != "auto":
             if isinstance(self.workers, bool) or not isinstance(self.workers, int):
                 raise MedContrastError(

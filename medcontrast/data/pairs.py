@@ -57,6 +57,14 @@ def partner_index(
     return int(others[draw_seed(seed, i, Stream.PARTNER) % len(others)])
 
 
+def partners(
+    idx: np.ndarray, partner_sets: list[np.ndarray], set_of: np.ndarray, seed: int, epoch: int
+) -> np.ndarray:
+    """(B,) the partner (:func:`partner_index`) of each sample of a batch in ``epoch``."""
+    epoch_seed = draw_seed(seed, epoch)
+    return np.array([partner_index(int(i), partner_sets, set_of, epoch_seed) for i in idx])
+
+
 class PairBatchDataset(Dataset):
     """For the batched path: item = one whole batch of un-augmented pairs from the cache
     (``x1`` and, where partners are paired, ``x2``: (B, C, *size) float32).
@@ -95,10 +103,7 @@ class PairBatchDataset(Dataset):
             "patient": torch.from_numpy(self.patients[idx].astype(np.int64)),
         }
         if self.partner_sets is not None:
-            seed = draw_seed(self.seed, self.epoch)
-            partner = np.array(
-                [partner_index(int(i), self.partner_sets, self.set_of, seed) for i in idx]
-            )
+            partner = partners(idx, self.partner_sets, self.set_of, self.seed, self.epoch)
             out["x2"] = torch.from_numpy(np.asarray(self.array[partner], dtype=np.float32))
         if self.labels is not None:
             out["label"] = torch.from_numpy(self.labels[idx].astype(np.int64))
