@@ -12,7 +12,8 @@ spread, (max - min) / median.
 
 Rows per workload:
 - ``medcontrast live``: the real trainer, augmentation on the device (``views.path=batched``;
-  ``--views-compile on graphs``: one row per ``views.compile`` setting);
+  ``--views-compile on graphs``: one row per ``views.compile`` setting; ``--on-device on off``:
+  one row per ``data.on_device``, the set held on the GPU or read by loader workers);
 - ``medcontrast views in memory``: the same with augmentation off (the cached images are the
   views); live / in memory is the pipeline efficiency (target, issue 5: >= 0.9 on a GPU);
 - ``lightly``: lightly's SimCLRTransform, projection head and NT-Xent in its best setting
@@ -97,10 +98,18 @@ def synthetic_manifest(folder: Path, images: np.ndarray) -> Path:
 
 
 def config(
-    manifest: Path, folder: Path, w: dict, preset: str, args, name: str, compile: str = "auto"
+    manifest: Path,
+    folder: Path,
+    w: dict,
+    preset: str,
+    args,
+    name: str,
+    compile: str = "auto",
+    on_device: str = "auto",
 ) -> PretrainConfig:
     overrides = [
         f"views.compile={compile}",
+        f"data.on_device={on_device}",
         f"data.manifest={manifest}",
         f"data.ndim={w['ndim']}",
         f"data.size={[w['size']] * w['ndim']}",
@@ -216,11 +225,15 @@ def workload(table: Table, key: str, folder: Path, args, device: torch.device, p
     manifest = synthetic_manifest(folder, images)
     lives = {}
     for compile in args.views_compile:
-        cfg = config(manifest, folder, w, w["preset"], args, f"{key}-live-{compile}", compile)
-        pipeline = "medcontrast live" + (f" (views.compile={compile})" if compile != "auto" else "")
-        lives[compile] = table.measure(
-            {**label, "pipeline": pipeline}, lambda cfg=cfg: ours(cfg, args)
-        )
+        for on_device in args.on_device:
+            name = f"{key}-live-{compile}-{on_device}"
+            cfg = config(manifest, folder, w, w["preset"], args, name, compile, on_device)
+            settings = [f"views.compile={compile}"] if compile != "auto" else []
+            settings += [f"data.on_device={on_device}"] if on_device != "auto" else []
+            pipeline = "medcontrast live" + (f" ({', '.join(settings)})" if settings else "")
+            lives[compile, on_device] = table.measure(
+                {**label, "pipeline": pipeline}, lambda cfg=cfg: ours(cfg, args)
+            )
     try:
         flops = compute(cfg, device)
     except Exception as exc:  # the rows are still worth having, without FLOP columns
@@ -258,6 +271,13 @@ def main() -> None:
         default=["auto"],
         choices=["auto", "on", "off", "graphs"],
         help="views.compile of the live rows, one row each",
+    )
+    parser.add_argument(
+        "--on-device",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "on", "off"],
+        help="data.on_device of the live rows (the set on the GPU, or read by loader workers)",
     )
     add_common_args(parser)
     args = parser.parse_args()

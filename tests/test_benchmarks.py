@@ -77,10 +77,11 @@ def test_throughput_steady_state_with_lightly_beside(tmp_path):
         tmp_path,
         "bench_throughput.py",
         *("--device", "cpu", "--workers", "0", "--quick", "--fail", "views in memory"),
-        *("--workloads", "2d-64", "3d-96"),
+        *("--workloads", "2d-64", "3d-96", "--on-device", "auto", "on"),
     )
     rows = {(r["workload"], r["pipeline"].split(",")[0]): r for r in entry["rows"]}
     live = rows[("2d-32", "medcontrast live")]
+    assert rows[("2d-32", "medcontrast live (data.on_device=on)")]["result"] == "ok"
     assert live["result"] == "ok" and live["windows"] == 2  # one warm-up window dropped
     assert live["images_per_s"] > 0 and live["spread_pct"] >= 0
     # ResNet-18: 1.82 GMAC forward at 224^2, so (32/224)^2 * 2 * 1.82 = 0.074 GFLOP per view at
@@ -296,3 +297,13 @@ def test_archive_quick(tmp_path):
     assert {r["init"] for r in pneumonia} == {"archive", "pneumonia-only"}
     assert any("minus_alone" in r for r in pneumonia)
     assert 0 < entry["peak_rss_gib"] < 8
+
+
+def test_preprocess_quick(tmp_path):
+    data = shared_data("readers", "dicom").parents[1]
+    entry = _run(
+        tmp_path, "bench_preprocess.py", "--quick", "--data", str(data), "--work", str(tmp_path)
+    )
+    rows = _rows(entry, "workers")
+    assert set(rows) == {1, 2} and all(r["result"] == "ok" for r in rows.values())
+    assert rows[1]["images"] == rows[2]["images"] == 8 and rows[2]["speedup"] > 0

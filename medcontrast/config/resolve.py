@@ -96,7 +96,8 @@ def resolve_evaluate(cfg: EvaluateConfig, cuda: bool) -> EvaluateConfig:
     return replace(
         cfg,
         name=cfg.name or evaluation_name(cfg),
-        data=_data(cfg.data),
+        # evaluation takes its batches from the cache in memory, not from a set on the device
+        data=replace(_data(cfg.data), on_device="off"),
         device=device,
         finetune=finetune,
         # Not compiled: fine-tunes are short and many, each would pay the compilation.

@@ -72,26 +72,30 @@ FILE_TASK_ROWS = 8
 
 # (row, format, source paths, member, name for messages, modality)
 Job = tuple[int, str, list[Path], str, str, str]
-# (shard, is this its shard's last task, the rows' jobs, spec)
-Task = tuple[int, bool, list[Job], PreprocessSpec]
-Result = tuple[int, np.ndarray | None, str]  # (row, (1, *size) float16 or None, why it failed)
+# (shard, is this its shard's last task, the rows' jobs, spec, the half-built array's file)
+Task = tuple[int, bool, list[Job], PreprocessSpec, str]
 
 
-def _work(task: Task) -> tuple[int, bool, list[Result]]:
-    """Preprocess a task's rows; returns its shard, whether it was the shard's last, results."""
-    shard, last, jobs, spec = task
+def _work(task: Task) -> tuple[int, bool, int, dict[int, str]]:
+    """Preprocess a task's rows and write each straight into the half-built array's file (its
+    own memory map: no image travels back through the pool's pipes, so the main process has
+    almost nothing to do). Returns the shard, whether it was the shard's last task, the number
+    of rows done and the reason each failed row failed."""
+    shard, last, jobs, spec, target = task
+    out = np.load(target, mmap_mode="r+")
     store = NpzStore()  # MedMNIST rows of one task share their file: loaded once
-    out: list[Result] = []
+    failed: dict[int, str] = {}
     for row, fmt, paths, member, name, modality in jobs:
         try:
             loaded = load_sample(fmt, paths, member, store)
             check_pixels(loaded.array, name)
-            out.append((row, preprocess(loaded, spec, modality).astype(np.float16), ""))
+            out[row] = preprocess(loaded, spec, modality).astype(np.float16)
         except SampleLoadError as exc:
-            out.append((row, None, str(exc)))
+            failed[row] = str(exc)
         except Exception as exc:  # one bad sample in a million must not stop the run
-            out.append((row, None, f"{name}: {type(exc).__name__}: {first_line(exc)}"))
-    return shard, last, out
+            failed[row] = f"{name}: {type(exc).__name__}: {first_line(exc)}"
+    del out  # unmapped; the shard's record waits for the file's sync (PartialCache.complete)
+    return shard, last, len(jobs), failed
 
 
 def _tasks(
@@ -118,7 +122,7 @@ def _tasks(
             files[k : k + FILE_TASK_ROWS] for k in range(0, len(files), FILE_TASK_ROWS)
         ]
         for k, group in enumerate(groups):
-            yield shard, k == len(groups) - 1, [job(i) for i in group], spec
+            yield shard, k == len(groups) - 1, [job(i) for i in group], spec, str(partial.npy)
 
 
 def _fill(
@@ -141,13 +145,10 @@ def _fill(
         file=sys.stderr,
     )
     failed: dict[int, str] = {}
-    for shard, last, results in ordered_map(_work, _tasks(manifest, rows, spec, partial), workers):
-        for row, array, error in results:
-            if array is not None:
-                partial.array[row] = array
-            else:
-                failed[row] = error
-        bar.update(len(results))
+    tasks = _tasks(manifest, rows, spec, partial)
+    for shard, last, done, task_failed in ordered_map(_work, tasks, workers):
+        failed.update(task_failed)
+        bar.update(done)
         if last:
             partial.complete(shard, failed)
             failed = {}

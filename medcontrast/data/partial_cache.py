@@ -82,8 +82,11 @@ class PartialCache:
         return sum(min(n, (s + 1) * k) - s * k for s in self.done)
 
     def complete(self, shard: int, failed: dict[int, str]) -> None:
-        """Record ``shard`` as on disk (its rows flushed first), with the rows that failed."""
-        self.array.flush()
+        """Record ``shard`` as on disk, with the rows that failed. The rows were written through
+        other memory maps of the file (the pool's processes): ``fsync`` of the file writes
+        whatever of it is dirty, whichever mapping dirtied it, before the record says so."""
+        with self.npy.open("rb") as f:
+            os.fsync(f.fileno())
         with self.log.open("a") as f:
             f.write(json.dumps({"shard": shard, "failed": failed}) + "\n")
             f.flush()
