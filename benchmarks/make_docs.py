@@ -20,6 +20,7 @@ ORDER = [
     "proxy",
     "archive",
     "finetune_parallel",
+    "preprocess",
 ]
 TITLES = {
     "loss": "NT-Xent forward + backward (ms)",
@@ -32,6 +33,7 @@ TITLES = {
     "proxy": "Recipe proxy (CPU, 28 px, minutes of pretraining): a proxy, not the configs' result",
     "archive": "Pretrain once on an archive, evaluate on many tasks",
     "finetune_parallel": "Fine-tuning runs side by side (finetune.parallel)",
+    "preprocess": "Building the preprocessed cache in one process and in several",
 }
 
 

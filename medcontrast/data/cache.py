@@ -99,10 +99,14 @@ def _work(task: Task) -> tuple[int, bool, int, dict[int, str]]:
 
 
 def _tasks(
-    manifest: Manifest, rows: pd.DataFrame, spec: PreprocessSpec, partial: PartialCache
+    manifest: Manifest,
+    rows: pd.DataFrame,
+    spec: PreprocessSpec,
+    partial: PartialCache,
+    per_task: int = FILE_TASK_ROWS,
 ) -> Iterator[Task]:
-    """The tasks of the shards still to do, in order; made as the pool asks for them (an
-    archive of a million rows never holds all its jobs at once)."""
+    """The tasks of the shards still to do, in order, ``per_task`` files each; made as the pool
+    asks for them (an archive of a million rows never holds all its jobs at once)."""
     # plain lists: pandas' per-row access costs ~50 us, which on 2 cores the main process would
     # take from the workers
     fmt, member, source, modality = (
@@ -119,7 +123,7 @@ def _tasks(
         npz = [i for i in span if fmt[i] == "npz"]
         files = [i for i in span if fmt[i] != "npz"]
         groups = ([npz] if npz else []) + [
-            files[k : k + FILE_TASK_ROWS] for k in range(0, len(files), FILE_TASK_ROWS)
+            files[k : k + per_task] for k in range(0, len(files), per_task)
         ]
         for k, group in enumerate(groups):
             yield shard, k == len(groups) - 1, [job(i) for i in group], spec, str(partial.npy)
@@ -145,7 +149,10 @@ def _fill(
         file=sys.stderr,
     )
     failed: dict[int, str] = {}
-    tasks = _tasks(manifest, rows, spec, partial)
+    # A small archive gets smaller tasks: with a few large files (2k x 2k JPEG 2000 radiographs
+    # take seconds each) tasks of 8 leave one process working while the others wait.
+    per_task = max(1, min(FILE_TASK_ROWS, len(rows) // (8 * workers)))
+    tasks = _tasks(manifest, rows, spec, partial, per_task)
     for shard, last, done, task_failed in ordered_map(_work, tasks, workers):
         failed.update(task_failed)
         bar.update(done)
