@@ -306,4 +306,4 @@ def test_preprocess_quick(tmp_path):
     )
     rows = _rows(entry, "workers")
     assert set(rows) == {1, 2} and all(r["result"] == "ok" for r in rows.values())
-    assert rows[1]["images"] == rows[2]["images"] == 8 and rows[2]["speedup"] > 0
+    assert rows[1]["images"] == rows[2]["images"] > 0 and rows[2]["speedup"] > 0
