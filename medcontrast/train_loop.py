@@ -160,21 +160,17 @@ class TrainLoop:
     def _batches(self, step: int):
         """(step, epoch, batch on the device with both views) from ``step`` to the last step."""
         data, steps_per_epoch = self.data, self.data.sampler.steps_per_epoch()
-        while step < self.total:
-            epoch, start = divmod(step, steps_per_epoch)
-            data.sampler.set_epoch(epoch, start)
-            data.dataset.set_epoch(epoch)
-            for batch in data.loader:
-                yield (
-                    step,
-                    epoch,
-                    to_device(
-                        batch, self.device, self.cfg, data.batched, step, self.info, self.method
-                    ),
-                )
-                step += 1
-                if step >= self.total:
-                    return
+        # One span for the whole run: one loader iterator, whose workers prefetch across epoch
+        # boundaries (each batch carries its epoch), instead of an iterator (and a refill of
+        # the workers' queues) per epoch.
+        data.sampler.set_span(step, self.total)
+        for batch in data.loader:
+            epoch = step // steps_per_epoch
+            batch = to_device(
+                batch, self.device, self.cfg, data.batched, step, self.info, self.method
+            )
+            yield step, epoch, batch
+            step += 1
 
     def train_step(
         self, batch: dict[str, torch.Tensor], step: int, stop: StopOnSignal

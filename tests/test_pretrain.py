@@ -422,24 +422,28 @@ def test_a_set_on_the_device_trains_as_the_loader_does_and_makes_no_loader(
     phantom_manifest, tmp_path, monkeypatch, capsys
 ):
     """data.on_device=on: the same batches (partners included) as the DataLoader path, so the
-    same weights, over several epochs, and no DataLoader iterated (no workers to restart)."""
+    same weights, over several epochs, and no DataLoader iterated (no workers to restart). The
+    loader path, with workers, makes one iterator for the whole run, not one per epoch."""
     extra = ["views.path=batched", "pairs.positives=patient", "train.seed=3"]
     extra += ["train.batch_size=16", "train.max_steps=12"]  # 91 images: 5 steps an epoch
-    loader = pretrain(_cfg(phantom_manifest, tmp_path, "loader", *extra), progress=False)
     iterated = []
     real_iter = torch.utils.data.DataLoader.__iter__
     monkeypatch.setattr(
         torch.utils.data.DataLoader,
         "__iter__",
-        lambda self: iterated.append(1) or real_iter(self),
+        lambda self: iterated.append(self.num_workers) or real_iter(self),
     )
+    workers = ["train.num_workers=2", "data.on_device=off"]
+    loader = pretrain(_cfg(phantom_manifest, tmp_path, "loader", *extra, *workers), progress=False)
+    assert iterated == [2]  # one iterator over 3 epochs
+    iterated.clear()
     capsys.readouterr()
     cfg = _cfg(phantom_manifest, tmp_path, "device", *extra, "data.on_device=on")
     device = pretrain(cfg, progress=False)
     assert not iterated
     assert "samples on the device (data.on_device=on)" in capsys.readouterr().err
     steps = pd.read_csv(device / "metrics.csv")
-    assert steps["epoch"].nunique() >= 2, "the test must cross an epoch boundary"
+    assert steps["epoch"].nunique() == 3, "the test must cross epoch boundaries"
     a, b = torch.load(loader / "encoder.pth"), torch.load(device / "encoder.pth")
     for k in a:
         assert torch.equal(a[k], b[k]), k

@@ -222,13 +222,17 @@ class TwoViewDataset(Dataset):
     def __len__(self) -> int:
         return len(self.array)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        j = partner_index(i, self.partner_sets, self.set_of, draw_seed(self.seed, self.epoch))
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Sample ``item``: an index (in the epoch of :meth:`set_epoch`), or the (epoch, index)
+        a :class:`~medcontrast.data.sampling.BatchSampler` gives (what DataLoader workers use:
+        their copy of the dataset never sees ``set_epoch``)."""
+        epoch, i = item if isinstance(item, tuple) else (self.epoch, item)
+        j = partner_index(i, self.partner_sets, self.set_of, draw_seed(self.seed, epoch))
         x1 = torch.from_numpy(np.asarray(self.array[i], dtype=np.float32))
         x2 = x1 if j == i else torch.from_numpy(np.asarray(self.array[j], dtype=np.float32))
         item = {
-            "view1": self.views(x1, self.seed, self.epoch, i, Stream.VIEW_1),
-            "view2": self.views(x2, self.seed, self.epoch, i, Stream.VIEW_2),
+            "view1": self.views(x1, self.seed, epoch, i, Stream.VIEW_1),
+            "view2": self.views(x2, self.seed, epoch, i, Stream.VIEW_2),
             "index": torch.tensor(i),
             "patient": torch.tensor(int(self.patients[i])),
         }

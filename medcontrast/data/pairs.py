@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from medcontrast.data.sampling import split_tagged
 from medcontrast.errors import MedContrastError
 from medcontrast.seeding import Stream, draw_seed
 
@@ -84,16 +85,13 @@ class PairBatchDataset(Dataset):
     ) -> None:
         self.array, self.patients, self.seed = array, patients, seed
         self.partner_sets, self.set_of, self.labels = partner_sets, set_of, labels
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.array)
 
-    def __getitem__(self, batch: list[int]) -> dict[str, torch.Tensor]:
-        idx = np.asarray(batch)
+    def __getitem__(self, batch: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+        """A :class:`~medcontrast.data.sampling.BatchSampler` batch: (epoch, index) pairs."""
+        epoch, idx = split_tagged(batch)
         order = np.argsort(idx)  # sorted reads are faster on a memory map
         x = np.empty((len(idx), *self.array.shape[1:]), dtype=np.float32)
         x[order] = self.array[idx[order]]
@@ -103,7 +101,7 @@ class PairBatchDataset(Dataset):
             "patient": torch.from_numpy(self.patients[idx].astype(np.int64)),
         }
         if self.partner_sets is not None:
-            partner = partners(idx, self.partner_sets, self.set_of, self.seed, self.epoch)
+            partner = partners(idx, self.partner_sets, self.set_of, self.seed, epoch)
             out["x2"] = torch.from_numpy(np.asarray(self.array[partner], dtype=np.float32))
         if self.labels is not None:
             out["label"] = torch.from_numpy(self.labels[idx].astype(np.int64))

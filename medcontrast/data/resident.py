@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from medcontrast.data.pairs import partners
-from medcontrast.data.sampling import BatchSampler
+from medcontrast.data.sampling import BatchSampler, split_tagged
 from medcontrast.errors import MedContrastError
 
 
@@ -50,7 +50,7 @@ def choose_placement(
 class DeviceBatches:
     """Pretraining batches from a cached set on ``device``: what :class:`PairBatchDataset`
     gives through a DataLoader (``x1``, ``index``, ``patient``; ``x2`` where partners are paired;
-    ``label``), already on the device, iterated for the sampler's epoch from its start.
+    ``label``), already on the device, for the sampler's span of steps.
 
     Args:
         array: (N, C, *size) float16 cache, copied to ``device`` once (float16: half the memory
@@ -75,21 +75,17 @@ class DeviceBatches:
         self.labels = None if labels is None else torch.from_numpy(labels.astype(np.int64))
         self.labels = None if self.labels is None else self.labels.to(device)
         self.partner_sets, self.set_of = partner_sets, set_of
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for batch in self.sampler:
-            yield self.batch(np.asarray(batch))
+            yield self.batch(*split_tagged(batch))
 
-    def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        """The batch of samples ``idx`` (B,): x1 (B, C, *size) float32 and the rest, on the
-        device."""
+    def batch(self, epoch: int, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        """The batch of samples ``idx`` (B,) in ``epoch``: x1 (B, C, *size) float32 and the
+        rest, on the device."""
         index = torch.from_numpy(idx.astype(np.int64)).to(self.device)
         out = {
             "x1": self.data.index_select(0, index).float(),
@@ -97,7 +93,7 @@ class DeviceBatches:
             "patient": self.patients[index],
         }
         if self.partner_sets is not None and self.set_of is not None:
-            partner = partners(idx, self.partner_sets, self.set_of, self.seed, self.epoch)
+            partner = partners(idx, self.partner_sets, self.set_of, self.seed, epoch)
             other = torch.from_numpy(partner.astype(np.int64)).to(self.device)
             out["x2"] = self.data.index_select(0, other).float()
         if self.labels is not None:
