@@ -127,7 +127,7 @@ def config(
         f"train.num_workers={args.workers}",
         f"train.device={args.device}",
         "train.checkpoint_every=1000000",
-        f"train.channels_last={'true' if w['ndim'] == 2 and args.device != 'cpu' else 'false'}",
+        f"train.channels_last={'on' if w['ndim'] == 2 and args.device != 'cpu' else 'off'}",
     ]
     if w["ndim"] == 3:
         overrides.append("views.flip_axes=[0]")

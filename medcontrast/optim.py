@@ -67,13 +67,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(
-    name: str, model: nn.Module, lr: float, weight_decay: float
+    name: str, model: nn.Module, lr: float, weight_decay: float, fused: bool = False
 ) -> torch.optim.Optimizer:
+    """``fused``: AdamW's fused kernel (one launch for every parameter; ``train.fused_optimizer``);
+    the other optimizers have none here."""
     groups = param_groups(model, weight_decay)
     if name == "adamw":
         for g in groups:
             g.pop("lars", None)
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=fused or None)
     if name == "lars":
         return LARS(groups, lr=lr, weight_decay=weight_decay)
     if name == "sgd":

@@ -68,6 +68,7 @@ HARMLESS = frozenset(
         "train.device",
         "train.compile",
         "train.channels_last",
+        "train.fused_optimizer",
     }
 )
 

@@ -71,13 +71,17 @@ class TrainLoop:
         self.device, self.amp_dtype = device, amp_dtype
         self.data, self.total, self.last_good = data, total, last_good
         self.method = method.to(device)
-        if cfg.train.channels_last and cfg.data.ndim == 2:
+        if cfg.train.channels_last == "on" and cfg.data.ndim == 2:
             self.method = self.method.to(memory_format=torch.channels_last)
         steps_per_epoch = data.sampler.steps_per_epoch()
         if cfg.train.lr_scaling != "none":
             raise ValueError("TrainLoop needs a resolved config (config.resolve_pretrain)")
         self.optimizer = build_optimizer(
-            cfg.train.optimizer, self.method, cfg.train.lr, cfg.train.weight_decay
+            cfg.train.optimizer,
+            self.method,
+            cfg.train.lr,
+            cfg.train.weight_decay,
+            fused=cfg.train.fused_optimizer == "on",
         )
         warmup = min(round(cfg.train.warmup_epochs * steps_per_epoch), total // 2)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -305,7 +309,7 @@ def to_device(
         g = torch.Generator(device=device)
         g.manual_seed(draw_seed(cfg.train.seed, step, info.rank, Stream.LOCAL_CROPS))
         batch["local"] = locals_(batch["view1"], batch["view2"], g)
-    if cfg.train.channels_last and cfg.data.ndim == 2:
+    if cfg.train.channels_last == "on" and cfg.data.ndim == 2:
         for key in ("view1", "view2", "local"):
             if key in batch:
                 batch[key] = batch[key].contiguous(memory_format=torch.channels_last)

@@ -299,6 +299,7 @@ def test_archive_quick(tmp_path):
     assert 0 < entry["peak_rss_gib"] < 8
 
 
+@pytest.mark.slow  # about 30 s: two child processes start torch, MONAI and the DICOM decoders
 def test_preprocess_quick(tmp_path):
     data = shared_data("readers", "dicom").parents[1]
     entry = _run(

@@ -276,3 +276,25 @@ def test_a_config_naming_no_method_takes_its_modalitys(tmp_path, preset):
     path = tmp_path / "c.yaml"
     path.write_text("method: {head: {dim: 64}}\n")
     assert load_config(PretrainConfig, path, [*data, *views]).method.head.dim == 64
+
+
+@pytest.mark.parametrize(
+    ("cuda", "extra", "want"),
+    [
+        (False, [], ("off", "off")),
+        (True, [], ("on", "on")),  # 2D on a GPU: both
+        (
+            True,
+            ["data.ndim=3", "data.size=[16,16,16]", "model.encoder=monai:resnet10"],
+            ("off", "on"),
+        ),
+        (True, ["train.optimizer=lars"], ("on", "off")),  # only AdamW has the fused kernel here
+        (True, ["train.channels_last=off", "train.fused_optimizer=false"], ("off", "off")),
+        (False, ["train.channels_last=true"], ("on", "off")),  # YAML's true is "on"
+    ],
+)
+def test_gpu_speed_defaults_resolve_from_the_device(cuda, extra, want):
+    from medcontrast.config.resolve import resolve_pretrain
+
+    cfg = resolve_pretrain(load_config(PretrainConfig, None, extra), cuda, 1, "t")
+    assert (cfg.train.channels_last, cfg.train.fused_optimizer) == want

@@ -462,3 +462,15 @@ def test_on_device_auto_and_its_refusals(tmp_path):
         choose_placement("on", "monai", cpu, 10, 0.25)
     with pytest.raises(MedContrastError, match="device_share"):
         _cfg("m.csv", tmp_path, "x", "data.device_share=1.5")
+
+
+def test_the_fused_optimizer_trains_and_resumes_on_a_cpu_too(phantom_manifest, tmp_path):
+    extra = ["train.fused_optimizer=on", "train.max_steps=4", "train.checkpoint_every=2"]
+    extra += ["views.path=batched", "train.seed=5"]
+    full = pretrain(_cfg(phantom_manifest, tmp_path, "full", *extra), progress=False)
+    pretrain(_cfg(phantom_manifest, tmp_path, "cut", *extra), stop_after=2, progress=False)
+    cut = pretrain(_cfg(phantom_manifest, tmp_path, "cut", *extra), resume=True, progress=False)
+    a, b = torch.load(full / "encoder.pth"), torch.load(cut / "encoder.pth")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert yaml.safe_load((full / "config.yaml").read_text())["train"]["fused_optimizer"] == "on"

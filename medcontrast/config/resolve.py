@@ -30,10 +30,15 @@ def _precision(name: str, device: str) -> str:
     return "bf16" if device.startswith("cuda") else "fp32"
 
 
+def _auto(setting: str, on: bool) -> str:
+    return ("on" if on else "off") if setting == "auto" else setting
+
+
 def resolve_pretrain(
     cfg: PretrainConfig, cuda: bool, world_size: int, stamp: str
 ) -> PretrainConfig:
-    """Device, precision, view path, effective learning rate and run name.
+    """Device, precision, view path, effective learning rate, the GPU speed settings
+    (channels_last, fused optimizer) and run name.
 
     Args:
         cuda: a GPU is visible.
@@ -45,12 +50,15 @@ def resolve_pretrain(
     lr = train.lr
     if train.lr_scaling == "linear":  # the linear scaling rule (Goyal et al., 2017)
         lr = train.lr * train.batch_size * world_size / 256
+    gpu = device.startswith("cuda")
     train = replace(
         train,
         device=device,
         precision=_precision(train.precision, device),
         lr=lr,
         lr_scaling="none",
+        channels_last=_auto(train.channels_last, gpu and cfg.data.ndim == 2),
+        fused_optimizer=_auto(train.fused_optimizer, gpu and train.optimizer == "adamw"),
     )
     path = cfg.views.path
     if path == "auto":  # the batched path on a GPU; MONAI's per-sample transforms on a CPU
