@@ -210,7 +210,8 @@ def _build_data(
     nbytes, share = cache.array.nbytes, cfg.data.device_share
     on_device, why = choose_placement(cfg.data.on_device, cfg.views.path, device, nbytes, share)
     if info.is_main:
-        where = "on the device" if on_device == "on" else f"read by {workers} loader workers"
+        reader = f"{workers} loader workers" if workers else "the loader in this process"
+        where = "on the device" if on_device == "on" else f"read by {reader}"
         print(f"data: {len(cache)} samples {where} ({why})", file=sys.stderr)
     seed = cfg.train.seed
     if cfg.views.path == "monai":

@@ -115,8 +115,11 @@ def _tasks(
 
     def job(i: int) -> Job:
         name = Path(source[i].split("|")[0]).name
-        name = f"{name}[{member[i]}]" if fmt[i] == "npz" else name
         paths = manifest.source_paths({"source": source[i]})
+        if fmt[i] == "npz":
+            # MedMNIST images are 8-bit exports, never Hounsfield units: no CT window, whatever
+            # modality the row names
+            return i, fmt[i], paths, member[i], f"{name}[{member[i]}]", ""
         return i, fmt[i], paths, member[i], name, modality[i]
 
     for shard, span in partial.shards():

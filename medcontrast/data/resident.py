@@ -20,6 +20,23 @@ from medcontrast.data.sampling import BatchSampler, split_tagged
 from medcontrast.errors import MedContrastError
 
 
+def fits_on_device(nbytes: int, device: torch.device, share: float = 0.25) -> bool:
+    """Whether ``nbytes`` take at most ``share`` of ``device``'s memory (a GPU; False on a CPU,
+    where "on the device" gains nothing over the cache in memory)."""
+    if device.type != "cuda":
+        return False
+    return nbytes <= share * torch.cuda.get_device_properties(device).total_memory
+
+
+def held(array: np.ndarray, device: torch.device, share: float = 0.25) -> np.ndarray | torch.Tensor:
+    """``array`` (n, C, *size) as one float16 tensor on ``device`` when it fits in ``share`` of
+    its memory (batches are then indexed there: no copy per batch, nor per epoch), else as is.
+    float16 loses nothing: the cache is float16."""
+    if not fits_on_device(array.size * 2, device, share):
+        return array
+    return torch.from_numpy(np.array(array, dtype=np.float16)).to(device)
+
+
 def choose_placement(
     setting: str, views_path: str, device: torch.device, nbytes: int, share: float
 ) -> tuple[str, str]:
@@ -40,8 +57,8 @@ def choose_placement(
         return "off", "views.path=monai makes the views in loader workers"
     if device.type != "cuda":
         return "off", f"the device is {device.type}: the loader reads the cache"
-    total = torch.cuda.get_device_properties(device).total_memory
-    if nbytes > share * total:
+    if not fits_on_device(nbytes, device, share):
+        total = torch.cuda.get_device_properties(device).total_memory
         limit = f"{share:g} of {total / 2**30:.0f} GiB"
         return "off", f"the cache ({size}) is over data.device_share ({limit})"
     return "on", f"the cache ({size}) fits in data.device_share={share:g} of the GPU"

@@ -32,6 +32,7 @@ from torch import nn
 from medcontrast.augment.batched import BatchedViews
 from medcontrast.augment.params import AugmentParams
 from medcontrast.checks import check_choices, check_ranges
+from medcontrast.data.resident import held
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.metrics import point_metrics
 from medcontrast.evaluation.probes import extract_features, linear_probe
@@ -103,14 +104,24 @@ class _Classifier(nn.Module):
         return self.head(self.encoder(x))
 
 
+def _batch(images: np.ndarray | torch.Tensor, idx, device: torch.device) -> torch.Tensor:
+    """Images ``idx`` (a slice or (B,) indices) as float32 on ``device``, from the cache in
+    memory or from a float16 copy already there (:func:`~medcontrast.data.resident.held`)."""
+    if isinstance(images, torch.Tensor):
+        if not isinstance(idx, slice):
+            idx = torch.as_tensor(idx, device=images.device)
+        return images[idx].to(device).float()
+    return torch.from_numpy(np.asarray(images[idx], dtype=np.float32)).to(device)
+
+
 @torch.no_grad()
 def _predict(
-    model: nn.Module, images: np.ndarray, device: torch.device, amp, batch: int = 256
+    model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device, amp, batch: int = 256
 ) -> np.ndarray:
     model.eval()
     out = []
     for i in range(0, len(images), batch):
-        x = torch.from_numpy(np.asarray(images[i : i + batch], dtype=np.float32)).to(device)
+        x = _batch(images, slice(i, i + batch), device)
         with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
             out.append(F.softmax(model(x).float(), 1).cpu())
     return torch.cat(out).numpy()
@@ -174,7 +185,9 @@ def finetune(
     rng = np.random.default_rng(draw_seed(seed, Stream.FINETUNE_ORDER))
     g = torch.Generator(device=device)
     g.manual_seed(draw_seed(seed, Stream.FINETUNE_AUGMENT))
-    images = torch.from_numpy(np.asarray(train_x, dtype=np.float32))
+    # On a GPU the (small) training and validation images live there for the whole run, as a
+    # pretraining set does with data.on_device: no host-to-device copy per step or epoch.
+    images, val_x = held(train_x, device), held(val_x, device)
     labels = torch.from_numpy(train_y.astype(np.int64))
     bs = min(settings.batch_size, max(n, 2))
     stop = _EarlyStop(settings.patience)
@@ -186,7 +199,7 @@ def finetune(
                 if n < settings.batch_size
                 else rng.choice(n, bs, replace=False)
             )
-            x = images[idx].to(device)
+            x = _batch(images, idx, device)
             if augment is not None:
                 x = augment(x, g)
             y = labels[idx].to(device)
@@ -284,7 +297,7 @@ class _EarlyStop:
 
 def _val_score(
     model: nn.Module,
-    val_x: np.ndarray,
+    val_x: np.ndarray | torch.Tensor,
     val_y: np.ndarray,
     metric: str,
     device: torch.device,

@@ -196,3 +196,25 @@ def test_finetune_with_wise_ft_says_which_mixture_it_kept():
     empty = np.zeros((0, 1, SIZE, SIZE), np.float32)
     _, info = finetune(_make, tx, ty, empty, ty[:0], tx, 2, settings, None, cpu, 0)
     assert "alpha" not in info
+
+
+def test_images_held_on_the_device_fine_tune_as_those_read_from_the_cache(monkeypatch):
+    """On a GPU the training and validation images are held there as float16 (``held``); the
+    same run with them held (forced here, on the CPU) gives the same predictions."""
+    tx, ty = _data(24, 2, 0)
+    vx, vy = _data(18, 2, 1)
+    tx, vx = tx.astype(np.float16), vx.astype(np.float16)  # as the cache holds them
+    settings = FinetuneConfig(epochs=2, batch_size=8, min_steps_per_epoch=2)
+    cpu = torch.device("cpu")
+    plain, plain_info = finetune(_make, tx, ty, vx, vy, tx, 2, settings, None, cpu, 0)
+    taken = []
+
+    def held(array, device, share=0.25):
+        taken.append(len(array))
+        return torch.from_numpy(np.array(array, dtype=np.float16)).to(device)
+
+    monkeypatch.setattr("medcontrast.evaluation.finetune.held", held)
+    kept, kept_info = finetune(_make, tx, ty, vx, vy, tx, 2, settings, None, cpu, 0)
+    assert taken == [24, 18]
+    np.testing.assert_array_equal(plain, kept)
+    np.testing.assert_array_equal(plain_info["val_prob"], kept_info["val_prob"])
