@@ -215,19 +215,16 @@ def _build_data(
         print(f"data: {len(cache)} samples {where} ({why})", file=sys.stderr)
     seed = cfg.train.seed
     if cfg.views.path == "monai":
-        dataset = TwoViewDataset(cache.array, params, seed, patients, partner_sets, set_of, labels)
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, **loader_kw)
+        views = TwoViewDataset(cache.array, params, seed, patients, partner_sets, set_of, labels)
+        loader = torch.utils.data.DataLoader(views, batch_sampler=sampler, **loader_kw)
         batched = None
     else:
+        pairs = PairBatchDataset(cache.array, patients, seed, partner_sets, set_of, labels)
         if on_device == "on":
-            dataset = DeviceBatches(
-                cache.array, sampler, device, patients, seed, partner_sets, set_of, labels
-            )
-            loader = dataset
+            loader = DeviceBatches(pairs, sampler, device)
         else:
-            dataset = PairBatchDataset(cache.array, patients, seed, partner_sets, set_of, labels)
             loader = torch.utils.data.DataLoader(
-                dataset, sampler=sampler, batch_size=None, **loader_kw
+                pairs, sampler=sampler, batch_size=None, **loader_kw
             )
         batched = BatchedViews(params, compile=cfg.views.compile)
         if info.is_main and cfg.views.compile in ("on", "graphs"):
@@ -237,9 +234,7 @@ def _build_data(
                 file=sys.stderr,
             )
     digest = hashlib.sha256("\n".join(cache.rows["sample_id"]).encode()).hexdigest()
-    return PretrainData(
-        cache, sampler, dataset, loader, batched, digest, manifest_sha256, on_device
-    )
+    return PretrainData(cache, sampler, loader, batched, digest, manifest_sha256, on_device)
 
 
 def _load_cache(

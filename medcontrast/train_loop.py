@@ -19,10 +19,8 @@ from tqdm import tqdm
 
 from medcontrast import checkpoint as ckpt
 from medcontrast.augment.batched import BatchedViews
-from medcontrast.augment.monai_views import TwoViewDataset
 from medcontrast.config import PretrainConfig, to_dict
 from medcontrast.data.cache import ImageCache
-from medcontrast.data.pairs import PairBatchDataset
 from medcontrast.data.resident import DeviceBatches
 from medcontrast.data.sampling import BatchSampler
 from medcontrast.distributed import DistInfo, all_reduce_mean
@@ -40,7 +38,6 @@ class PretrainData:
 
     cache: ImageCache
     sampler: BatchSampler
-    dataset: TwoViewDataset | PairBatchDataset | DeviceBatches
     loader: torch.utils.data.DataLoader | DeviceBatches  # DeviceBatches: data.on_device=on
     batched: BatchedViews | None  # on-device views; None when MONAI makes them in the loader
     samples_sha256: str  # the selected sample ids, in order: what a resume must train on again

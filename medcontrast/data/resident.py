@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from medcontrast.data.pairs import partners
+from medcontrast.data.pairs import PairBatchDataset, partners
 from medcontrast.data.sampling import BatchSampler, split_tagged
 from medcontrast.errors import MedContrastError
 
@@ -28,13 +28,18 @@ def fits_on_device(nbytes: int, device: torch.device, share: float = 0.25) -> bo
     return nbytes <= share * torch.cuda.get_device_properties(device).total_memory
 
 
+def float16_on(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A float16 copy of ``array`` on ``device`` (a copy: the cache is often a read-only memory
+    map, which torch will not wrap). float16 loses nothing: the cache is float16."""
+    return torch.from_numpy(np.array(array, dtype=np.float16)).to(device)
+
+
 def held(array: np.ndarray, device: torch.device, share: float = 0.25) -> np.ndarray | torch.Tensor:
-    """``array`` (n, C, *size) as one float16 tensor on ``device`` when it fits in ``share`` of
-    its memory (batches are then indexed there: no copy per batch, nor per epoch), else as is.
-    float16 loses nothing: the cache is float16."""
+    """``array`` (n, C, *size) as :func:`float16_on` ``device`` when it fits in ``share`` of its
+    memory (batches are then indexed there: no copy per batch, nor per epoch), else as is."""
     if not fits_on_device(array.size * 2, device, share):
         return array
-    return torch.from_numpy(np.array(array, dtype=np.float16)).to(device)
+    return float16_on(array, device)
 
 
 def choose_placement(
@@ -65,33 +70,25 @@ def choose_placement(
 
 
 class DeviceBatches:
-    """Pretraining batches from a cached set on ``device``: what :class:`PairBatchDataset`
-    gives through a DataLoader (``x1``, ``index``, ``patient``; ``x2`` where partners are paired;
-    ``label``), already on the device, for the sampler's span of steps.
+    """Pretraining batches from a cached set on ``device``: what ``pairs`` gives through a
+    DataLoader (``x1``, ``index``, ``patient``; ``x2`` where partners are paired; ``label``),
+    already on the device, for the sampler's span of steps.
 
     Args:
-        array: (N, C, *size) float16 cache, copied to ``device`` once (float16: half the memory
-            of float32; a batch is widened to float32 as it is taken, as the loader does).
+        pairs: the samples and their pairing; its (N, C, *size) float16 cache is copied to
+            ``device`` once (float16: half the memory of float32; a batch is widened to float32
+            as it is taken, as the loader does).
     """
 
     def __init__(
-        self,
-        array: np.ndarray,
-        sampler: BatchSampler,
-        device: torch.device,
-        patients: np.ndarray,
-        seed: int,
-        partner_sets: list[np.ndarray] | None = None,
-        set_of: np.ndarray | None = None,
-        labels: np.ndarray | None = None,
+        self, pairs: PairBatchDataset, sampler: BatchSampler, device: torch.device
     ) -> None:
-        # a copy: the cache is often a read-only memory map, which torch will not wrap
-        self.data = torch.from_numpy(np.array(array, dtype=np.float16)).to(device)
-        self.sampler, self.device, self.seed = sampler, device, seed
-        self.patients = torch.from_numpy(patients.astype(np.int64)).to(device)
-        self.labels = None if labels is None else torch.from_numpy(labels.astype(np.int64))
-        self.labels = None if self.labels is None else self.labels.to(device)
-        self.partner_sets, self.set_of = partner_sets, set_of
+        self.pairs, self.sampler, self.device = pairs, sampler, device
+        self.data = float16_on(pairs.array, device)
+        self.patients = torch.from_numpy(pairs.patients.astype(np.int64)).to(device)
+        self.labels = None
+        if pairs.labels is not None:
+            self.labels = torch.from_numpy(pairs.labels.astype(np.int64)).to(device)
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -109,8 +106,9 @@ class DeviceBatches:
             "index": index,
             "patient": self.patients[index],
         }
-        if self.partner_sets is not None and self.set_of is not None:
-            partner = partners(idx, self.partner_sets, self.set_of, self.seed, epoch)
+        p = self.pairs
+        if p.partner_sets is not None and p.set_of is not None:
+            partner = partners(idx, p.partner_sets, p.set_of, p.seed, epoch)
             other = torch.from_numpy(partner.astype(np.int64)).to(self.device)
             out["x2"] = self.data.index_select(0, other).float()
         if self.labels is not None:
