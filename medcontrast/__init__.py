@@ -6,7 +6,7 @@ measure how many labels it saves with few-shot probes and fine-tuning.
 
 from medcontrast._version import __version__
 
-__all__ = ["__version__", "load_encoder"]
+__all__ = ["__version__", "load_encoder", "preprocess"]
 
 
 def load_encoder(path, map_location="cpu"):
@@ -14,3 +14,11 @@ def load_encoder(path, map_location="cpu"):
     from medcontrast.export import load_encoder as _load
 
     return _load(path, map_location)
+
+
+def preprocess(image, encoder, *, modality=None, spacing=None, affine=None):
+    """A file or array -> the float32 (1, *size) input the encoder of run folder ``encoder``
+    takes, preprocessed exactly as in its pretraining (see encoder_input.py)."""
+    from medcontrast.encoder_input import preprocess_input
+
+    return preprocess_input(image, encoder, modality=modality, spacing=spacing, affine=affine)

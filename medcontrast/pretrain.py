@@ -113,7 +113,7 @@ def pretrain(
         if not loop.train(step, stop_after, progress):
             return run  # stopped by stop_after, as if killed
         if info.is_main:
-            export_encoder(loop.method.encoder, run)
+            export_encoder(loop.method.encoder, run, PreprocessSpec.from_settings(cfg.data))
         if info.enabled:
             torch.distributed.barrier()
         return run

@@ -39,6 +39,7 @@ RUN_FILES = frozenset(
         "tensorboard",
         "encoder.pth",
         "encoder.json",
+        "config.json",  # timm's metadata for `timm.create_model("local-dir:RUN")`
         "encoder.pth.tmp",
         "init.json",  # model.init: the weights file the run started from
         "pool_fingerprints.npy",  # data.fingerprints.POOL_FINGERPRINTS

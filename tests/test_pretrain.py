@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 
 import pandas as pd
@@ -12,6 +13,8 @@ import yaml
 from torch.utils._pytree import tree_map_only
 
 from medcontrast.config import PretrainConfig, load_config
+from medcontrast.data.preprocessing import PreprocessSpec
+from medcontrast.encoder_input import input_spec
 from medcontrast.errors import MedContrastError
 from medcontrast.export import load_encoder
 from medcontrast.methods import METHODS
@@ -74,11 +77,15 @@ def test_every_method_trains(phantom_manifest, tmp_path, method):
         "data.json",
         "encoder.pth",
         "encoder.json",
+        "config.json",  # timm's metadata
         "checkpoints/last.pt",
     ):
         assert (run / name).exists(), name
     encoder = load_encoder(run)
     assert encoder(torch.rand(2, 1, 32, 32)).shape == (2, encoder.num_features)
+    data = yaml.safe_load((run / "config.yaml").read_text())["data"]
+    assert input_spec(run) == PreprocessSpec.from_record(data)  # the run's, in encoder.json
+    assert "preprocessing" in json.loads((run / "encoder.json").read_text())
 
 
 @pytest.mark.parametrize(

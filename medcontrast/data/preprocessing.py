@@ -93,6 +93,34 @@ class PreprocessSpec:
         text = json.dumps(asdict(self), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def to_record(self) -> dict:
+        """The full deterministic preprocessing as ``encoder.json`` records it: the settings,
+        plus what :func:`preprocess` fixes whatever they are (spelled out, so that a reader of
+        the file needs no medcontrast source)."""
+        return {
+            **asdict(self),
+            "channels": 1,  # colour is converted to luminance on loading
+            "orientation": "RAS" if self.ndim == 3 else None,
+            "intensity_auto": "window for CT, percentiles for everything else",
+            "output": f"float32 (1, {', '.join(map(str, self.size))}) in [0, 1]",
+        }
+
+    @classmethod
+    def from_record(cls, record: dict) -> PreprocessSpec:
+        """Inverse of :meth:`to_record` (the descriptive fields are ignored)."""
+        try:
+            return cls(
+                ndim=int(record["ndim"]),
+                size=tuple(record["size"]),
+                spacing=tuple(record["spacing"]) if record.get("spacing") else None,
+                intensity=record.get("intensity", "auto"),
+                window=tuple(record.get("window", (-1000.0, 1000.0))),
+                percentiles=tuple(record.get("percentiles", (0.5, 99.5))),
+                resize=record.get("resize", "pad"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MedContrastError(f"preprocessing record {record} is incomplete: {exc}") from exc
+
 
 def preprocess(loaded: Loaded, spec: PreprocessSpec, modality: str = "") -> np.ndarray:
     """Loaded pixels -> float32 array (1, *spec.size).

@@ -152,9 +152,7 @@ def _run_spec(path: Path) -> EncoderSpec | None:
     spec_file = (path if path.is_dir() else path.parent) / SPEC
     if not (path.is_dir() or path.name == WEIGHTS) or not spec_file.exists():
         return None
-    info = json.loads(spec_file.read_text())
-    info.pop("num_features", None)
-    return EncoderSpec(**info)
+    return EncoderSpec.from_dict(json.loads(spec_file.read_text()))
 
 
 def _pretrained_specs(inits: list[InitConfig]) -> dict[str, EncoderSpec]:

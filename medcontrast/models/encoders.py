@@ -15,7 +15,7 @@ import contextlib
 import difflib
 import functools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from torch import nn
@@ -37,6 +37,12 @@ class EncoderSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, info: dict) -> EncoderSpec:
+        """From ``encoder.json``, whose other entries (``num_features``, ``preprocessing``) are
+        not the spec's."""
+        return cls(**{k: v for k, v in info.items() if k in {f.name for f in fields(cls)}})
 
 
 FeatureMap = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -163,7 +169,7 @@ def _timm(spec: EncoderSpec, model: str) -> Encoder:
     import timm
     from timm.models.vision_transformer import VisionTransformer
 
-    extra = {"img_size": spec.size[0]} if spec.size and _takes_img_size(model) else {}
+    extra = {"img_size": spec.size[0]} if spec.size and takes_img_size(model) else {}
     kw = dict(pretrained=False, in_chans=spec.in_channels, num_classes=0, **extra, **spec.kwargs)
     net = None
     if extra:
@@ -208,7 +214,7 @@ def _timm_patch_tokens(net: nn.Module) -> PatchTokens:
     return PatchTokens(tuple(net.patch_embed.patch_size), embed, encode)
 
 
-def _takes_img_size(model: str) -> bool:
+def takes_img_size(model: str) -> bool:
     # Vision transformers need the input size at construction; CNNs refuse the argument.
     return any(k in model for k in ("vit", "deit", "swin", "eva", "beit", "cait", "xcit"))
 
