@@ -6,7 +6,7 @@ measure how many labels it saves with few-shot probes and fine-tuning.
 
 from medcontrast._version import __version__
 
-__all__ = ["__version__", "load_encoder", "preprocess"]
+__all__ = ["__version__", "embed", "load_encoder", "preprocess"]
 
 
 def load_encoder(path, map_location="cpu"):
@@ -22,3 +22,12 @@ def preprocess(image, encoder, *, modality=None, spacing=None, affine=None):
     from medcontrast.encoder_input import preprocess_input
 
     return preprocess_input(image, encoder, modality=modality, spacing=spacing, affine=affine)
+
+
+def embed(run, inputs, out=None, **kwargs):
+    """Features of every usable image of ``inputs`` (folders, files, manifests) by the encoder
+    of run folder ``run``, as a pandas table of pseudonyms and features (see embedding.py);
+    written to ``out`` (.parquet or .npz) when given."""
+    from medcontrast.embedding import embed as _embed
+
+    return _embed(run, inputs, out, **kwargs)

@@ -1,4 +1,4 @@
-"""The ``medcontrast`` command line: phantoms, index, pretrain, evaluate, report, demo.
+"""The ``medcontrast`` command line: phantoms, index, pretrain, evaluate, report, embed, demo.
 
 Each subcommand parses its arguments and hands plain values to one library function; problems
 with the user's input end with a one-line message and exit status 2, problems of the machine
@@ -63,6 +63,29 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if result.n_ok == 0:
         print("error: no usable image was found", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from medcontrast.embedding import checked_out, embed, print_summary
+
+    if args.workers != "auto" and not args.workers.isdigit():
+        raise MedContrastError(f"--workers takes a number or auto, not {args.workers!r}")
+    # checked before the work, not after it (and never creating a folder inside an archive)
+    writable_folder(checked_out(Path(args.out), [Path(p) for p in args.inputs]).parent)
+    table = embed(
+        args.run,
+        args.inputs,
+        args.out,
+        labels=args.labels,
+        batch_size=args.batch_size,
+        device=args.device,
+        workers="auto" if args.workers == "auto" else int(args.workers),
+        cache_dir=args.cache_dir,
+        salt_file=args.salt_file,
+        progress=not args.quiet,
+    )
+    print_summary(table, Path(args.out))
     return 0
 
 
@@ -158,6 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="processes for scanning and verifying")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser("embed", help="features of new images by a pretrained encoder -> table")
+    p.add_argument("run", help="a finished pretraining run folder")
+    p.add_argument("inputs", nargs="+", help="folders or files to index, or manifest CSVs")
+    p.add_argument("--out", required=True, help=".parquet or .npz to write (outside the archive)")
+    p.add_argument("--labels", help="labels CSV for the indexed inputs (as index --labels)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda")
+    p.add_argument("--workers", default="auto", help="preprocessing processes (auto: per core)")
+    p.add_argument("--cache-dir", help="where preprocessed arrays are kept (default: user cache)")
+    p.add_argument(
+        "--salt-file", help="key for the pseudonyms (default ~/.config/medcontrast/salt)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_embed)
 
     for name, func, text in (
         ("pretrain", _cmd_pretrain, "self-supervised pretraining -> run folder"),

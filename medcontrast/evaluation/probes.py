@@ -5,6 +5,7 @@ Both take features (n, D) and integer labels, and return class probabilities (n_
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -12,20 +13,30 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
+from tqdm import tqdm
 
 from medcontrast.evaluation.metrics import point_metrics
 
 
 @torch.no_grad()
 def extract_features(
-    encoder: torch.nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 256
+    encoder: torch.nn.Module,
+    images: np.ndarray,
+    device: torch.device,
+    batch_size: int = 256,
+    progress: bool = False,
 ) -> np.ndarray:
     """Pooled encoder features (n, D) of cached images (n, C, *size), in eval mode."""
     encoder.eval().to(device)
     out = []
+    bar = tqdm(
+        total=len(images), desc="features", unit="img", disable=not progress, file=sys.stderr
+    )
     for i in range(0, len(images), batch_size):
         x = torch.from_numpy(np.asarray(images[i : i + batch_size], dtype=np.float32)).to(device)
         out.append(encoder(x).float().cpu())
+        bar.update(len(x))
+    bar.close()
     return torch.cat(out).numpy() if out else np.zeros((0, getattr(encoder, "num_features", 0)))
 
 
