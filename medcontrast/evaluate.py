@@ -82,7 +82,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
         cfg.batch_size,
         progress,
     )
-    inits = resolve_inits(cfg.inits, cfg.data.ndim, cfg.data.size)
+    inits = _inits(cfg)
     valid = forget_changed(folder, before, inits, ev.manifest_sha256, cfg.on_change)
     ev.write_labels()
     _write_inits(folder, inits, ev, PreprocessSpec.from_settings(cfg.data).key())
@@ -103,6 +103,12 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     )
     write_report(folder, report_settings(cfg))
     return folder
+
+
+def _inits(cfg: EvaluateConfig, warn: bool = True) -> list[Init]:
+    """The config's initialisations, each pretrained one checked against the evaluation's data."""
+    data = PreprocessSpec.from_settings(cfg.data)
+    return resolve_inits(cfg.inits, data, cfg.data.modalities, cfg.preprocessing_check, warn)
 
 
 def task_folder(cfg: EvaluateConfig) -> Path:
@@ -138,7 +144,7 @@ def check_tasks(cfgs: list[EvaluateConfig], sources: list[str]) -> None:
         )
     for cfg, source in zip(cfgs, sources, strict=True):
         try:
-            resolve_inits(cfg.inits, cfg.data.ndim, cfg.data.size)
+            _inits(cfg, warn=False)
             manifest = read_manifest(cfg.data.manifest)
             select_rows(manifest, cfg.data.ndim, cfg.data.modalities, None, labeled=True)
         except MedContrastError as exc:

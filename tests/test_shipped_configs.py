@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,9 @@ from shutil import ignore_patterns
 import pytest
 
 from medcontrast.config import EvaluateConfig, PretrainConfig, load_config, shipped_configs
+from medcontrast.data.preprocessing import PreprocessSpec
 from medcontrast.errors import MedContrastError
+from medcontrast.evaluation.input_check import compare_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [(PretrainConfig, n) for n in sorted(shipped_configs("pretrain"))] + [
@@ -82,3 +85,46 @@ def test_the_wheel_ships_the_configs_and_they_load_by_name(tmp_path):
     lines = out.stdout.splitlines()
     assert lines[0].startswith(str(site))  # the wheel's copy, not the checkout
     assert lines[1:] == [f"loaded {n}" for n in names]
+
+
+def _commands(text: str, command: str) -> list[list[str]]:
+    """The ``medcontrast <command>`` lines of a shell block (continuations joined), split."""
+    joined = text.replace("\\\n", " ")
+    return [
+        shlex.split(line.strip())[2:]
+        for line in joined.splitlines()
+        if f"medcontrast {command} " in line
+    ]
+
+
+def _load(schema, args: list[str]):
+    name = args[args.index("--config") + 1]
+    return load_config(schema, name, [a for a in args if "=" in a and not a.startswith("-")])
+
+
+def test_the_guides_evaluation_feeds_its_encoder_the_pretraining_inputs():
+    text = (ROOT / "docs" / "getting-started.md").read_text()
+    (pre,) = _commands(text, "pretrain")[:1]
+    (ev,) = _commands(text, "evaluate")[:1]
+    trained = PreprocessSpec.from_settings(_load(PretrainConfig, pre).data)
+    cfg = _load(EvaluateConfig, ev)
+    diff = compare_inputs(trained, PreprocessSpec.from_settings(cfg.data), cfg.data.modalities)
+    assert diff.changing == [], diff.changing
+
+
+@pytest.mark.parametrize("name", sorted(shipped_configs("evaluate")))
+def test_each_shipped_evaluation_fits_the_shipped_pretraining_it_names(name):
+    cfg = load_config(EvaluateConfig, name)
+    runs = {
+        f"{c.out_dir}/{c.name}": c
+        for c in (load_config(PretrainConfig, n) for n in shipped_configs("pretrain"))
+    }
+    named = [runs[i.source] for i in cfg.inits if i.source in runs]
+    assert named, "names no shipped run"
+    for pre in named:
+        diff = compare_inputs(
+            PreprocessSpec.from_settings(pre.data),
+            PreprocessSpec.from_settings(cfg.data),
+            cfg.data.modalities,
+        )
+        assert diff.changing == [] and diff.harmless == [], (pre.name, diff)

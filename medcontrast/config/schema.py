@@ -342,6 +342,10 @@ class EvaluateConfig:
     # When an initialisation's weights (a continued run) or the manifest changed since a
     # folder's results were computed: "recompute" what depends on them, or "refuse" to go on.
     on_change: Literal["recompute", "refuse"] = "recompute"
+    # When data: would give a pretrained encoder other inputs than its pretraining did (size,
+    # spacing, resize, intensity): "error" before anything is computed, or "warn" and go on (to
+    # evaluate at another size on purpose). Harmless differences are always only warnings.
+    preprocessing_check: Literal["error", "warn"] = "error"
 
     def __post_init__(self) -> None:
         check_choices("", self)

@@ -38,6 +38,7 @@ _SCHEDULE_KEYS = (
     ("embedding_plot",),
     ("retrieval_queries",),
     ("on_change",),
+    ("preprocessing_check",),  # a check before anything runs; the rows are the same
     ("device",),  # where the runs happen: a folder begun on one machine continues on another
 )
 

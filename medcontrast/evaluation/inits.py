@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import torch
 
+from medcontrast.data.preprocessing import PreprocessSpec
+from medcontrast.encoder_input import input_spec
 from medcontrast.errors import MedContrastError
+from medcontrast.evaluation.input_check import compare_inputs
 from medcontrast.export import SPEC, WEIGHTS, load_encoder
 from medcontrast.models.encoders import Encoder, EncoderSpec, build_from_spec
 from medcontrast.models.weights import file_digest, load_weights
@@ -65,9 +69,21 @@ def _load_file_into(encoder: Encoder, path: Path) -> list[str]:
     return load_weights(encoder, path).summary()
 
 
-def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[Init]:
+def resolve_inits(
+    inits: list[InitConfig],
+    data: PreprocessSpec,
+    modalities: list[str] | None = None,
+    on_mismatch: str = "error",
+    warn: bool = True,
+) -> list[Init]:
     """Turn config entries into :class:`Init` objects; add random init of the first architecture
-    when none is listed (every comparison is against it)."""
+    when none is listed (every comparison is against it).
+
+    ``data``: the evaluation's preprocessing, checked against each pretrained run's (for
+    samples of ``modalities``): a difference that changes the encoder's input is an error
+    (``on_mismatch="error"``) or a warning (``"warn"``); a harmless one a warning. ``warn``:
+    print the warnings (to stderr; they are kept in the Init's notes either way)."""
+    ndim, size = data.ndim, list(data.size)
     if not inits:
         raise MedContrastError(
             "no initialisation to evaluate: list run folders or weight files in inits"
@@ -98,6 +114,7 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
             if spec is None:
                 raise MedContrastError(f"{source}: no {SPEC} (not a finished medcontrast run?)")
             _check_fits(spec, ndim, size, source)
+            notes = _check_input(path, source, data, modalities, on_mismatch, warn)
             load_encoder(path)  # fail now, with the file named, if the weights do not fit
             name = item.name or (path.name if path.is_dir() else path.parent.name)
             weights = path / WEIGHTS if path.is_dir() else path
@@ -108,7 +125,7 @@ def resolve_inits(inits: list[InitConfig], ndim: int, size: list[int]) -> list[I
                     spec,
                     str(path),
                     partial(_load_run, path),
-                    [],
+                    notes,
                     file_digest(weights, weights.with_name(SPEC)),
                 )
             )
@@ -194,6 +211,40 @@ def _make_from_file(spec: EncoderSpec, path: Path, _seed: int) -> Encoder:
     return encoder
 
 
+def _check_input(
+    path: Path,
+    source: str,
+    data: PreprocessSpec,
+    modalities: list[str] | None,
+    on_mismatch: str,
+    warn: bool,
+) -> list[str]:
+    """The evaluation's preprocessing against the run's (:mod:`input_check`): an error for a
+    difference that changes the encoder's input, unless ``on_mismatch`` is "warn"; the
+    warnings' lines otherwise."""
+    try:
+        trained = input_spec(path)
+    except MedContrastError:
+        notes = [
+            "preprocessing not recorded with the encoder (an older export, no config.yaml "
+            "beside it): the evaluation's data settings could not be checked against it"
+        ]
+    else:
+        diff = compare_inputs(trained, data, modalities)
+        if diff.changing and on_mismatch == "error":
+            raise MedContrastError(
+                f"{source} would be evaluated on other inputs than it was pretrained on: "
+                + "; ".join(diff.changing)
+                + ". Make the evaluation's data settings agree (or set "
+                "preprocessing_check=warn to evaluate so on purpose)"
+            )
+        notes = [f"input unlike pretraining: {c}" for c in diff.changing] + diff.harmless
+    if warn:
+        for note in notes:
+            print(f"warning: {source}: {note}", file=sys.stderr)
+    return notes
+
+
 def _check_fits(spec: EncoderSpec, ndim: int, size: list[int], source: str) -> None:
     if spec.ndim != ndim:
         raise MedContrastError(f"{source} is a {spec.ndim}D encoder but data.ndim is {ndim}")
@@ -203,5 +254,6 @@ def _check_fits(spec: EncoderSpec, ndim: int, size: list[int], source: str) -> N
         )
     if spec.size and list(spec.size) != list(size) and spec.name.split(":")[-1] in ("vit", "swin"):
         raise MedContrastError(
-            f"{source} was trained at size {spec.size}; set data.size={spec.size}"
+            f"data.size is {list(size)} but {source} was pretrained at data.size={spec.size} "
+            f"and cannot take another size ({spec.name} has a fixed input size)"
         )
