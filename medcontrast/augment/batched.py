@@ -243,12 +243,15 @@ class BatchedViews:
             xf = xf + b["shift.offset"]
         if v.bias_field_prob > 0:
             xf = xf * torch.exp(self._bias_field(b["bias.coeff"], c, shape[1]))
+        speckle = v.noise_kind == "speckle"  # x (1 + n) instead of x + n
         if noise is not None:
-            xf = torch.addcmul(xf, noise.reshape(shape[0], -1), b["noise.std"])
+            n = noise.reshape(shape[0], -1)
+            xf = torch.addcmul(xf, n * xf if speckle else n, b["noise.std"])
         elif v.noise_prob > 0 and sparse is not None:
             rows = self._rows(b["noise.on"])
             std = b["noise.std"][rows].expand(-1, xf.shape[1])
-            xf = xf.index_add(0, rows, torch.normal(0.0, std, generator=sparse))
+            n = torch.normal(0.0, std, generator=sparse)
+            xf = xf.index_add(0, rows, n * xf[rows] if speckle else n)
         x = xf.view(shape)
         if v.blur_prob > 0 and sparse is not None and not self._convolves(x):
             rows = self._rows(b["blur.on"])

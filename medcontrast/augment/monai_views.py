@@ -135,11 +135,8 @@ def _intensity_steps(p: AugmentParams) -> list:
             )
         )
     if p.views.noise_prob > 0:
-        ts.append(
-            RandGaussianNoise(
-                prob=p.views.noise_prob, mean=0.0, std=p.views.noise_std, sample_std=True
-            )
-        )
+        noise = _Speckle if p.views.noise_kind == "speckle" else RandGaussianNoise
+        ts.append(noise(prob=p.views.noise_prob, mean=0.0, std=p.views.noise_std, sample_std=True))
     if p.views.blur_prob > 0:
         ts.append(
             RandGaussianSmooth(
@@ -167,6 +164,14 @@ def _intensity_steps(p: AugmentParams) -> list:
         ]
         ts.append(_Maybe(Compose(holes), p.views.dropout_prob))
     return ts
+
+
+class _Speckle(RandGaussianNoise):
+    """Multiplicative Gaussian noise, x (1 + n): MONAI has no speckle transform (its Rician and
+    Gibbs noise model MRI), so RandGaussianNoise's draws are reused: the same n, multiplied in."""
+
+    def __call__(self, img, mean=None, randomize: bool = True):
+        return img + (super().__call__(img, mean, randomize) - img) * img
 
 
 class MonaiViews:

@@ -11,7 +11,8 @@ rot90 -> affine (rotation ~ U(+-rotate_deg) per plane, zoom 1 + U(+-scale), shif
 of the size) -> elastic (coarse random field U(+-elastic_magnitude) of the size, control points
 every elastic_sigma of the size);
 intensity: gamma contrast -> histogram shift -> scale 1 + U(+-f) -> shift U(+-o) -> bias field
-(exp of a degree-3 Legendre polynomial, coefficients U(0, c)) -> Gaussian noise (std ~ U(0, s)) ->
+(exp of a degree-3 Legendre polynomial, coefficients U(0, c)) -> Gaussian noise (std ~ U(0, s);
+added, or multiplied in as speckle: x (1 + n)) ->
 Gaussian blur (sigma ~ U(blur_sigma) per axis) -> sharpen -> coarse dropout (holes filled with 0,
 each hole's sides drawn independently).
 """
@@ -37,7 +38,7 @@ class ViewsConfig:
     path: Literal["auto", "monai", "batched"] = "auto"  # auto: batched on a GPU, monai on a CPU
     # batched path: torch.compile (auto: on CUDA); graphs: and a CUDA graph (on CUDA)
     compile: Literal["auto", "on", "off", "graphs"] = "auto"
-    preset: str = ""  # radiograph | ct | mri | mask ; empty keeps the values below
+    preset: str = ""  # radiograph | ct | mri | ultrasound | mammography | mask ; empty: as below
     crop_prob: float = 1.0
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # side fraction per axis
     flip_prob: float = 0.5
@@ -63,6 +64,10 @@ class ViewsConfig:
     bias_field_coeff: float = 0.3
     noise_prob: float = 0.3
     noise_std: float = 0.05
+    # additive: x + n; speckle: x (1 + n), multiplicative as ultrasound speckle is (Burckhardt,
+    # "Speckle in ultrasound B-mode scans", IEEE Trans. Sonics Ultrason. 1978): bright tissue
+    # gets grainier, anechoic fluid stays dark. n ~ N(0, std^2), std ~ U(0, noise_std) either way.
+    noise_kind: Literal["additive", "speckle"] = "additive"
     blur_prob: float = 0.2
     blur_sigma: list[float] = field(default_factory=lambda: [0.25, 1.0])
     sharpen_prob: float = 0.0

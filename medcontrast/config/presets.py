@@ -1,5 +1,5 @@
-"""Presets per kind of image (radiograph, CT, MRI, mask, none): the augmentation, and the
-self-supervised method a config that names none pretrains with."""
+"""Presets per kind of image (radiograph, CT, MRI, ultrasound, mammography, mask, none): the
+augmentation, and the self-supervised method a config that names none pretrains with."""
 
 from __future__ import annotations
 
@@ -50,6 +50,70 @@ VIEW_PRESETS: dict[str, dict[str, object]] = {
         noise_prob=0.3,
         blur_prob=0.2,
         dropout_prob=0.2,
+    ),
+    # B-mode ultrasound (2D). Spatial: the probe is at the top, so depth runs down axis 0 and
+    # shadows fall down it: no up-down flip and no quarter turns; left-right flips are a probe
+    # held the other way round. A probe's angle: rotations; depth settings: zoom. (Tissue
+    # compressed under the probe would call for elastic deformation, left out while its MONAI
+    # and batched paths disagree: the MONAI one moves pixels about 3x as far.) Intensity: speckle is
+    # multiplicative (Burckhardt 1978), so its noise is too (noise_kind: speckle) and additive
+    # noise is never drawn; speckle grain changes with the transducer's frequency: blur;
+    # gain, time-gain compensation and dynamic range differ per machine and operator: contrast,
+    # a smooth bias field (a gain that varies with depth) and scale; gain multiplies, so no
+    # shift (anechoic fluid stays black). No dropout holes: acoustic shadows are bands that
+    # run down from bone or calcification, which rectangular holes do not imitate, and real
+    # ones are in the data already. Crops keep most of the sector (a small crop of speckle
+    # alone is texture without anatomy). Contrastive learning on ultrasound with crops, flips
+    # and intensity changes: USCL (Chen et al., MICCAI 2021).
+    "ultrasound": dict(
+        crop_scale=[0.6, 1.0],
+        flip_axes=[1],
+        rot90_prob=0.0,
+        affine_prob=0.5,
+        rotate_deg=10.0,
+        scale=0.15,
+        elastic_prob=0.0,
+        contrast_prob=0.5,
+        gamma=[0.7, 1.5],
+        hist_shift_prob=0.0,
+        scale_intensity_prob=0.5,
+        shift_intensity_prob=0.0,
+        bias_field_prob=0.5,
+        bias_field_coeff=0.3,
+        noise_prob=0.5,
+        noise_std=0.15,
+        noise_kind="speckle",
+        blur_prob=0.3,
+        blur_sigma=[0.25, 1.0],
+        sharpen_prob=0.0,
+        dropout_prob=0.0,
+    ),
+    # Screening mammography (2D, CC and MLO views). Findings are small: microcalcifications are
+    # 0.1-1 mm, a few pixels at the 0.05-0.1 mm detector pitch, so nothing may erase them: no
+    # blur, no noise, no dropout holes, mild zoom, and crops that zoom in (a crop resized back
+    # magnifies) rather than shrink; pair it with a high data.size (>= 512; docs/small-archive.md).
+    # Laterality: a left breast mirrored left-right is a plausible right breast (the chest wall
+    # changes side), so flips run along axis 1 only; an up-down flip would put the pectoral
+    # muscle of an MLO view at the bottom, which no view has: never, nor quarter turns.
+    # Intensity: vendors' processing differs (contrast, a gain), the compressed breast's
+    # thickness gives a smooth gradient from chest wall to skin line: a mild bias field.
+    "mammography": dict(
+        crop_scale=[0.5, 1.0],
+        flip_axes=[1],
+        rot90_prob=0.0,
+        affine_prob=0.3,
+        rotate_deg=5.0,
+        scale=0.05,
+        elastic_prob=0.0,
+        contrast_prob=0.5,
+        gamma=[0.8, 1.25],
+        hist_shift_prob=0.2,
+        bias_field_prob=0.3,
+        bias_field_coeff=0.2,
+        noise_prob=0.0,
+        blur_prob=0.0,
+        sharpen_prob=0.0,
+        dropout_prob=0.0,
     ),
     # Binary shape masks (e.g. AdrenalMNIST3D): geometry only.
     "mask": dict(
@@ -114,6 +178,8 @@ METHOD_PRESETS: dict[str, str] = {
     "radiograph": "simclr",
     "ct": "simclr",
     "mri": "simclr",
+    "ultrasound": "simclr",  # not measured on ultrasound: the default (docs/benchmarks.md)
+    "mammography": "simclr",  # not measured on mammography: the default
     "mask": "simclr",
     "none": DEFAULT_METHOD,
 }

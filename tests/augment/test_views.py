@@ -84,6 +84,10 @@ def _noise(a, b):
     return float((b - a).std())
 
 
+def _speckle(a, b):  # multiplicative: the relative change has the noise's spread everywhere
+    return float(((b - a) / a).std())
+
+
 def _bias(a, b):
     return float(torch.log(b[0, 0, 0] / a[0, 0, 0]))
 
@@ -117,6 +121,7 @@ CASES = {
     "shift": (_only(shift_intensity_prob=0.7, shift_intensity=0.2), _shift),
     "gamma": (_only(contrast_prob=0.8, gamma=[0.6, 1.6]), _gamma),
     "noise": (_only(noise_prob=0.6, noise_std=0.1), _noise),
+    "speckle": (_only(noise_prob=0.6, noise_std=0.2, noise_kind="speckle"), _speckle),
     "bias": (_only(bias_field_prob=0.7, bias_field_coeff=0.2), _bias),
     "flip": (_only(flip_prob=0.4, flip_axes=[0]), _flipped),
     "crop": (_only(crop_prob=0.9, crop_scale=[0.5, 1.0]), _crop_side),
@@ -150,6 +155,23 @@ def test_paths_draw_from_the_same_distribution(case):
         assert ks_2samp(a, b).pvalue > 0.001, (case, sparse, a.mean(), b.mean())
 
 
+@pytest.mark.parametrize("sparse", [None, *SPARSE])
+def test_speckle_leaves_black_black(sparse):
+    """Multiplicative noise: an anechoic (zero) region stays exactly zero on both paths."""
+    x = RAMP.clone()[None]
+    x[..., :4] = 0.0
+    kw = dict(_only(noise_prob=1.0, noise_std=0.3, noise_kind="speckle"))
+    params = AugmentParams.from_config(views_preset(kw.pop("preset"), **kw), 2, (16, 16))
+    if sparse is None:
+        out = torch.stack([MonaiViews(params)(x[0], 3, i) for i in range(4)])
+    else:
+        out = BatchedViews(params, sparse=sparse)(
+            x.expand(4, -1, -1, -1).clone(), torch.Generator()
+        )
+    assert torch.equal(out[..., :4], torch.zeros_like(out[..., :4]))
+    assert not torch.equal(out[..., 4:], x[..., 4:].expand_as(out[..., 4:]))
+
+
 def test_invalid_settings_are_clear():
     with pytest.raises(MedContrastError, match="crop_scale"):
         AugmentParams.from_config(views_preset("none", crop_scale=[0.9, 0.5]), 2, (16, 16))
@@ -157,13 +179,13 @@ def test_invalid_settings_are_clear():
         AugmentParams.from_config(views_preset("none", flip_axes=[2]), 2, (16, 16))
 
 
-@pytest.mark.parametrize("nd", [2, 3])
-def test_presets_give_the_same_pixel_statistics_on_both_paths(nd):
+@pytest.mark.parametrize(
+    ("nd", "preset"), [(2, "radiograph"), (3, "mri"), (2, "ultrasound"), (2, "mammography")]
+)
+def test_presets_give_the_same_pixel_statistics_on_both_paths(nd, preset):
     """Whole presets, every step at once: each view's mean and spread agree between paths."""
     size = (16,) * nd
-    params = AugmentParams.from_config(
-        views_preset("radiograph" if nd == 2 else "mri", flip_axes=[0]), nd, size
-    )
+    params = AugmentParams.from_config(views_preset(preset, flip_axes=[0]), nd, size)
     x = torch.from_numpy(_images(1, size).astype(np.float32))
     n = 300 if nd == 2 else 150
     for stat in (lambda a, b: float(b.mean()), lambda a, b: float(b.std())):
