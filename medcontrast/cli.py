@@ -56,6 +56,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         workers=args.workers,
         progress=not args.quiet,
+        near_duplicates=args.near_duplicates,
+        drop_duplicates=args.drop_duplicates,
     )
     out = write_index(result, args.out, args.root)
     print(result.summary())
@@ -179,6 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip decoding each sample (faster; bad pixels are then found at training)",
     )
     p.add_argument("--workers", type=int, default=1, help="processes for scanning and verifying")
+    p.add_argument(
+        "--near-duplicates",
+        action="store_true",
+        help="also look for copies that are only near-identical (same at low resolution)",
+    )
+    p.add_argument(
+        "--drop-duplicates",
+        action="store_true",
+        help="skip all but one of images found under several patients or splits",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_index)
 

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from medcontrast._version import __version__
+from medcontrast.archive.duplicates import (
+    Duplicates,
+    coarse_digest,
+    find_duplicates,
+    mark_duplicates,
+    pixel_digest,
+)
 from medcontrast.archive.labels import LabelTable, folder_label
 from medcontrast.archive.pseudonyms import (
     PathHider,
@@ -37,6 +44,7 @@ from medcontrast.data.loading import (
     NpzStore,
     SampleLoadError,
     check_pixels,
+    load_npz_member,
     load_sample,
 )
 from medcontrast.data.manifest import (
@@ -58,6 +66,7 @@ class IndexResult:
     table: pd.DataFrame
     n_files: int
     seconds: float
+    duplicates: Duplicates = field(default_factory=Duplicates)
 
     @property
     def n_ok(self) -> int:
@@ -87,7 +96,7 @@ class IndexResult:
         skipped = t[t["status"] == "skipped"]
         for reason, n in Counter(reason_category(r) for r in skipped["reason"]).most_common():
             lines.append(f"  skipped  {n:6d}  {reason}")
-        return "\n".join(lines)
+        return "\n".join(lines + self.duplicates.summary())
 
 
 def reason_category(reason: str) -> str:
@@ -132,17 +141,22 @@ def _scan_one(args: tuple[Path, Path]) -> FileRecord:
     return scan_file(*args)
 
 
-def _verify_one(args: tuple[str, list[Path], str, str]) -> tuple[str, tuple, tuple | None]:
-    """Load one sample and check its pixels; returns (error, shape, spacing)."""
-    fmt, paths, member, name = args
+def _verify_one(
+    args: tuple[str, list[Path], str, str, bool],
+) -> tuple[str, tuple, tuple | None, str, str]:
+    """Load one sample and check its pixels; returns (error, shape, spacing, pixel digest,
+    coarse digest or "")."""
+    fmt, paths, member, name, near = args
     try:
         loaded = load_sample(fmt, paths, member)
         check_pixels(loaded.array, name)
     except SampleLoadError as exc:
-        return _strip_name(str(exc), name), (), None
+        return _strip_name(str(exc), name), (), None, "", ""
     except Exception as exc:  # a reader bug must not stop the walk of a large archive
-        return f"could not be read ({type(exc).__name__})", (), None
-    return "", tuple(int(s) for s in loaded.array.shape), loaded.spacing
+        return f"could not be read ({type(exc).__name__})", (), None, "", ""
+    arr = loaded.array
+    coarse = coarse_digest(arr) if near else ""
+    return "", tuple(int(s) for s in arr.shape), loaded.spacing, pixel_digest(arr), coarse
 
 
 def _strip_name(message: str, name: str) -> str:
@@ -151,8 +165,9 @@ def _strip_name(message: str, name: str) -> str:
     return message[len(prefix) :] if message.startswith(prefix) else message
 
 
-def _verify_npz(root: Path, drafts: list[Draft]) -> None:
-    """Check MedMNIST images array by array (vectorised), marking blank or non-finite ones."""
+def _verify_npz(root: Path, drafts: list[Draft], near: bool = False) -> None:
+    """Check MedMNIST images array by array (vectorised), marking blank or non-finite ones, and
+    hash the others' pixels as :func:`load_npz_member` gives them (for :mod:`duplicates`)."""
     store = NpzStore()
     for draft in drafts:
         split = draft.member.split(":")[0]
@@ -178,6 +193,10 @@ def _verify_npz(root: Path, drafts: list[Draft]) -> None:
             draft.error = "NaN or infinite pixel values"
         elif stats[0][i] == stats[1][i]:
             draft.error = f"every pixel has the same value ({float(stats[0][i]):g}); blank image"
+        else:
+            pixels = load_npz_member(root / draft.files[0], draft.member, store).array
+            draft.pixels = pixel_digest(pixels)
+            draft.coarse = coarse_digest(pixels) if near else ""
     _NPZ_STATS.clear()
 
 
@@ -235,11 +254,14 @@ def _join_labels(
             draft.notes.append(note)
 
 
-def _verify(root: Path, drafts: list[Draft], workers: int, progress: bool) -> None:
-    """Decode every usable sample once: one that fails gets its reason, the rest their shape."""
+def _verify(root: Path, drafts: list[Draft], workers: int, progress: bool, near: bool) -> None:
+    """Decode every usable sample once: one that fails gets its reason, the rest their shape
+    and pixel digests (for :mod:`duplicates`)."""
     todo = [d for d in drafts if not d.error and d.format != "npz"]
-    jobs = [(d.format, [root / f for f in d.files], d.member, Path(d.files[0]).name) for d in todo]
-    for draft, (err, shape, spacing) in zip(
+    jobs = [
+        (d.format, [root / f for f in d.files], d.member, Path(d.files[0]).name, near) for d in todo
+    ]
+    for draft, (err, shape, spacing, pixels, coarse) in zip(
         todo, _map(_verify_one, jobs, workers, "verify", progress, 4), strict=True
     ):
         if err:
@@ -247,7 +269,8 @@ def _verify(root: Path, drafts: list[Draft], workers: int, progress: bool) -> No
         else:
             draft.shape = shape
             draft.spacing = spacing or draft.spacing
-    _verify_npz(root, [d for d in drafts if not d.error and d.format == "npz"])
+            draft.pixels, draft.coarse = pixels, coarse
+    _verify_npz(root, [d for d in drafts if not d.error and d.format == "npz"], near)
 
 
 def build_index(
@@ -259,8 +282,15 @@ def build_index(
     verify: bool = True,
     workers: int = 1,
     progress: bool = True,
+    near_duplicates: bool = False,
+    drop_duplicates: bool = False,
 ) -> IndexResult:
-    """Index ``root`` into a manifest table (see :data:`medcontrast.data.manifest.COLUMNS`)."""
+    """Index ``root`` into a manifest table (see :data:`medcontrast.data.manifest.COLUMNS`).
+
+    Verifying (decoding every sample) also finds images whose pixels are identical (with
+    ``near_duplicates``, also near-identical at low resolution) under different patients or
+    splits (:mod:`medcontrast.archive.duplicates`): noted in their rows, counted in the
+    sidecar, and with ``drop_duplicates`` all but one of each group skipped."""
     start = time.time()
     root = Path(root).resolve()
     only: Path | None = None
@@ -281,7 +311,7 @@ def build_index(
 
     _join_labels(drafts, label_table, labels_from_folders)
     if verify:
-        _verify(root, drafts, workers, progress)
+        _verify(root, drafts, workers, progress, near_duplicates)
 
     folders: dict[str, str] = {}
     hidden = PathHider(pseudo, folders)
@@ -291,6 +321,11 @@ def build_index(
             draft.error = scrub(draft.error, quoted, root)
     phi = PhiMatcher(set().union(*(r.phi for r in records)) if records else set())
     table, private = _rows(drafts, pseudo, split_fractions, phi, hidden)
+    duplicates = Duplicates(checked=False)
+    if verify:
+        coarse = [d.coarse for d in drafts] if near_duplicates else None
+        groups = find_duplicates(table, [d.pixels for d in drafts], coarse)
+        duplicates = mark_duplicates(table, groups, drop_duplicates)
     map_path = private_map_path(Path(salt_file).expanduser() if salt_file else default_salt_path())
     store_private(map_path, {**private, **{k: [v] for k, v in folders.items()}})
     table.attrs["meta"] = {
@@ -302,8 +337,9 @@ def build_index(
         "folders": FOLDERS_PSEUDONYMISED,
         "labels": Path(labels).name if labels else ("folders" if labels_from_folders else ""),
         "files": len(files),
+        "duplicates": duplicates.record(),
     }
-    return IndexResult(table=table, n_files=len(files), seconds=time.time() - start)
+    return IndexResult(table, len(files), time.time() - start, duplicates)
 
 
 def _rows(

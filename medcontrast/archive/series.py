@@ -57,6 +57,8 @@ class Draft:
     split: str = ""
     error: str = ""
     notes: list[str] = field(default_factory=list)
+    pixels: str = ""  # digest of the decoded pixels (duplicates.pixel_digest), when verified
+    coarse: str = ""  # duplicates.coarse_digest, when near-identical copies are looked for
 
 
 def _bids_subject(rel: str) -> str:
