@@ -90,10 +90,11 @@ def test_the_wheel_ships_the_configs_and_they_load_by_name(tmp_path):
 def _commands(text: str, command: str) -> list[list[str]]:
     """The ``medcontrast <command>`` lines of a shell block (continuations joined), split."""
     joined = text.replace("\\\n", " ")
+    lines = [line.strip() for line in joined.splitlines()]
     return [
-        shlex.split(line.strip())[2:]
-        for line in joined.splitlines()
-        if f"medcontrast {command} " in line
+        shlex.split(line, comments=True)[2:]
+        for line in lines
+        if line.startswith(f"medcontrast {command} ")
     ]
 
 
@@ -102,8 +103,9 @@ def _load(schema, args: list[str]):
     return load_config(schema, name, [a for a in args if "=" in a and not a.startswith("-")])
 
 
-def test_the_guides_evaluation_feeds_its_encoder_the_pretraining_inputs():
-    text = (ROOT / "docs" / "getting-started.md").read_text()
+@pytest.mark.parametrize("guide", ["getting-started.md", "small-archive.md"])
+def test_the_guides_evaluation_feeds_its_encoder_the_pretraining_inputs(guide):
+    text = (ROOT / "docs" / guide).read_text()
     (pre,) = _commands(text, "pretrain")[:1]
     (ev,) = _commands(text, "evaluate")[:1]
     trained = PreprocessSpec.from_settings(_load(PretrainConfig, pre).data)
