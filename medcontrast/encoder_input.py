@@ -89,6 +89,12 @@ def preprocess_input(
         paths = [Path(p) for p in ([image] if isinstance(image, str | Path) else image)]
         loaded, found = read_image(paths)
         name = paths[0].name
+    shape = tuple(loaded.array.shape)
+    if spec.ndim == 2 and len(shape) == 3 and (shape[-1] in (3, 4) or shape[0] in (3, 4)):
+        raise MedContrastError(
+            f"{name} {shape} looks like a colour image; the encoder takes one grey channel "
+            "(convert to luminance first, as medcontrast does for colour files)"
+        )
     if loaded.array.ndim != spec.ndim:
         raise MedContrastError(
             f"{name} is {loaded.array.ndim}D ({tuple(loaded.array.shape)}) but the encoder "

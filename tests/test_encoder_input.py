@@ -88,6 +88,8 @@ def test_bad_input_is_named(phantom_archive, tmp_path):
     broken.write_bytes(b"\x89PNG not really")
     with pytest.raises(MedContrastError, match=r"broken\.png: not a readable image"):
         medcontrast.preprocess(broken, tmp_path / "run")
+    with pytest.raises(MedContrastError, match="colour image; the encoder takes one grey"):
+        medcontrast.preprocess(np.random.default_rng(0).random((8, 8, 3)), tmp_path / "run")
     with pytest.raises(MedContrastError, match="blank image"):
         medcontrast.preprocess(np.zeros((8, 8)), tmp_path / "run")
     with pytest.raises(MedContrastError, match="no such file"):
