@@ -54,6 +54,7 @@ def test_loss_rows_fail_alone(tmp_path):
         assert at["monai"]["slower_than_medcontrast"] > 0
 
 
+@pytest.mark.slow  # about 16 s: kornia's pipeline timed beside ours
 def test_views(tmp_path):
     entry = _run(tmp_path, "bench_views.py", "--device", "cpu", "--quick", "--fail", "16x16x16")
     rows = entry["rows"]
@@ -63,6 +64,7 @@ def test_views(tmp_path):
     assert rows[2]["aten_calls"] <= 100 and rows[2]["mode"] == "plain"
 
 
+@pytest.mark.slow  # about 19 s
 def test_view_share_times_live_memory_and_views_alone(tmp_path):
     entry = _run(tmp_path, "bench_view_share.py", "--device", "cpu", "--quick", "--compile", "off")
     rows = _rows(entry, "run")
@@ -72,6 +74,7 @@ def test_view_share_times_live_memory_and_views_alone(tmp_path):
     assert rows["live"]["share_pct"] == pytest.approx(100 * (live - memory) / live)
 
 
+@pytest.mark.slow  # about 45 s: three pipelines, two workloads, lightly beside
 def test_throughput_steady_state_with_lightly_beside(tmp_path):
     entry = _run(
         tmp_path,
@@ -134,6 +137,7 @@ def _quick_on_adrenal(tmp_path, script, *args):
     return _run(tmp_path, script, *args, "--quick", *where)
 
 
+@pytest.mark.slow  # about 45 s: pretraining and evaluation of the quick row
 def test_label_efficiency(tmp_path):
     entry = _quick_on_adrenal(tmp_path, "bench_label_efficiency.py", "adrenalmnist3d")
     assert entry["dataset"] == "adrenalmnist3d" and entry["headline"]
@@ -151,12 +155,14 @@ def test_finetune_parallel_one_k_fails_alone(tmp_path):
     assert ran["speedup"] == 1 and ran["max_auroc_diff"] == 0  # the reference: the first that ran
 
 
+@pytest.mark.slow  # about 40 s on two cores
 def test_proxy_quick(tmp_path):
     entry = _quick_on_adrenal(tmp_path, "bench_proxy.py")
     (row,) = entry["rows"]
     assert row["result"] == "ok" and row["seeds"] == 2 and row["protocol"] == "linear"
 
 
+@pytest.mark.slow  # about 110 s: three 2-rank torchrun launches (run_gpu.sh resume on a GPU)
 def test_resume_after_kill_under_torchrun_two_processes(tmp_path, phantom_manifest):
     """kill -9 of a 2-rank gloo run after a checkpoint, then --resume: equal to a clean run."""
     steps = 12

@@ -33,9 +33,8 @@ def run(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("suffix", [".npz", ".parquet"])
-def test_embed_the_phantom_archive(phantom_archive, phantom_manifest, run, tmp_path, suffix):
-    out = tmp_path / f"features{suffix}"
+def test_embed_the_phantom_archive(phantom_archive, phantom_manifest, run, tmp_path):
+    out = tmp_path / "features.parquet"  # .npz: test_read_table_round_trip
     args = ["embed", str(run), str(phantom_archive), "--out", str(out), "--batch-size", "16"]
     args += ["--labels", str(phantom_archive / "labels.csv"), "--cache-dir", str(tmp_path / "c")]
     proc = subprocess.run(
