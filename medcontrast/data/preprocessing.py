@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Protocol
 
 import numpy as np
@@ -79,15 +79,7 @@ class PreprocessSpec:
     @classmethod
     def from_settings(cls, settings: PreprocessSettings) -> PreprocessSpec:
         """The cache-defining part of a ``data:`` section (lists become tuples)."""
-        return cls(
-            ndim=settings.ndim,
-            size=tuple(settings.size),
-            spacing=tuple(settings.spacing) if settings.spacing else None,
-            intensity=settings.intensity,
-            window=tuple(settings.window),
-            percentiles=tuple(settings.percentiles),
-            resize=settings.resize,
-        )
+        return cls.from_record({f.name: getattr(settings, f.name) for f in fields(cls)})
 
     def key(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)
@@ -107,18 +99,18 @@ class PreprocessSpec:
 
     @classmethod
     def from_record(cls, record: dict) -> PreprocessSpec:
-        """Inverse of :meth:`to_record` (the descriptive fields are ignored)."""
+        """Inverse of :meth:`to_record`, also of a ``data:`` mapping: its fields (lists become
+        tuples, an empty spacing none; a missing optional one takes its default), the
+        descriptive ones ignored."""
+        values = {
+            f.name: tuple(record[f.name]) if isinstance(record[f.name], list) else record[f.name]
+            for f in fields(cls)
+            if f.name in record
+        }
+        values["spacing"] = values.get("spacing") or None
         try:
-            return cls(
-                ndim=int(record["ndim"]),
-                size=tuple(record["size"]),
-                spacing=tuple(record["spacing"]) if record.get("spacing") else None,
-                intensity=record.get("intensity", "auto"),
-                window=tuple(record.get("window", (-1000.0, 1000.0))),
-                percentiles=tuple(record.get("percentiles", (0.5, 99.5))),
-                resize=record.get("resize", "pad"),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
             raise MedContrastError(f"preprocessing record {record} is incomplete: {exc}") from exc
 
 
