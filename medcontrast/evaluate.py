@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from medcontrast._version import __version__
 from medcontrast.augment.params import AugmentParams
 from medcontrast.config import EvaluateConfig, save_config
 from medcontrast.config.resolve import evaluation_name, resolve_evaluate
@@ -43,6 +44,7 @@ from medcontrast.evaluation.finetune_pool import (
 from medcontrast.evaluation.folder import (
     CONFIG,
     INITS,
+    LOG,
     RESULTS,
     ReportSettings,
     prediction_path,
@@ -62,6 +64,7 @@ from medcontrast.evaluation.report import write_report
 from medcontrast.evaluation.results_file import RUN_KEY, append_results
 from medcontrast.evaluation.scores import choose_threshold
 from medcontrast.evaluation.tasks import write_tasks_report
+from medcontrast.run_log import RunLog, log_line
 from medcontrast.runs import write_versions
 from medcontrast.runtime import autocast_dtype, resolve_device
 
@@ -71,6 +74,15 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     cuda = torch.cuda.is_available()
     cfg = resolve_evaluate(cfg, cuda)
     folder, before = _open_folder(cfg, cuda)
+    with RunLog(folder / LOG, f"medcontrast {__version__} evaluate {folder.name}"):
+        _evaluate_in(folder, before, cfg, progress)
+    return folder
+
+
+def _evaluate_in(
+    folder: Path, before: tuple[str, dict[str, str]], cfg: EvaluateConfig, progress: bool
+) -> None:
+    """The evaluation's work in its opened folder: data, runs, figures and report."""
     ev = EvalData(
         cfg.data,
         folder,
@@ -102,7 +114,6 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
         cfg.retrieval_queries,
     )
     write_report(folder, report_settings(cfg))
-    return folder
 
 
 def _inits(cfg: EvaluateConfig, warn: bool = True) -> list[Init]:
@@ -355,3 +366,5 @@ def _record(
         "note": "; ".join([*sel.notes, *outcome.notes]),
     }
     append_results(folder / RESULTS, [{**base, "metric": m, "value": v} for m, v in values.items()])
+    shown = " ".join(f"{m} {v:.4g}" for m, v in values.items())
+    log_line(f"done: {init.name} {protocol} {budget.name} seed {seed}: {shown}")

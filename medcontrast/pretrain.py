@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medcontrast._version import __version__
 from medcontrast.augment.batched import BatchedViews
 from medcontrast.augment.monai_views import TwoViewDataset
 from medcontrast.augment.params import AugmentParams
@@ -44,13 +45,16 @@ from medcontrast.methods import METHODS, Method, build_method
 from medcontrast.models.encoders import build_encoder
 from medcontrast.models.weights import file_digest, load_weights, weights_path
 from medcontrast.preemption import ignore_stop_signals
+from medcontrast.run_log import RunLog
 from medcontrast.runs import (
+    TRAIN_LOG,
     RunLock,
     Start,
     check_resumable,
     check_same_data,
     decide_start,
     record_resume,
+    refuse_foreign,
     write_versions,
 )
 from medcontrast.runtime import autocast_dtype, resolve_device
@@ -80,43 +84,46 @@ def pretrain(
     # (the data seeds the weights' draw anew).
     init_lines: list[str] = []
     method_from_config(cfg, init_lines)
-    if init_lines and info.is_main:
-        print("model.init: " + "; ".join(init_lines), file=sys.stderr)
     amp_dtype = autocast_dtype(cfg.train.precision)
     run = _run_dir(cfg, resume)
     lock = RunLock(run)
     if info.is_main:
         lock.acquire()
+    title = f"medcontrast {__version__} pretrain {run.name}" + (" --resume" if resume else "")
     try:
-        start = decide_start(run, resume, run / "checkpoints", say=info.is_main)
-        changes = {}
-        if start.state is not None:
-            saved = _saved_config(run, start.state["config"], facts)
-            if cfg.data.on_device == "auto":  # resolved from the data's size: as the run did
-                cfg = replace(cfg, data=replace(cfg.data, on_device=saved["data"]["on_device"]))
-            changes = check_resumable(run, saved, to_dict(cfg), _defaults(cfg))
-        data = _build_data(cfg, info, device, progress)
-        if start.state is not None:
-            saved = start.state.get("samples_sha256", start.state.get("manifest_sha256"))
-            check_same_data(run, saved, data.samples_sha256, len(data.cache))
-        cfg = resolve_steps(cfg, data.sampler.steps_per_epoch())
-        cfg = replace(cfg, data=replace(cfg.data, on_device=data.on_device))  # what ran
-        total = cfg.train.max_steps
-        if _finished(run, start, total, info):
+        refuse_foreign(run)
+        with RunLog(run / TRAIN_LOG, title, info.is_main):
+            if init_lines and info.is_main:
+                print("model.init: " + "; ".join(init_lines), file=sys.stderr)
+            start = decide_start(run, resume, run / "checkpoints", say=info.is_main)
+            changes = {}
+            if start.state is not None:
+                saved = _saved_config(run, start.state["config"], facts)
+                if cfg.data.on_device == "auto":  # resolved from the data's size: as the run did
+                    cfg = replace(cfg, data=replace(cfg.data, on_device=saved["data"]["on_device"]))
+                changes = check_resumable(run, saved, to_dict(cfg), _defaults(cfg))
+            data = _build_data(cfg, info, device, progress)
+            if start.state is not None:
+                saved = start.state.get("samples_sha256", start.state.get("manifest_sha256"))
+                check_same_data(run, saved, data.samples_sha256, len(data.cache))
+            cfg = resolve_steps(cfg, data.sampler.steps_per_epoch())
+            cfg = replace(cfg, data=replace(cfg.data, on_device=data.on_device))  # what ran
+            total = cfg.train.max_steps
+            if _finished(run, start, total, info):
+                return run
+            _write_run_files(run, cfg, info, data, start, changes)
+            if info.is_main and cfg.model.init and start.state is None:
+                _write_init(run, cfg.model.init, init_lines)
+            method = method_from_config(cfg)
+            loop = TrainLoop(cfg, run, info, device, amp_dtype, data, total, start.source, method)
+            step = loop.restore(start.state)
+            if not loop.train(step, stop_after, progress):
+                return run  # stopped by stop_after, as if killed
+            if info.is_main:
+                export_encoder(loop.method.encoder, run, PreprocessSpec.from_settings(cfg.data))
+            if info.enabled:
+                torch.distributed.barrier()
             return run
-        _write_run_files(run, cfg, info, data, start, changes)
-        if info.is_main and cfg.model.init and start.state is None:
-            _write_init(run, cfg.model.init, init_lines)
-        method = method_from_config(cfg)
-        loop = TrainLoop(cfg, run, info, device, amp_dtype, data, total, start.source, method)
-        step = loop.restore(start.state)
-        if not loop.train(step, stop_after, progress):
-            return run  # stopped by stop_after, as if killed
-        if info.is_main:
-            export_encoder(loop.method.encoder, run, PreprocessSpec.from_settings(cfg.data))
-        if info.enabled:
-            torch.distributed.barrier()
-        return run
     finally:
         lock.release()
 

@@ -28,6 +28,8 @@ from medcontrast.errors import MedContrastError
 
 LOCK = "run.lock"
 RESUMES = "resumes.jsonl"
+TRAIN_LOG = "train.log"  # run_log.RunLog: the console, line by line
+METRICS_JSONL = "metrics.jsonl"
 # Everything a pretraining run writes into its folder.
 RUN_FILES = frozenset(
     {
@@ -35,6 +37,8 @@ RUN_FILES = frozenset(
         "versions.json",
         "data.json",
         "metrics.csv",
+        METRICS_JSONL,
+        TRAIN_LOG,
         "checkpoints",
         "tensorboard",
         "encoder.pth",
@@ -187,13 +191,9 @@ class Start:
     source: Path | None = None
 
 
-def decide_start(run: Path, resume: bool, checkpoints: Path, say: bool) -> Start:
-    """Start or resume ``run``, or stop with a message that names the way forward.
-
-    A folder without a checkpoint (a run that failed or was killed before its first one) no
-    longer blocks a rerun: it starts over, saying so. A folder holding anything that a run does
-    not write is never written into.
-    """
+def refuse_foreign(run: Path) -> None:
+    """Refuse a folder holding anything that a run does not write: it is never written into
+    (checked before the run's log is opened in it)."""
     entries = [p.name for p in run.iterdir()] if run.exists() else []
     foreign = sorted(set(entries) - RUN_FILES)
     if foreign:
@@ -201,8 +201,18 @@ def decide_start(run: Path, resume: bool, checkpoints: Path, say: bool) -> Start
             f"{run} holds files that a medcontrast run does not write ({', '.join(foreign[:3])}); "
             "choose another name= or out_dir="
         )
+
+
+def decide_start(run: Path, resume: bool, checkpoints: Path, say: bool) -> Start:
+    """Start or resume ``run`` (checked by :func:`refuse_foreign`), or stop with a message that
+    names the way forward.
+
+    A folder without a checkpoint (a run that failed or was killed before its first one) no
+    longer blocks a rerun: it starts over, saying so.
+    """
+    entries = [p.name for p in run.iterdir()] if run.exists() else []
     if not checkpoint.checkpoint_files(checkpoints):
-        if say and (resume or set(entries) - {LOCK}):
+        if say and (resume or set(entries) - {LOCK, TRAIN_LOG}):
             print(
                 f"note: {run} holds no checkpoint (the earlier run stopped before its first one); "
                 "starting it over",
@@ -294,16 +304,30 @@ def _alive(pid: int) -> bool:
 
 
 class MetricsLog:
-    """``metrics.csv`` (rank 0), truncated to the resumed step so rows are never duplicated."""
+    """``metrics.csv`` and ``metrics.jsonl`` (rank 0, the same rows), truncated to the resumed
+    step so rows are never duplicated. JSON lines keep a column added later (a method's extra
+    output) that the CSV's fixed header leaves out."""
 
     def __init__(self, path: Path, resume_step: int, enabled: bool) -> None:
         self.path, self.enabled, self.fields = path, enabled, None
-        if enabled and resume_step and path.exists():
+        self.jsonl = path.with_suffix(".jsonl")
+        if not enabled:
+            return
+        if resume_step and path.exists():
             old = pd.read_csv(path)
             old[old["step"] <= resume_step].to_csv(path, index=False)
             self.fields = list(old.columns)
-        elif enabled and path.exists():
-            path.unlink()
+        else:
+            path.unlink(missing_ok=True)
+        if resume_step and self.jsonl.exists():
+            kept = [
+                line
+                for line in self.jsonl.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= resume_step
+            ]
+            self.jsonl.write_text("".join(f"{line}\n" for line in kept))
+        else:
+            self.jsonl.unlink(missing_ok=True)
 
     def write(self, row: dict[str, float]) -> None:
         if not self.enabled:
@@ -311,6 +335,8 @@ class MetricsLog:
         if self.fields is None:
             self.fields = list(row)
         append_csv(self.path, self.fields, [row], strict=False)
+        with open(self.jsonl, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
 
 
 def open_tensorboard(run: Path, enabled: bool) -> Any:

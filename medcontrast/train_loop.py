@@ -28,6 +28,7 @@ from medcontrast.errors import MedContrastError
 from medcontrast.methods import Method
 from medcontrast.optim import build_optimizer, warmup_cosine
 from medcontrast.preemption import PreemptedError, StopOnSignal
+from medcontrast.run_log import log_line
 from medcontrast.runs import MetricsLog, open_tensorboard, versions
 from medcontrast.seeding import Stream, draw_seed
 
@@ -275,6 +276,11 @@ class _Throughput:
 
 def _write_row(log: MetricsLog, tb: Any, bar: tqdm, row: dict[str, float]) -> None:
     log.write(row)
+    # the console shows the row in the bar; the log file gets it as a line of its own
+    shown = {k: v for k, v in row.items() if k not in ("step", "time")}
+    log_line(
+        f"step {row['step']}/{bar.total} " + " ".join(f"{k} {v:.4g}" for k, v in shown.items())
+    )
     if tb is not None:
         for k, v in row.items():
             if k not in ("step", "time"):

@@ -22,14 +22,23 @@ from medcontrast.cli import main
 from medcontrast.data.manifest import read_manifest, sidecar_path, write_manifest
 from medcontrast.errors import MedContrastError
 from medcontrast.pretrain import pretrain
-from medcontrast.runs import MetricsLog, RunLock, append_csv, config_changes, write_versions
+from medcontrast.runs import (
+    TRAIN_LOG,
+    MetricsLog,
+    RunLock,
+    append_csv,
+    config_changes,
+    write_versions,
+)
 from tests.test_pretrain import _cfg, _overrides
 
 BASE = ["train.max_steps=6", "train.checkpoint_every=2", "train.seed=2"]
 
 
 def _snapshot(run) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    """The folder's files, but train.log: a refused attempt is appended to it, saying why."""
+    files = sorted(p for p in run.rglob("*") if p.is_file() and p.name != TRAIN_LOG)
+    return {p.name: p.read_bytes() for p in files}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +92,7 @@ def test_no_usable_checkpoint_is_one_message_that_names_the_files(
     err = capsys.readouterr().err
     assert "last.pt is damaged" in err and "previous.pt is damaged" in err
     assert "Traceback" not in err and _snapshot(run) == before
+    assert "=== stopped: error: " in (run / TRAIN_LOG).read_text().splitlines()[-1]
 
 
 @pytest.mark.parametrize(

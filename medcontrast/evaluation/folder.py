@@ -27,6 +27,7 @@ DATASET = "dataset.json"  # classes, positive class, counts per split and class,
 LABELS = "labels.npz"  # y_val, y_test and test_groups (patient codes 0..P-1, not identifiers)
 EMBEDDINGS = "embeddings.png"  # drawn by evaluate (it needs features); embedded by the report
 RETRIEVAL = "retrieval.png"
+LOG = "evaluate.log"  # run_log.RunLog: the console, line by line
 TIMING = "timing.jsonl"  # one line per call of evaluate: its wall-clock time and settings
 
 

@@ -107,6 +107,11 @@ def test_report_and_resume(phantom_manifest, tiny_run):
     kept = results.iloc[: len(results) - 16]
     kept.to_csv(folder / "results.csv", index=False)
     evaluate(_eval_cfg(phantom_manifest, root, run), progress=False)
+    # evaluate.log: one line per finished run, the rerun appended after the first call's
+    log = (folder / "evaluate.log").read_text()
+    assert "\r" not in log and "pat-" not in log
+    assert log.count("=== finished") == 2 and log.count(" done: ") == 24 + 2
+    assert " done: ssl finetune 100% seed 1: auroc " in log
     again = pd.read_csv(folder / "results.csv")
     assert len(again) == len(results)
     pd.testing.assert_frame_equal(again.iloc[: len(kept)], kept)
