@@ -44,7 +44,7 @@ from medcontrast.export import WEIGHTS, export_encoder
 from medcontrast.methods import METHODS, Method, build_method
 from medcontrast.models.encoders import build_encoder
 from medcontrast.models.weights import file_digest, load_weights, weights_path
-from medcontrast.preemption import ignore_stop_signals
+from medcontrast.preemption import PreemptedError, ignore_stop_signals
 from medcontrast.run_log import RunLog
 from medcontrast.runs import (
     TRAIN_LOG,
@@ -53,11 +53,13 @@ from medcontrast.runs import (
     check_resumable,
     check_same_data,
     decide_start,
+    flatten,
     record_resume,
     refuse_foreign,
     write_versions,
 )
 from medcontrast.runtime import autocast_dtype, resolve_device
+from medcontrast.trackers import Trackers, TrackerSettings, open_trackers
 from medcontrast.train_loop import PretrainData, TrainLoop
 
 
@@ -114,18 +116,63 @@ def pretrain(
             _write_run_files(run, cfg, info, data, start, changes)
             if info.is_main and cfg.model.init and start.state is None:
                 _write_init(run, cfg.model.init, init_lines)
-            method = method_from_config(cfg)
-            loop = TrainLoop(cfg, run, info, device, amp_dtype, data, total, start.source, method)
-            step = loop.restore(start.state)
-            if not loop.train(step, stop_after, progress):
-                return run  # stopped by stop_after, as if killed
-            if info.is_main:
-                export_encoder(loop.method.encoder, run, PreprocessSpec.from_settings(cfg.data))
-            if info.enabled:
-                torch.distributed.barrier()
+            loop = TrainLoop(
+                cfg,
+                run,
+                info,
+                device,
+                amp_dtype,
+                data,
+                total,
+                start.source,
+                method_from_config(cfg),
+            )
+            _train_and_export(
+                loop, start, _open_trackers(cfg, run, start, info), stop_after, progress
+            )
             return run
     finally:
         lock.release()
+
+
+def _open_trackers(cfg: PretrainConfig, run: Path, start: Start, info: DistInfo) -> Trackers:
+    """The run's ``train.loggers`` (rank 0), given the resolved config when the run starts."""
+    resume_step = start.state["step"] if start.state is not None else 0
+    settings = TrackerSettings(
+        cfg.train.experiment,
+        run.name,
+        cfg.train.tracking_uri,
+        Path(cfg.out_dir) / "mlruns",
+        resume_step,
+    )
+    trackers = open_trackers(cfg.train.loggers, run, settings, info.is_main)
+    if start.state is None:  # a resume keeps the parameters it started with
+        trackers.log_params(flatten(to_dict(cfg)))
+    return trackers
+
+
+def _train_and_export(
+    loop: TrainLoop, start: Start, trackers: Trackers, stop_after: int | None, progress: bool
+) -> None:
+    """Train, export the encoder (rank 0) and hand the run folder's files to the trackers;
+    each tracker's run ends finished, failed or killed as the training did."""
+    status = "failed"
+    try:
+        if not loop.train(loop.restore(start.state), stop_after, progress, trackers):
+            status = "killed"  # stopped by stop_after, as if killed
+            return
+        if loop.info.is_main:
+            spec = PreprocessSpec.from_settings(loop.cfg.data)
+            export_encoder(loop.method.encoder, loop.run, spec)
+            trackers.log_artifacts()
+        if loop.info.enabled:
+            torch.distributed.barrier()
+        status = "finished"
+    except (PreemptedError, KeyboardInterrupt):
+        status = "killed"
+        raise
+    finally:
+        trackers.close(status)
 
 
 def _runtime(device_name: str) -> tuple[torch.device, DistInfo]:

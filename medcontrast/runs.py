@@ -41,6 +41,8 @@ RUN_FILES = frozenset(
         TRAIN_LOG,
         "checkpoints",
         "tensorboard",
+        "wandb",  # train.loggers: wandb (offline)
+        "trackers.json",  # trackers.STATE: their run ids, for a resume
         "encoder.pth",
         "encoder.json",
         "config.json",  # timm's metadata for `timm.create_model("local-dir:RUN")`
@@ -68,7 +70,9 @@ HARMLESS = frozenset(
         "train.max_steps",
         "train.log_every",
         "train.checkpoint_every",
-        "train.tensorboard",
+        "train.loggers",  # where the run is also tracked: not its result
+        "train.experiment",
+        "train.tracking_uri",
         "train.num_workers",
         "train.device",
         "train.compile",
@@ -337,14 +341,3 @@ class MetricsLog:
         append_csv(self.path, self.fields, [row], strict=False)
         with open(self.jsonl, "a") as fh:
             fh.write(json.dumps(row) + "\n")
-
-
-def open_tensorboard(run: Path, enabled: bool) -> Any:
-    """A TensorBoard ``SummaryWriter`` in ``run/tensorboard``, or None when not asked for."""
-    if not enabled:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as exc:
-        raise MedContrastError("train.tensorboard=true needs the tensorboard package") from exc
-    return SummaryWriter(str(run / "tensorboard"))

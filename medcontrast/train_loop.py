@@ -29,8 +29,9 @@ from medcontrast.methods import Method
 from medcontrast.optim import build_optimizer, warmup_cosine
 from medcontrast.preemption import PreemptedError, StopOnSignal
 from medcontrast.run_log import log_line
-from medcontrast.runs import MetricsLog, open_tensorboard, versions
+from medcontrast.runs import MetricsLog, versions
 from medcontrast.seeding import Stream, draw_seed
+from medcontrast.trackers import Trackers
 
 
 @dataclass
@@ -114,11 +115,14 @@ class TrainLoop:
             self.forward = torch.compile(self.forward)
         return step
 
-    def train(self, start: int, stop_after: int | None, progress: bool) -> bool:
-        """Train from step ``start`` to the end; False when ``stop_after`` cut it short."""
+    def train(
+        self, start: int, stop_after: int | None, progress: bool, trackers: Trackers | None = None
+    ) -> bool:
+        """Train from step ``start`` to the end; False when ``stop_after`` cut it short. Each
+        logged row goes to ``metrics.csv``/``.jsonl``, the run's log and ``trackers``."""
         cfg, saved_step = self.cfg.train, start
         log = MetricsLog(self.run / "metrics.csv", start, self.info.is_main)
-        tb = open_tensorboard(self.run, cfg.tensorboard and self.info.is_main)
+        trackers = trackers or Trackers(self.run, {})
         bar = tqdm(
             total=self.total,
             initial=start,
@@ -143,7 +147,7 @@ class TrainLoop:
                     bar.update()
                     if done % cfg.log_every == 0 or done == self.total:
                         row = self._log_row(done, epoch, out, meter.rate())
-                        _write_row(log, tb, bar, row)
+                        _write_row(log, trackers, bar, row)
                     if done % cfg.checkpoint_every == 0 or done == self.total:
                         self.last_good, saved_step = self.save(done), done
                     if stop_after is not None and done >= stop_after:
@@ -155,8 +159,6 @@ class TrainLoop:
             ) from exc
         finally:
             bar.close()
-            if tb is not None:
-                tb.close()
         return True
 
     def _batches(self, step: int):
@@ -274,17 +276,14 @@ class _Throughput:
         return rate
 
 
-def _write_row(log: MetricsLog, tb: Any, bar: tqdm, row: dict[str, float]) -> None:
+def _write_row(log: MetricsLog, trackers: Trackers, bar: tqdm, row: dict[str, float]) -> None:
     log.write(row)
+    trackers.log_metrics(row, int(row["step"]))
     # the console shows the row in the bar; the log file gets it as a line of its own
     shown = {k: v for k, v in row.items() if k not in ("step", "time")}
     log_line(
         f"step {row['step']}/{bar.total} " + " ".join(f"{k} {v:.4g}" for k, v in shown.items())
     )
-    if tb is not None:
-        for k, v in row.items():
-            if k not in ("step", "time"):
-                tb.add_scalar(k, v, row["step"])
     bar.set_postfix(loss=f"{row['loss']:.3f}", img_s=f"{row['images_per_s']:.0f}")
 
 

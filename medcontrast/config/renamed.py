@@ -2,7 +2,7 @@
 
 They keep working for one release (0.2): the projection head's settings moved from ``model:`` to
 ``method.head:``, and patient pairing, a data concern, from ``method:`` to ``pairs:``;
-``finetune.device``, never read (fine-tuning runs on the evaluation's ``device``), is dropped.
+``train.tensorboard`` became ``train.loggers: [tensorboard]``; ``finetune.device``, never read (fine-tuning runs on the evaluation's ``device``), is dropped.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import copy
 import warnings
 from typing import Any
 
+from medcontrast.errors import MedContrastError
 from medcontrast.methods import METHODS
 from medcontrast.methods.base import method_settings
 
@@ -59,6 +60,15 @@ def upgrade(tree: dict[str, Any], warn: bool = True) -> dict[str, Any]:
     found, _ = _pop(tree, "finetune.device")
     if found:
         _say("finetune.device", "device (finetune.device was never read)", warn)
+    found, on = _pop(tree, "train.tensorboard")
+    if found:
+        _say("train.tensorboard", "train.loggers: [tensorboard]", warn)
+        if not isinstance(on, bool):
+            raise MedContrastError(f"train.tensorboard: expected true or false, got {on!r}")
+        if on:
+            loggers = tree["train"].setdefault("loggers", [])
+            if "tensorboard" not in loggers:
+                loggers.append("tensorboard")
     found_on, on = _pop(tree, "method.patient_positives")
     found_group, group = _pop(tree, "method.positive_group")
     if found_on or found_group:

@@ -211,7 +211,11 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 200  # optimizer steps; one is always written at the end
-    tensorboard: bool = False
+    # experiment trackers, each an optional extra: tensorboard, mlflow, wandb (offline)
+    loggers: list[Literal["tensorboard", "mlflow", "wandb"]] = field(default_factory=list)
+    experiment: str = "medcontrast"  # the MLflow experiment, the W&B project
+    # MLflow's store: "" = MLFLOW_TRACKING_URI where set, else <out_dir>/mlruns (local SQLite)
+    tracking_uri: str = ""
     # auto: on for 2D images on a GPU (+10% images/s at 64^2 on an H100), off elsewhere
     channels_last: Literal["auto", "on", "off"] = "auto"
     # AdamW's fused kernel; auto: on with adamw on a GPU (one kernel for every parameter)
