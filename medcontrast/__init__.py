@@ -6,7 +6,7 @@ measure how many labels it saves with few-shot probes and fine-tuning.
 
 from medcontrast._version import __version__
 
-__all__ = ["__version__", "embed", "load_encoder", "preprocess"]
+__all__ = ["__version__", "embed", "load_encoder", "preprocess", "set_threads"]
 
 
 def load_encoder(path, map_location="cpu"):
@@ -31,3 +31,11 @@ def embed(run, inputs, out=None, **kwargs):
     from medcontrast.embedding import embed as _embed
 
     return _embed(run, inputs, out, **kwargs)
+
+
+def set_threads(n=None):
+    """Cap torch, NumPy's BLAS and medcontrast's worker pools at ``n`` CPU threads (None:
+    ``MEDCONTRAST_THREADS``, else every core); what ``--threads`` does (see threads.py)."""
+    from medcontrast.threads import set_threads as _set
+
+    return _set(n)

@@ -18,6 +18,7 @@ from medcontrast._version import __version__
 from medcontrast.configs import shipped_configs
 from medcontrast.errors import MedContrastError
 from medcontrast.outputs import writable_folder
+from medcontrast.threads import ENV, set_threads
 
 
 def _cmd_phantoms(args: argparse.Namespace) -> int:
@@ -254,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fast", action="store_true", help="a much shorter run (smoke test)")
     p.set_defaults(func=_cmd_demo)
+    for p in sub.choices.values():  # every command: one cap on the CPU threads it uses
+        p.add_argument(
+            "--threads",
+            type=int,
+            metavar="N",
+            help=f"CPU threads for torch, NumPy's BLAS and the worker pools (default: "
+            f"{ENV} where set, else every core this process may use)",
+        )
     return parser
 
 
@@ -279,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        set_threads(args.threads)
         return args.func(args)
     except MedContrastError as exc:
         if args.debug:

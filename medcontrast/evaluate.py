@@ -10,8 +10,9 @@ evaluation continues where it stopped. Then :mod:`medcontrast.evaluation.report`
 from __future__ import annotations
 
 import json
-import sys
+import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from medcontrast._version import __version__
 from medcontrast.augment.params import AugmentParams
@@ -47,6 +47,7 @@ from medcontrast.evaluation.folder import (
     LOG,
     RESULTS,
     ReportSettings,
+    feature_path,
     prediction_path,
     record_timing,
     save_array,
@@ -57,6 +58,7 @@ from medcontrast.evaluation.identity import (
     recorded_digests,
 )
 from medcontrast.evaluation.inits import Init, resolve_inits
+from medcontrast.evaluation.job_cost import WeightedProgress, finetune_cost, probe_cost
 from medcontrast.evaluation.metrics import point_metrics
 from medcontrast.evaluation.probes import knn_probe, linear_probe
 from medcontrast.evaluation.provenance import pretrained_on, test_fingerprints
@@ -64,6 +66,7 @@ from medcontrast.evaluation.report import write_report
 from medcontrast.evaluation.results_file import RUN_KEY, append_results
 from medcontrast.evaluation.scores import choose_threshold
 from medcontrast.evaluation.tasks import write_tasks_report
+from medcontrast.progress import progress_bar
 from medcontrast.run_log import RunLog, log_line
 from medcontrast.runs import write_versions
 from medcontrast.runtime import autocast_dtype, resolve_device
@@ -235,7 +238,15 @@ def _run(ev: EvalData, cfg: EvaluateConfig, jobs: list[Run], progress: bool) -> 
         cfg.headline_metric,
         tuple(cfg.linear.c_grid),
     )
-    bar = tqdm(total=len(jobs), desc="evaluate", unit="run", disable=not progress, file=sys.stderr)
+    costs = _costs(ev, cfg, jobs)
+    bar = progress_bar(
+        total=sum(costs.values()),
+        desc="evaluate",
+        unit="img",
+        unit_scale=True,
+        disable=not progress,
+    )
+    weighted = WeightedProgress(bar, costs)
     # Frozen-feature probes are deterministic given the labeled subset; a budget that draws the
     # same subset for every seed (100%, or a class smaller than k) is computed once.
     frozen: dict[tuple, tuple[np.ndarray, np.ndarray, list[str], int]] = {}
@@ -244,8 +255,9 @@ def _run(ev: EvalData, cfg: EvaluateConfig, jobs: list[Run], progress: bool) -> 
             init, protocol, budget, seed = run
             idx = ev.split["train"][ev.selections[(budget.name, seed)].indices]
             if protocol == "finetune":
-                for done in pool.submit(run, _finetune_job(ev, init, idx, settings, seed)):
-                    _record(ev, cfg, *done, bar)
+                job = _finetune_job(ev, init, idx, settings, seed)
+                for done in pool.submit(run, job, _epoch_reporter(weighted, run, cfg)):
+                    _record(ev, cfg, *done, weighted)
                 continue
             start = time.time()
             key = (init.name, protocol, tuple(np.sort(idx)))
@@ -255,10 +267,54 @@ def _run(ev: EvalData, cfg: EvaluateConfig, jobs: list[Run], progress: bool) -> 
             else:
                 val_prob, prob, notes = _probe(ev, cfg, init, protocol, idx)
                 frozen[key] = (val_prob, prob, notes, seed)
-            _record(ev, cfg, run, FinetuneOutcome(val_prob, prob, notes, time.time() - start), bar)
+            outcome = FinetuneOutcome(val_prob, prob, notes, time.time() - start)
+            _record(ev, cfg, run, outcome, weighted)
         for done in pool.finish():
-            _record(ev, cfg, *done, bar)
+            _record(ev, cfg, *done, weighted)
     bar.close()
+
+
+def _run_key(run: Run) -> tuple[str, str, str, int]:
+    init, protocol, budget, seed = run
+    return init.name, protocol, budget.name, seed
+
+
+def _costs(ev: EvalData, cfg: EvaluateConfig, jobs: list[Run]) -> dict[tuple, float]:
+    """Each run's expected cost in image passes (``evaluation.job_cost``), the frozen features
+    of an initialisation charged to the first run that needs them unless they are on disk."""
+    n_val, n_test, ft = len(ev.split["val"]), len(ev.split["test"]), cfg.finetune
+    costs, charged = {}, set()
+    for run in jobs:
+        init, protocol, budget, seed = run
+        n = len(ev.selections[(budget.name, seed)].indices)
+        if protocol == "finetune":
+            cost = finetune_cost(n, n_val, n_test, ft.epochs, ft.batch_size, ft.min_steps_per_epoch)
+            frozen = ft.mode == "lpft" and not init.seeded
+        else:
+            cost = probe_cost(protocol, n, n_val + n_test, len(cfg.linear.c_grid))
+            frozen = True
+        if frozen and init.name not in charged:
+            charged.add(init.name)
+            if not feature_path(ev.folder, init.name).exists():
+                cost += len(ev.cache)
+        costs[_run_key(run)] = cost
+    return costs
+
+
+def _epoch_reporter(
+    weighted: WeightedProgress, run: Run, cfg: EvaluateConfig
+) -> Callable[[int, float], None]:
+    """What a fine-tune in this process says after each epoch: the bar moves by the epoch's
+    share of the run and shows the epoch and the validation score."""
+    init, _, budget, seed = run
+    epochs, metric = cfg.finetune.epochs, cfg.headline_metric
+
+    def report(epoch: int, score: float) -> None:
+        what = f"{init.name} finetune {budget.name} seed {seed}: epoch {epoch}/{epochs}"
+        said = f"val {metric} {score:.3f}" if math.isfinite(score) else "no validation score"
+        weighted.part(_run_key(run), epoch / epochs, f"{what}, {said}")
+
+    return report
 
 
 def report_settings(cfg: EvaluateConfig) -> ReportSettings:
@@ -334,12 +390,11 @@ def _record(
     cfg: EvaluateConfig,
     run: Run,
     outcome: FinetuneOutcome,
-    bar: tqdm,
+    weighted: WeightedProgress,
 ) -> None:
     """Save a finished run's predictions and append its rows to ``results.csv``."""
     init, protocol, budget, seed = run
-    bar.set_postfix_str(f"{init.name} {protocol} {budget.name} seed {seed}")
-    bar.update(1)
+    weighted.finished(_run_key(run), f"{init.name} {protocol} {budget.name} seed {seed} done")
     folder = ev.folder
     sel = ev.selections[(budget.name, seed)]
     for split, p in (("test", outcome.prob), ("val", outcome.val_prob)):

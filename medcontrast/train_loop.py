@@ -28,6 +28,7 @@ from medcontrast.errors import MedContrastError
 from medcontrast.methods import Method
 from medcontrast.optim import build_optimizer, warmup_cosine
 from medcontrast.preemption import PreemptedError, StopOnSignal
+from medcontrast.progress import progress_bar
 from medcontrast.run_log import log_line
 from medcontrast.runs import MetricsLog, versions
 from medcontrast.seeding import Stream, draw_seed
@@ -123,7 +124,7 @@ class TrainLoop:
         cfg, saved_step = self.cfg.train, start
         log = MetricsLog(self.run / "metrics.csv", start, self.info.is_main)
         trackers = trackers or Trackers(self.run, {})
-        bar = tqdm(
+        bar = progress_bar(
             total=self.total,
             initial=start,
             desc="pretrain",

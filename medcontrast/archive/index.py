@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from medcontrast._version import __version__
 from medcontrast.archive.duplicates import (
@@ -59,6 +58,7 @@ from medcontrast.data.private_paths import (
     store_private,
 )
 from medcontrast.errors import MedContrastError
+from medcontrast.progress import progress_bar
 
 
 @dataclass
@@ -132,9 +132,9 @@ def _map(fn, items: list, workers: int, desc: str, progress: bool, chunksize: in
     )
     if workers > 1 and len(items) > 64:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            yield from tqdm(pool.map(fn, items, chunksize=chunksize), **bar)
+            yield from progress_bar(pool.map(fn, items, chunksize=chunksize), **bar)
     else:
-        yield from tqdm(map(fn, items), **bar)
+        yield from progress_bar(map(fn, items), **bar)
 
 
 def _scan_one(args: tuple[Path, Path]) -> FileRecord:
@@ -225,7 +225,9 @@ def _scan(
     folder that could not be read."""
     files, folder_errors = [], []
     entries = [(only, "")] if only else walk(root)
-    for path, err in tqdm(entries, desc="walk", unit="file", disable=not progress, file=sys.stderr):
+    for path, err in progress_bar(
+        entries, desc="walk", unit="file", disable=not progress, file=sys.stderr
+    ):
         if err:
             folder_errors.append((path, err))
         else:

@@ -19,7 +19,6 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from medcontrast._version import __version__
 from medcontrast.data.loading import NpzStore, SampleLoadError, check_pixels, load_sample
@@ -30,6 +29,7 @@ from medcontrast.data.preprocessing import PreprocessSettings, PreprocessSpec, p
 from medcontrast.data.private_paths import scrub
 from medcontrast.data.selection import select_rows
 from medcontrast.errors import MedContrastError, first_line
+from medcontrast.progress import progress_bar
 
 
 @dataclass
@@ -143,7 +143,7 @@ def _fill(
     """Preprocess the rows of the shards not yet complete into ``partial`` in ``workers``
     processes, recording each shard once all its rows are on disk. Rows land at their manifest
     position whatever order the processes finish in."""
-    bar = tqdm(
+    bar = progress_bar(
         total=len(rows),
         initial=partial.rows_done(),
         desc="preprocess",

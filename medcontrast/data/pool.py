@@ -3,25 +3,23 @@ over them that keeps only a few tasks in flight."""
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
+
+from medcontrast.threads import thread_budget
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 def pool_size(setting: int | str) -> int:
-    """Processes for ``data.workers``: ``"auto"`` is one per CPU core this process may run on
-    (its affinity, which a container or ``taskset`` narrows, rather than the machine's count);
-    0 and 1 mean this process alone."""
+    """Processes for ``data.workers``: ``"auto"`` is one per thread the command may use
+    (``--threads``; else one per core this process may run on, its affinity, which a container
+    or ``taskset`` narrows, rather than the machine's count); 0 and 1 mean this process alone."""
     if setting == "auto":
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # macOS has no affinity
-            return os.cpu_count() or 1
+        return thread_budget()
     return max(1, int(setting))
 
 

@@ -143,6 +143,7 @@ def finetune(
     features: tuple[np.ndarray, np.ndarray] | None = None,
     select_metric: str = "auroc",
     probe_c_grid: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Fine-tune a fresh encoder (``make_encoder(seed)``: random weights differ by seed) on
     images (n, C, *size); returns test probabilities (n_test, C) and run info: ``best_epoch``
@@ -210,9 +211,10 @@ def finetune(
             loss.backward()
             opt.step()
             sched.step()
-        if stop.update(
-            _val_score(model, val_x, val_y, select_metric, device, amp, epoch), epoch, model
-        ):
+        score = _val_score(model, val_x, val_y, select_metric, device, amp, epoch)
+        if on_epoch is not None:  # progress: the epoch and its validation score
+            on_epoch(epoch, score)
+        if stop.update(score, epoch, model):
             break
     best = probe if probe.best_score >= stop.best_score else stop
     best.restore(model)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -80,9 +80,11 @@ class FinetuneOutcome:
     seconds: float
 
 
-def run_job(data: FinetuneData, job: FinetuneJob) -> FinetuneOutcome:
+def run_job(
+    data: FinetuneData, job: FinetuneJob, on_epoch: Callable[[int, float], None] | None = None
+) -> FinetuneOutcome:
     """Fine-tune ``job.init`` on its training rows, select on the validation split, predict the
-    test split."""
+    test split; ``on_epoch(epoch, validation score)`` after each epoch."""
     start = time.time()
     prob, info = finetune(
         job.init.make,
@@ -100,6 +102,7 @@ def run_job(data: FinetuneData, job: FinetuneJob) -> FinetuneOutcome:
         job.features,
         data.select_metric,
         data.probe_c_grid,
+        on_epoch,
     )
     notes = [f"best epoch {info['best_epoch']}"]
     if "C" in info:
@@ -153,10 +156,17 @@ class FinetunePool:
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, key: Hashable, job: FinetuneJob) -> list[tuple[Hashable, FinetuneOutcome]]:
-        """Start ``job`` (known by ``key``); the runs finished by now, as (key, outcome)."""
+    def submit(
+        self,
+        key: Hashable,
+        job: FinetuneJob,
+        on_epoch: Callable[[int, float], None] | None = None,
+    ) -> list[tuple[Hashable, FinetuneOutcome]]:
+        """Start ``job`` (known by ``key``); the runs finished by now, as (key, outcome).
+        ``on_epoch`` is called after each epoch of a run in this process (``parallel`` 1); runs
+        in worker processes report when they finish."""
         if self.executor is None:
-            return [(key, run_job(self.data, job))]
+            return [(key, run_job(self.data, job, on_epoch))]
         done = []
         if len(self.running) >= self.parallel:
             done = self._collect(wait(self.running, return_when=FIRST_COMPLETED).done)

@@ -13,9 +13,9 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
-from tqdm import tqdm
 
 from medcontrast.evaluation.metrics import point_metrics
+from medcontrast.progress import progress_bar
 
 
 @torch.no_grad()
@@ -29,7 +29,7 @@ def extract_features(
     """Pooled encoder features (n, D) of cached images (n, C, *size), in eval mode."""
     encoder.eval().to(device)
     out = []
-    bar = tqdm(
+    bar = progress_bar(
         total=len(images), desc="features", unit="img", disable=not progress, file=sys.stderr
     )
     for i in range(0, len(images), batch_size):

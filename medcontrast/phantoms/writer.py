@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from medcontrast.errors import MedContrastError
 from medcontrast.phantoms.anatomy import (
@@ -38,6 +36,8 @@ from medcontrast.phantoms.anatomy import (
     radiograph_acquisition,
 )
 from medcontrast.phantoms.identities import patient_identity
+from medcontrast.progress import progress_bar
+from medcontrast.threads import thread_budget
 
 LABEL_FRACTION = 0.4
 
@@ -347,16 +347,16 @@ def make_phantoms(
     if out.exists() and any(out.iterdir()):
         raise MedContrastError(f"{out} exists and is not empty; choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = workers or min(4, thread_budget())
     jobs = [(out, seed, p, volume_fraction) for p in range(patients)]
     bar = dict(
         desc="phantoms", total=patients, unit="patient", disable=not progress, file=sys.stderr
     )
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(tqdm(pool.map(_write_patient, jobs, chunksize=4), **bar))
+            results = list(progress_bar(pool.map(_write_patient, jobs, chunksize=4), **bar))
     else:
-        results = list(tqdm(map(_write_patient, jobs), **bar))
+        results = list(progress_bar(map(_write_patient, jobs), **bar))
     labels = [item for patient_labels, _ in results for item in patient_labels]
     totals = {k: sum(c[k] for _, c in results) for k in results[0][1]}
     lines = ["path,label"] + [f"{path},{label}" for path, label in labels]

@@ -45,7 +45,7 @@ def _eval_cfg(manifest, root, run, *extra) -> EvaluateConfig:
 
 def test_report_and_resume(phantom_manifest, tiny_run):
     run, root = tiny_run
-    folder = evaluate(_eval_cfg(phantom_manifest, root, run), progress=False)
+    folder = evaluate(_eval_cfg(phantom_manifest, root, run))  # with its progress bar
     for name in (
         "report.md",
         "report.html",
@@ -112,6 +112,9 @@ def test_report_and_resume(phantom_manifest, tiny_run):
     assert "\r" not in log and "pat-" not in log
     assert log.count("=== finished") == 2 and log.count(" done: ") == 24 + 2
     assert " done: ssl finetune 100% seed 1: auroc " in log
+    # the bar counted image passes (runs weighted by their cost), and the runs beside them
+    (last,) = [x for x in log.splitlines() if " evaluate: 100% " in x]
+    assert "img/s" in last and "24/24 runs" in last
     again = pd.read_csv(folder / "results.csv")
     assert len(again) == len(results)
     pd.testing.assert_frame_equal(again.iloc[: len(kept)], kept)

@@ -130,7 +130,12 @@ def test_both_modes_learn_a_separable_task(mode):
     vx, vy = _data(32, 2, 1)
     sx, sy = _data(32, 2, 2)
     settings = FinetuneConfig(mode=mode, epochs=3, batch_size=16, min_steps_per_epoch=2)
-    prob, info = finetune(_make, tx, ty, vx, vy, sx, 2, settings, None, torch.device("cpu"), 0)
+    said = []  # what the progress bar is told after each epoch
+    prob, info = finetune(
+        _make, tx, ty, vx, vy, sx, 2, settings, None, torch.device("cpu"), 0,
+        on_epoch=lambda epoch, score: said.append((epoch, score)),
+    )  # fmt: skip
+    assert [e for e, _ in said] == [1, 2, 3] and all(0 <= s <= 1 for _, s in said)
     assert prob.shape == (32, 2) and np.allclose(prob.sum(1), 1, atol=1e-5)
     assert ((prob.argmax(1) == sy).mean()) > 0.8
     assert ("C" in info) == (mode == "lpft")
