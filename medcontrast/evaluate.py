@@ -244,6 +244,7 @@ def _run(ev: EvalData, cfg: EvaluateConfig, jobs: list[Run], progress: bool) -> 
         desc="evaluate",
         unit="img",
         unit_scale=True,
+        smoothing=0,  # the ETA from the whole run's mean rate: runs of one kind come in bursts
         disable=not progress,
     )
     weighted = WeightedProgress(bar, costs)
