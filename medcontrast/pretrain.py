@@ -59,7 +59,7 @@ from medcontrast.runs import (
     write_versions,
 )
 from medcontrast.runtime import autocast_dtype, resolve_device
-from medcontrast.trackers import Trackers, TrackerSettings, open_trackers
+from medcontrast.trackers import Trackers, TrackerSettings, check_trackers, open_trackers
 from medcontrast.train_loop import PretrainData, TrainLoop
 
 
@@ -86,6 +86,7 @@ def pretrain(
     # (the data seeds the weights' draw anew).
     init_lines: list[str] = []
     method_from_config(cfg, init_lines)
+    check_trackers(cfg.train.loggers)  # not after hours of cache building
     amp_dtype = autocast_dtype(cfg.train.precision)
     run = _run_dir(cfg, resume)
     lock = RunLock(run)

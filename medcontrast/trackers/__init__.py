@@ -19,14 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from medcontrast.trackers import mlflow_tracker, tensorboard_tracker, wandb_tracker  # noqa: F401
-from medcontrast.trackers.base import TRACKERS, Tracker, TrackerSettings
+from medcontrast.trackers.base import TRACKERS, Tracker, TrackerSettings, need
 
 STATE = "trackers.json"  # in the run folder: each tracker's run id, so a resume continues it
 # Left out of the artifacts: the checkpoints (large, and only for resuming), the lock, and the
 # trackers' own folders.
 NOT_ARTIFACTS = frozenset({"checkpoints", "run.lock", "tensorboard", "wandb", STATE})
 
-__all__ = ["TRACKERS", "Tracker", "TrackerSettings", "Trackers", "open_trackers"]
+__all__ = [
+    "TRACKERS",
+    "Tracker",
+    "TrackerSettings",
+    "Trackers",
+    "check_trackers",
+    "open_trackers",
+]
 
 
 class Trackers:
@@ -78,3 +85,9 @@ def open_trackers(
     opened = {name: TRACKERS.get(name)(run, settings, ids.get(name)) for name in names}
     path.write_text(json.dumps({n: t.run_id for n, t in opened.items()}, indent=2))
     return Trackers(run, opened)
+
+
+def check_trackers(names: list[str]) -> None:
+    """Refuse, before any data is read, a tracker whose package is not installed."""
+    for name in names:
+        need(TRACKERS.get(name).package, name)

@@ -33,8 +33,10 @@ def tracking_uri(settings: TrackerSettings) -> str:
 class MlflowTracker:
     """Parameters, metrics at their step, and the run folder's files as artifacts."""
 
+    package = "mlflow"  # the import its extra provides
+
     def __init__(self, run: Path, settings: TrackerSettings, run_id: str | None) -> None:
-        mlflow = need("mlflow", "mlflow")
+        mlflow = need(self.package, "mlflow")
         self.uri = tracking_uri(settings)
         self.client = mlflow.MlflowClient(tracking_uri=self.uri)
         try:

@@ -13,8 +13,10 @@ class TensorBoardTracker:
     """Scalars per step; the parameters as one text table; no artifacts (they are the run
     folder's files, beside the events)."""
 
+    package = "tensorboard"  # the import its extra provides
+
     def __init__(self, run: Path, settings: TrackerSettings, run_id: str | None) -> None:
-        need("tensorboard", "tensorboard")
+        need(self.package, "tensorboard")
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step: on a resume, the events after the checkpoint's step (logged before a kill

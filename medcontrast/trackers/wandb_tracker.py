@@ -13,8 +13,10 @@ from medcontrast.trackers.base import TRACKERS, TrackerSettings, need
 class WandbTracker:
     """Parameters as the run's config, metrics at their step, files saved with the run."""
 
+    package = "wandb"  # the import its extra provides
+
     def __init__(self, run: Path, settings: TrackerSettings, run_id: str | None) -> None:
-        wandb = need("wandb", "wandb")
+        wandb = need(self.package, "wandb")
         self.run = wandb.init(
             project=settings.experiment,
             name=settings.run_name,

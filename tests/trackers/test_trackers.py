@@ -16,8 +16,6 @@ from medcontrast.pretrain import pretrain
 from medcontrast.trackers import TRACKERS, Trackers, TrackerSettings, open_trackers
 from tests.archive.test_pseudonyms import identifying_values
 
-PACKAGE = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
-
 
 def _cfg(manifest, tmp_path, logger, *extra) -> PretrainConfig:
     return load_config(
@@ -89,7 +87,7 @@ READ = {"tensorboard": _read_tensorboard, "mlflow": _read_mlflow, "wandb": _read
 def test_each_tracker_is_read_back_by_its_own_package(
     phantom_archive, phantom_manifest, tmp_path, logger
 ):
-    pytest.importorskip(PACKAGE[logger])
+    pytest.importorskip(TRACKERS.get(logger).package)
     cfg = _cfg(phantom_manifest, tmp_path, logger)
     run = pretrain(cfg, stop_after=2, progress=False)  # killed at step 2, then resumed
     pretrain(cfg, resume=True, progress=False)
@@ -107,11 +105,15 @@ def test_each_tracker_is_read_back_by_its_own_package(
     assert not [v for v in identifying_values(phantom_archive) if v in texts]
 
 
-def test_a_missing_extra_is_named_before_training(tmp_path, monkeypatch):
+def test_a_missing_extra_is_named_before_any_data_is_read(phantom_manifest, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow fails
     settings = TrackerSettings("medcontrast", "r", "", tmp_path / "mlruns")
-    with pytest.raises(MedContrastError, match=r"pip install 'medcontrast\[mlflow\]'"):
+    extra = r"pip install 'medcontrast\[mlflow\]'"
+    with pytest.raises(MedContrastError, match=extra):
         open_trackers(["mlflow"], tmp_path, settings)
+    with pytest.raises(MedContrastError, match=extra):
+        pretrain(_cfg(phantom_manifest, tmp_path, "mlflow"), progress=False)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
 
 
 def test_a_tracker_that_fails_while_training_is_dropped_with_one_warning(tmp_path, capsys):
