@@ -307,6 +307,14 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def _step(line: str) -> float:
+    """The step of a metrics.jsonl line; infinite for a line a kill cut short (dropped)."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
+
+
 class MetricsLog:
     """``metrics.csv`` and ``metrics.jsonl`` (rank 0, the same rows), truncated to the resumed
     step so rows are never duplicated. JSON lines keep a column added later (a method's extra
@@ -324,11 +332,7 @@ class MetricsLog:
         else:
             path.unlink(missing_ok=True)
         if resume_step and self.jsonl.exists():
-            kept = [
-                line
-                for line in self.jsonl.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= resume_step
-            ]
+            kept = [x for x in self.jsonl.read_text().splitlines() if _step(x) <= resume_step]
             self.jsonl.write_text("".join(f"{line}\n" for line in kept))
         else:
             self.jsonl.unlink(missing_ok=True)

@@ -270,9 +270,17 @@ def test_a_resumed_metrics_log_drops_the_steps_after_the_checkpoint(tmp_path):
     log = MetricsLog(path, resume_step=0, enabled=True)
     for step in (10, 20, 30):
         log.write({"step": step, "loss": step / 10})
+    with open(tmp_path / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 40, "lo')  # a line a kill cut short
     log = MetricsLog(path, resume_step=20, enabled=True)
     log.write({"step": 30, "loss": 2.5, "extra": 1.0})
     assert pd.read_csv(path).to_dict("list") == {"step": [10, 20, 30], "loss": [1.0, 2.0, 2.5]}
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [  # the JSON lines keep the column the CSV's header has no place for
+        {"step": 10, "loss": 1.0},
+        {"step": 20, "loss": 2.0},
+        {"step": 30, "loss": 2.5, "extra": 1.0},
+    ]
 
 
 def test_versions_json_records_the_libraries_and_extras(tmp_path):
