@@ -96,27 +96,34 @@ def test_a_disabled_log_writes_nothing(tmp_path):
     assert not (tmp_path / "train.log").exists()
 
 
-def test_a_run_writes_train_log_and_metrics_as_json_lines(
-    phantom_archive, phantom_manifest, tmp_path
-):
-    cfg = load_config(
+def logged_run_config(manifest, tmp_path, name: str, *extra: str) -> PretrainConfig:
+    """A run of 4 steps, each logged, checkpointed at 2: killed there and resumed, it shows
+    what a log or a tracker keeps across a resume (tests/trackers use it too)."""
+    return load_config(
         PretrainConfig,
         None,
         [
-            f"data.manifest={phantom_manifest}",
+            f"data.manifest={manifest}",
             "data.modalities=[CR,DX]",
             "data.size=[32,32]",
             f"data.cache_dir={tmp_path / 'cache'}",
             f"out_dir={tmp_path / 'runs'}",
-            "name=logged",
+            f"name={name}",
             "model.encoder=timm:resnet10t",
             "train.batch_size=8",
             "train.max_steps=4",
             "train.log_every=1",
             "train.checkpoint_every=2",
             "views.path=batched",
+            *extra,
         ],
     )
+
+
+def test_a_run_writes_train_log_and_metrics_as_json_lines(
+    phantom_archive, phantom_manifest, tmp_path
+):
+    cfg = logged_run_config(phantom_manifest, tmp_path, "logged")
     run = pretrain(cfg, stop_after=2)  # with progress bars, as on a console
     pretrain(cfg, resume=True)
     lines = _lines(run / "train.log")

@@ -47,13 +47,12 @@ def probe_cost(protocol: str, n_train: int, n_queries: int, c_values: int) -> fl
 
 
 class WeightedProgress:
-    """A progress bar whose total is the runs' summed cost: each run moves it by its own cost,
-    a fine-tune epoch by epoch; the postfix counts runs and says what is running."""
+    """Moves ``bar`` (made with ``total=sum(costs.values())``) by each run's own cost, a
+    fine-tune epoch by epoch; the postfix counts runs and says what is running."""
 
     def __init__(self, bar: tqdm, costs: dict[Hashable, float]) -> None:
         self.bar, self.costs, self.moved = bar, costs, dict.fromkeys(costs, 0.0)
         self.done = 0
-        bar.total = sum(costs.values())  # where the bar was made without it
 
     def part(self, key: Hashable, share: float, say: str) -> None:
         """Run ``key`` has done ``share`` (0-1) of its expected work; ``say`` how it goes."""

@@ -46,7 +46,9 @@ class Trackers:
         self._each("log_params", params)
 
     def log_metrics(self, row: dict[str, float], step: int) -> None:
-        self._each("log_metrics", {k: v for k, v in row.items() if k != "step"}, step)
+        # the step is the tracker's own axis; the wall-clock time, each tracker's own record
+        values = {k: v for k, v in row.items() if k not in ("step", "time")}
+        self._each("log_metrics", values, step)
 
     def log_artifacts(self) -> None:
         """The run folder's files (encoder, config, metrics, log, records) as artifacts."""

@@ -70,7 +70,7 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, step) for k, v in values.items() if k != "time"]
+        metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
         self.client.log_batch(self.run_id, metrics=metrics)
 
     def log_artifacts(self, files: list[Path]) -> None:

@@ -31,8 +31,7 @@ class TensorBoardTracker:
 
     def log_metrics(self, values: dict[str, float], step: int) -> None:
         for key, value in values.items():
-            if key != "time":
-                self.writer.add_scalar(key, value, step)
+            self.writer.add_scalar(key, value, step)
         self.writer.flush()
 
     def log_artifacts(self, files: list[Path]) -> None:

@@ -32,7 +32,7 @@ class WandbTracker:
         self.run.config.update(params, allow_val_change=True)
 
     def log_metrics(self, values: dict[str, float], step: int) -> None:
-        self.run.log({k: v for k, v in values.items() if k != "time"}, step=step)
+        self.run.log(values, step=step)
 
     def log_artifacts(self, files: list[Path]) -> None:
         for path in files:

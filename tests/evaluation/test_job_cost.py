@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from tqdm import tqdm
 
@@ -21,14 +23,15 @@ def test_a_probe_costs_far_less_than_a_fine_tune_of_the_same_images():
     assert probe_cost("knn", 100, 130, 4) < probe_cost("linear", 100, 130, 4)
 
 
-def _bar() -> tqdm:
-    return tqdm(disable=False, file=open("/dev/null", "w"))
+def _bar(total: float) -> tqdm:
+    return tqdm(total=total, disable=False, file=io.StringIO())
 
 
 @pytest.mark.parametrize("parts", [[], [0.5], [0.25, 0.5, 0.5, 2.0]])
 def test_the_bar_moves_by_cost_and_a_run_ends_at_its_whole_cost(parts):
-    bar = _bar()
-    progress = WeightedProgress(bar, {"probe": 1.0, "finetune": 99.0})
+    costs = {"probe": 1.0, "finetune": 99.0}
+    bar = _bar(sum(costs.values()))
+    progress = WeightedProgress(bar, costs)
     assert bar.total == 100
     progress.finished("probe", "probe done")
     assert bar.n == 1  # 1% of the work, not half of the runs

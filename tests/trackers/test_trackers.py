@@ -15,29 +15,11 @@ from medcontrast.errors import MedContrastError
 from medcontrast.pretrain import pretrain
 from medcontrast.trackers import TRACKERS, Trackers, TrackerSettings, open_trackers
 from tests.archive.test_pseudonyms import identifying_values
+from tests.test_run_log import logged_run_config
 
 
 def _cfg(manifest, tmp_path, logger, *extra) -> PretrainConfig:
-    return load_config(
-        PretrainConfig,
-        None,
-        [
-            f"data.manifest={manifest}",
-            "data.modalities=[CR,DX]",
-            "data.size=[32,32]",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            f"out_dir={tmp_path / 'runs'}",
-            "name=tracked",
-            "model.encoder=timm:resnet10t",
-            "train.batch_size=8",
-            "train.max_steps=4",
-            "train.log_every=1",
-            "train.checkpoint_every=2",
-            "views.path=batched",
-            f"train.loggers=[{logger}]",
-            *extra,
-        ],
-    )
+    return logged_run_config(manifest, tmp_path, "tracked", f"train.loggers=[{logger}]", *extra)
 
 
 def _read_tensorboard(run, out_dir):
