@@ -58,9 +58,9 @@ FORMS = {
         "size": "[28,28]",
         "pretrain": ["train.batch_size=128", "train.warmup_epochs=0.5", "data.workers=2"],
         "evaluate": [
-            "finetune.epochs=6",
+            "finetune.steps=24",
+            "finetune.eval_every=4",
             "finetune.patience=3",
-            "finetune.min_steps_per_epoch=4",
             "finetune.batch_size=64",
         ],
         "steps": 80,

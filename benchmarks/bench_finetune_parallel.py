@@ -93,7 +93,12 @@ def main() -> None:
     if args.quick:  # two fine-tunes of one epoch on 16 px, one and two at a time
         args.parallel, args.seeds, args.fraction = [1, 2], 2, 0.02
         size = [16] * (3 if args.dataset == "adrenalmnist3d" else 2)
-        args.evaluate = [f"data.size={size}", "finetune.epochs=1", *args.evaluate]
+        args.evaluate = [
+            f"data.size={size}",
+            "finetune.steps=10",
+            "finetune.lr_factors=[1.0]",
+            *args.evaluate,
+        ]
     work = Path(args.work)
     common = data_overrides(args.dataset, Path(args.data), work)
     # The cache is built once before any timed call, so that no k pays for it.

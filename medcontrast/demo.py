@@ -32,7 +32,12 @@ CONFIG = "phantoms_2d"
 def demo_configs(out: Path, fast: bool = False) -> tuple[PretrainConfig, EvaluateConfig]:
     """The demo's two configs, pointed at the folders under ``out``; ``fast``: a smoke test."""
     pre_fast = ["train.epochs=2", "train.batch_size=32"]
-    ev_fast = ["budgets.shots=[2,5]", "budgets.seeds=[0,1]", "finetune.epochs=2"]
+    ev_fast = [
+        "budgets.shots=[2,5]",
+        "budgets.seeds=[0,1]",
+        "finetune.steps=20",
+        "finetune.lr_factors=[1.0]",
+    ]
     pre = load_config(PretrainConfig, CONFIG, pre_fast if fast else [])
     ev = load_config(EvaluateConfig, CONFIG, ev_fast if fast else [])
     data = {"manifest": str(out / "manifest.csv"), "cache_dir": str(out / "cache")}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -32,6 +33,7 @@ from medcontrast.data.selection import select_rows
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.budgets import Budget, budgets_from
 from medcontrast.evaluation.context import EvalData
+from medcontrast.evaluation.degenerate import prediction_problems
 from medcontrast.evaluation.feature_figures import feature_figures
 from medcontrast.evaluation.findings import Headline
 from medcontrast.evaluation.finetune import FinetuneConfig
@@ -230,6 +232,7 @@ def _run(ev: EvalData, cfg: EvaluateConfig, jobs: list[Run], progress: bool) -> 
         ev.y,
         ev.split["val"],
         ev.split["test"],
+        ev.norm,
         len(ev.classes),
         settings,
         views if settings.augment else None,
@@ -257,7 +260,7 @@ def _run(ev: EvalData, cfg: EvaluateConfig, jobs: list[Run], progress: bool) -> 
             idx = ev.split["train"][ev.selections[(budget.name, seed)].indices]
             if protocol == "finetune":
                 job = _finetune_job(ev, init, idx, settings, seed)
-                for done in pool.submit(run, job, _epoch_reporter(weighted, run, cfg)):
+                for done in pool.submit(run, job, _check_reporter(weighted, run, cfg)):
                     _record(ev, cfg, *done, weighted)
                 continue
             start = time.time()
@@ -267,6 +270,7 @@ def _run(ev: EvalData, cfg: EvaluateConfig, jobs: list[Run], progress: bool) -> 
                 notes = [*extra, f"same labeled subset as seed {first}: probe reused"]
             else:
                 val_prob, prob, notes = _probe(ev, cfg, init, protocol, idx)
+                notes += [ev.feature_notes[init.name]] if init.name in ev.feature_notes else []
                 frozen[key] = (val_prob, prob, notes, seed)
             outcome = FinetuneOutcome(val_prob, prob, notes, time.time() - start)
             _record(ev, cfg, run, outcome, weighted)
@@ -289,8 +293,8 @@ def _costs(ev: EvalData, cfg: EvaluateConfig, jobs: list[Run]) -> dict[tuple, fl
         init, protocol, budget, seed = run
         n = len(ev.selections[(budget.name, seed)].indices)
         if protocol == "finetune":
-            cost = finetune_cost(n, n_val, n_test, ft.epochs, ft.batch_size, ft.min_steps_per_epoch)
-            frozen = ft.mode == "lpft" and not init.seeded
+            cost = finetune_cost(n, n_val, n_test, len(ev.norm), ft)
+            frozen = ft.mode != "plain" and not init.seeded
         else:
             cost = probe_cost(protocol, n, n_val + n_test, len(cfg.linear.c_grid))
             frozen = True
@@ -302,18 +306,18 @@ def _costs(ev: EvalData, cfg: EvaluateConfig, jobs: list[Run]) -> dict[tuple, fl
     return costs
 
 
-def _epoch_reporter(
+def _check_reporter(
     weighted: WeightedProgress, run: Run, cfg: EvaluateConfig
-) -> Callable[[int, float], None]:
-    """What a fine-tune in this process says after each epoch: the bar moves by the epoch's
-    share of the run and shows the epoch and the validation score."""
+) -> Callable[[float, str, float], None]:
+    """What a fine-tune in this process says after each validation check: the bar moves by the
+    share of the run's steps done and shows the candidate and the validation score."""
     init, _, budget, seed = run
-    epochs, metric = cfg.finetune.epochs, cfg.headline_metric
+    metric = cfg.headline_metric
 
-    def report(epoch: int, score: float) -> None:
-        what = f"{init.name} finetune {budget.name} seed {seed}: epoch {epoch}/{epochs}"
+    def report(share: float, candidate: str, score: float) -> None:
+        what = f"{init.name} finetune {budget.name} seed {seed}: {candidate}"
         said = f"val {metric} {score:.3f}" if math.isfinite(score) else "no validation score"
-        weighted.part(_run_key(run), epoch / epochs, f"{what}, {said}")
+        weighted.part(_run_key(run), share, f"{what}, {said}")
 
     return report
 
@@ -380,7 +384,7 @@ def _finetune_job(
     same for every seed (pretrained weights) takes the features extracted once for the probes."""
     order = np.sort(idx)
     features = None
-    if settings.mode == "lpft" and not init.seeded:
+    if settings.mode != "plain" and not init.seeded:
         f = ev.features(init)
         features = (f[order], f[ev.split["val"]])
     return FinetuneJob(init, order, seed, features)
@@ -410,6 +414,10 @@ def _record(
     if threshold is not None:
         values["threshold"] = threshold
     values["seconds"] = outcome.seconds
+    problems = [
+        *prediction_problems(outcome.val_prob, "val"),
+        *prediction_problems(outcome.prob, "test"),
+    ]
     base = {
         "init": init.name,
         "protocol": protocol,
@@ -419,8 +427,13 @@ def _record(
         "labels_used": len(sel.indices),
         "patients_used": ev.train_rows.iloc[sel.indices]["patient"].nunique(),
         "seed": seed,
-        "note": "; ".join([*sel.notes, *outcome.notes]),
+        "note": "; ".join([*sel.notes, *outcome.notes, *problems]),
     }
     append_results(folder / RESULTS, [{**base, "metric": m, "value": v} for m, v in values.items()])
     shown = " ".join(f"{m} {v:.4g}" for m, v in values.items())
     log_line(f"done: {init.name} {protocol} {budget.name} seed {seed}: {shown}")
+    if problems:
+        print(
+            f"warning: {init.name} {protocol} {budget.name} seed {seed}: {', '.join(problems)}",
+            file=sys.stderr,
+        )

@@ -183,7 +183,7 @@ def test_proxy_reuses_pretraining_and_finished_recipes(tmp_path):
     data = shared_data("medmnist", "adrenalmnist3d.npz").parents[1]
     work = tmp_path / "work"
     small = ["data.size=[16,16,16]", "budgets.fractions=[0.1]", "budgets.seeds=[0,1]"]
-    plain = ["--recipe", "plain", "finetune.mode=plain", "finetune.epochs=1", *small]
+    plain = ["--recipe", "plain", "finetune.mode=plain", "finetune.steps=4", *small]
     args = [
         *("--data", str(data), "--work", str(work), "--datasets", "adrenalmnist3d"),
         *("--pretrain", "train.max_steps=2", "train.batch_size=8", "data.size=[16,16,16]"),
@@ -191,7 +191,7 @@ def test_proxy_reuses_pretraining_and_finished_recipes(tmp_path):
     _run(tmp_path, "bench_proxy.py", *args, *plain)
     results = work / "eval" / "adrenalmnist3d-plain" / "results.csv"
     first = results.read_bytes()
-    lpft = ["--recipe", "lpft", "finetune.mode=lpft", "finetune.epochs=1", *small]
+    lpft = ["--recipe", "lpft", "finetune.mode=lpft", "finetune.steps=4", *small]
     entry = _run(tmp_path, "bench_proxy.py", *args, *plain, *lpft)
     assert len(list((work / "runs").iterdir())) == 1  # one pretraining for both calls
     assert results.read_bytes() == first  # the finished recipe was not run again

@@ -81,9 +81,11 @@ def test_resolved_config_round_trips(tmp_path):
 # fail later (a traceback after preprocessing, or a silent wrong run) or not at all.
 EVAL, PRE, BOTH = (EvaluateConfig,), (PretrainConfig,), (PretrainConfig, EvaluateConfig)
 BAD = [
-    (EVAL, "finetune.mode=lpf", "finetune.mode: 'lpf' is not one of lpft, plain"),
+    (EVAL, "finetune.mode=lpf", "finetune.mode: 'lpf' is not one of both, lpft, plain"),
     (EVAL, "finetune.precision=fp16", "finetune.precision: 'fp16' is not one of auto, bf16, fp32"),
     (EVAL, "finetune.epochs=0", "finetune.epochs must be 1 or more, not 0"),
+    (EVAL, "finetune.steps=0", "finetune.steps must be 1 or more, not 0"),
+    (EVAL, "finetune.lr_factors=[]", "finetune.lr_factors must hold one or more values above 0"),
     (EVAL, "finetune.parallel=0", "finetune.parallel must be 1 or more, not 0"),
     (EVAL, "finetune.lr=-1", "finetune.lr must be above 0, not -1.0"),
     (EVAL, "finetune.layer_decay=0", "finetune.layer_decay must be above 0, not 0.0"),

@@ -3,6 +3,10 @@
 They keep working for one release (0.2): the projection head's settings moved from ``model:`` to
 ``method.head:``, and patient pairing, a data concern, from ``method:`` to ``pairs:``;
 ``train.tensorboard`` became ``train.loggers: [tensorboard]``; ``finetune.device``, never read (fine-tuning runs on the evaluation's ``device``), is dropped.
+Fine-tuning's schedule became a budget of optimiser steps: ``finetune.epochs`` x
+``finetune.min_steps_per_epoch`` (the steps of an epoch on a small budget) are ``finetune.steps``,
+with a validation check every ``min_steps_per_epoch`` steps (``finetune.eval_every``), as once a
+check per epoch.
 """
 
 from __future__ import annotations
@@ -69,12 +73,29 @@ def upgrade(tree: dict[str, Any], warn: bool = True) -> dict[str, Any]:
             loggers = tree["train"].setdefault("loggers", [])
             if "tensorboard" not in loggers:
                 loggers.append("tensorboard")
+    _upgrade_epochs(tree, warn)
     found_on, on = _pop(tree, "method.patient_positives")
     found_group, group = _pop(tree, "method.positive_group")
     if found_on or found_group:
         _say("method.patient_positives / method.positive_group", "pairs.positives", warn)
         _put(tree, "pairs.positives", (group or "patient") if on else "image")
     return tree
+
+
+def _upgrade_epochs(tree: dict[str, Any], warn: bool) -> None:
+    """``finetune.epochs`` and ``finetune.min_steps_per_epoch`` as steps and checks."""
+    found_epochs, epochs = _pop(tree, "finetune.epochs")
+    found_min, per_epoch = _pop(tree, "finetune.min_steps_per_epoch")
+    if not (found_epochs or found_min):
+        return
+    _say("finetune.epochs / finetune.min_steps_per_epoch", "finetune.steps / eval_every", warn)
+    per_epoch = per_epoch if found_min else 10  # that release's default
+    for key, value in (("epochs", epochs), ("min_steps_per_epoch", per_epoch)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise MedContrastError(f"finetune.{key} must be 1 or more, not {value!r}")
+    if found_epochs:
+        _put(tree, "finetune.steps", epochs * per_epoch)
+    _put(tree, "finetune.eval_every", per_epoch)
 
 
 def upgrade_saved(tree: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from medcontrast.data.cache import CacheSettings, load_selection
 from medcontrast.data.selection import class_names, label_codes
 from medcontrast.errors import MedContrastError, first_line
 from medcontrast.evaluation.budgets import Budget, Selection, patient_order, select
+from medcontrast.evaluation.degenerate import feature_problem
 from medcontrast.evaluation.folder import (
     DATASET,
     LABELS,
@@ -23,6 +24,7 @@ from medcontrast.evaluation.folder import (
     save_array,
 )
 from medcontrast.evaluation.inits import Init
+from medcontrast.evaluation.norm_stats import norm_rows
 from medcontrast.evaluation.probes import extract_features
 
 
@@ -89,21 +91,36 @@ class EvalData:
                 self.selections[(b.name, s)] = select(
                     self.train_rows, self.classes, b, s, group, strata
                 )
+        # Unlabelled training images batch norm takes its statistics from, for every init alike.
+        self.norm = norm_rows(self.split["train"])
         self._features: dict[str, np.ndarray] = {}
+        self.feature_notes: dict[str, str] = {}
 
     def features(self, init: Init) -> np.ndarray:
-        """Frozen features (N, D) of every labeled image (computed once per init, kept on
-        disk; a file that a kill left damaged, or of another length, is recomputed)."""
+        """Frozen features (N, D) of every labeled image, batch norm's statistics first taken
+        from the unlabelled training images ``norm`` (:mod:`.norm_stats`). Computed once per
+        init, kept on disk; a file that a kill left damaged, or of another length, is recomputed.
+        Features that do not vary get a note in ``feature_notes``."""
         if init.name not in self._features:
             path = feature_path(self.folder, init.name)
             feats = _load_features(path, len(self.cache))
             if feats is None:
                 encoder = init.make(0)
-                feats = extract_features(encoder, self.cache.array, self.device, self.batch_size)
+                feats = extract_features(
+                    encoder,
+                    self.cache.array,
+                    self.device,
+                    self.batch_size,
+                    norm_images=self.cache.array[self.norm],
+                )
                 if not np.isfinite(feats).all():
                     raise MedContrastError(f"initialisation {init.name} gives NaN features")
                 save_array(path, feats)
             self._features[init.name] = feats
+            problem = feature_problem(feats)
+            if problem:
+                self.feature_notes[init.name] = problem
+                print(f"warning: {init.name}: frozen {problem}", file=sys.stderr)
         return self._features[init.name]
 
     def write_labels(self) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medcontrast.evaluation.degenerate import feature_problem
 from medcontrast.evaluation.folder import EMBEDDINGS, RETRIEVAL
 from medcontrast.evaluation.inits import Init
 from medcontrast.evaluation.plots import embedding_map, retrieval_panel
@@ -36,9 +37,18 @@ def feature_figures(
     """
     tr, te = split["train"], split["test"]
     y_test = y[te]
-    if embedding_plot:
+    # Features that do not vary have no map or neighbours (t-SNE divides by their spread and
+    # crashed the process once): left out with a note, the others drawn.
+    usable = []
+    for i in inits:
+        problem = feature_problem(features(i))
+        if problem:
+            print(f"note: {i.name} left out of the embedding and retrieval figures: {problem}")
+        else:
+            usable.append(i)
+    if embedding_plot and usable:
         embedding_map(
-            {i.name: features(i)[te] for i in inits}, y_test, classes, folder / EMBEDDINGS
+            {i.name: features(i)[te] for i in usable}, y_test, classes, folder / EMBEDDINGS
         )
     if retrieval_queries <= 0:
         return
@@ -47,9 +57,10 @@ def feature_figures(
     queries = np.concatenate(
         [rng.permutation(np.flatnonzero(y_test == k))[:per_class] for k in range(len(classes))]
     )[:retrieval_queries]
-    shown = [i for i in inits if i.kind != "random"][:1] + [i for i in inits if i.kind == "random"][
-        :1
-    ]
+    shown = [i for i in usable if i.kind != "random"][:1]
+    shown += [i for i in usable if i.kind == "random"][:1]
+    if not shown:
+        return
     neighbours = {
         i.name: nearest_neighbours(features(i)[te][queries], features(i)[tr], 5) for i in shown
     }

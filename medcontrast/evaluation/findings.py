@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from medcontrast.evaluation.degenerate import failed_runs
 from medcontrast.evaluation.folder import EvalFolder
-from medcontrast.evaluation.headline import Comparison, compare, sentence
+from medcontrast.evaluation.headline import Comparison, best_on_validation, compare, sentence
 from medcontrast.evaluation.labels_saved import LabelsSaved, complete_budgets, labels_saved
 from medcontrast.evaluation.provenance import overlap_caveats
 from medcontrast.evaluation.scores import Scores
@@ -80,12 +81,20 @@ def _compare_init(
     metric = folder.settings.headline_metric
     name = METRIC_NAMES.get(metric, metric)
     comparisons = {b: c for b in budgets if (c := compare(scores, pre, randoms, b, metric))}
+    for c in comparisons.values():
+        c.baseline_failed = failed_runs(folder.results, c.baseline.key)
+    failed = _failed_baselines(folder, scores, randoms, budgets)
     for b in _picks(folder, budgets):
-        ls = (
-            labels_saved(scores, comparisons[b], randoms, metric)
-            if b in comparisons
-            else f"{pre} or random initialisation was not run there"
-        )
+        if b not in comparisons:
+            ls: LabelsSaved | str = f"{pre} or random initialisation was not run there"
+        elif failed:
+            ls = (
+                "the strongest random initialisation failed to learn at "
+                f"{', '.join(failed)} (constant or saturated predictions, or features without "
+                "variance), so its curve measures a broken baseline, not pretraining"
+            )
+        else:
+            ls = labels_saved(scores, comparisons[b], randoms, metric)
         if isinstance(ls, str):
             out.lines.append(f"Labels saved at {b} ({pre}): not given, {ls}.")
             continue
@@ -101,6 +110,19 @@ def _compare_init(
             out.lines.append(sentence(comparisons[b], name))
         else:
             out.lines.append(f"With {b} of the labels: not run for {pre} or random initialisation.")
+
+
+def _failed_baselines(
+    folder: EvalFolder, scores: Scores, randoms: list[str], budgets: list[str]
+) -> list[str]:
+    """Budgets at which the random initialisation chosen on validation failed to learn in at
+    least one run (its note says so: evaluation.degenerate)."""
+    out = []
+    for b in budgets:
+        choice = best_on_validation(scores, randoms, b)
+        if choice is not None and failed_runs(folder.results, choice.key)[0]:
+            out.append(b)
+    return out
 
 
 def _caveats(folder: EvalFolder, scores: Scores, comparisons: list[Comparison]) -> list[str]:

@@ -1,15 +1,18 @@
 """Full fine-tuning of an encoder with a linear head, on a label budget.
 
 Augmentation (the batched views on the device), class-weighted cross-entropy for imbalance,
-AdamW with a cosine schedule and a larger learning rate for the head, and early stopping on the
-validation split's metric, restoring the best epoch before predicting the test split.
+AdamW with a cosine schedule over a budget of optimiser steps and a larger learning rate for the
+head, a validation check every few steps and early stopping on the validation split's metric,
+restoring the best check before predicting the test split. Every candidate (mode x learning
+rate) is trained so, and the one best on validation kept. Batch norm takes its statistics from
+unlabelled training images before each check and prediction (:mod:`.norm_stats`).
 
-Two modes. ``plain``: a new head and the encoder trained together from the first step.
+Two modes, by default both candidates. ``plain``: a new head and the encoder trained together from the first step.
 ``lpft``: LP-FT (Kumar et al., "Fine-Tuning can Distort Pretrained Features and Underperform
 Out-of-Distribution", ICLR 2022): a linear probe on the frozen encoder's features first, its
 weights copied into the head, then everything fine-tuned. With a random head, the first steps'
 large gradients rewrite the pretrained features to fit the head; starting from a fitted head,
-fine-tuning only refines them. The probe itself is epoch 0 of early stopping, so fine-tuning is
+fine-tuning only refines them. The probe itself is step 0 of early stopping, so fine-tuning is
 kept only where it beats the probe on the validation split. With ``wise_alphas`` the weights
 between the two are tried too (WiSE-FT: Wortsman et al., "Robust fine-tuning of zero-shot
 models", CVPR 2022): (1 - a) x probe + a x fine-tuned, a chosen on the validation split.
@@ -35,30 +38,41 @@ from medcontrast.checks import check_choices, check_ranges
 from medcontrast.data.resident import held
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.metrics import point_metrics
+from medcontrast.evaluation.norm_stats import recalibrate_norm
 from medcontrast.evaluation.probes import extract_features, linear_probe
 from medcontrast.models.encoders import Encoder
 from medcontrast.optim import layer_decay_groups
 from medcontrast.seeding import Stream, draw_seed
 
-FinetuneMode = Literal["lpft", "plain"]
+FinetuneMode = Literal["both", "lpft", "plain"]
 Precision = Literal["auto", "bf16", "fp32"]
+MODES = {"both": ("lpft", "plain"), "lpft": ("lpft",), "plain": ("plain",)}
 
 
 @dataclass
 class FinetuneConfig:
     """The ``finetune:`` section of an evaluation config: how one fine-tuning run goes, and
-    which runs an evaluation does. Checked when it is built (so at load time)."""
+    which runs an evaluation does. Checked when it is built (so at load time).
+
+    A run trains each candidate (mode x learning rate) until validation stops improving, within
+    a budget of optimiser steps, and keeps the candidate best on validation: every
+    initialisation gets the same candidates, the same maximum and the same stopping rule. A
+    random network needs many more steps than a pretrained one, so equal epochs are not fair.
+    """
 
     # plain: encoder and a new head trained together from the start. lpft: a linear probe on the
     # frozen features first, then everything with a lower encoder learning rate (Kumar et al.).
-    mode: FinetuneMode = "lpft"
-    epochs: int = 30
+    # both: each is a candidate, chosen on validation (LP-FT on degenerate features is no
+    # baseline, plain fine-tuning can distort good features).
+    mode: FinetuneMode = "both"
+    steps: int = 1000  # at most this many optimiser steps per candidate (cosine schedule)
+    eval_every: int = 25  # optimiser steps between validation checks
+    patience: int = 8  # validation checks without improvement before a candidate stops
     batch_size: int = 64
     lr: float = 1e-3
+    lr_factors: list[float] = field(default_factory=lambda: [0.3, 1.0, 3.0])  # lr x each tried
     head_lr_mult: float = 10.0
     weight_decay: float = 1e-4
-    patience: int = 8  # epochs without validation improvement before stopping
-    min_steps_per_epoch: int = 10
     class_weighting: bool = True
     layer_decay: float = 1.0  # encoder learning rate x this per layer below the last; 1: off
     frozen_norm: bool = False  # batch norm keeps its running statistics while fine-tuning
@@ -79,10 +93,10 @@ class FinetuneConfig:
             self,
             above={"lr": 0, "head_lr_mult": 0, "layer_decay": 0},
             at_least={
-                "epochs": 1,
+                "steps": 1,
+                "eval_every": 1,
                 "batch_size": 1,
                 "patience": 1,
-                "min_steps_per_epoch": 1,
                 "parallel": 1,
                 "weight_decay": 0,
             },
@@ -92,6 +106,15 @@ class FinetuneConfig:
             raise MedContrastError(
                 f"finetune.wise_alphas must lie in [0, 1], not {self.wise_alphas}"
             )
+        if not self.lr_factors or not all(f > 0 for f in self.lr_factors):
+            raise MedContrastError(
+                f"finetune.lr_factors must hold one or more values above 0, not {self.lr_factors}"
+            )
+
+    def candidates(self) -> list[tuple[str, float]]:
+        """(mode, learning rate) of every candidate, in the order they are tried (on a tie in
+        validation the first is kept)."""
+        return [(m, self.lr * f) for m in MODES[self.mode] for f in self.lr_factors]
 
 
 class _Classifier(nn.Module):
@@ -127,6 +150,29 @@ def _predict(
     return torch.cat(out).numpy()
 
 
+@dataclass
+class _Inputs:
+    """One fine-tune's arrays: training images (n, C, *size) and labels (n,), validation images
+    and labels, and the unlabelled images (m, C, *size) batch norm takes its statistics from;
+    images may be float16 copies on the device."""
+
+    train_x: np.ndarray | torch.Tensor
+    train_y: np.ndarray
+    val_x: np.ndarray | torch.Tensor
+    val_y: np.ndarray
+    norm_x: np.ndarray | torch.Tensor
+    n_classes: int
+
+
+@dataclass
+class _Candidate:
+    """A trained candidate: its model at the best check, validation score and run info."""
+
+    model: nn.Module
+    score: float
+    info: dict
+
+
 def finetune(
     make_encoder: Callable[[int], Encoder],
     train_x: np.ndarray,
@@ -143,40 +189,164 @@ def finetune(
     features: tuple[np.ndarray, np.ndarray] | None = None,
     select_metric: str = "auroc",
     probe_c_grid: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_progress: Callable[[float, str, float], None] | None = None,
+    norm_x: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Fine-tune a fresh encoder (``make_encoder(seed)``: random weights differ by seed) on
-    images (n, C, *size); returns test probabilities (n_test, C) and run info: ``best_epoch``
-    (0: the lpft probe, before any fine-tuning step), its validation score ``val_score`` and
-    validation probabilities ``val_prob`` (n_val, C), and in lpft mode the probe's ``C``.
+    images (n, C, *size), once per candidate of ``settings.candidates()`` (mode x learning
+    rate), each until validation stops improving; keep the best on validation. Returns test
+    probabilities (n_test, C) and run info: the chosen ``mode`` and ``lr``, ``best_step`` (0:
+    the lpft probe, before any fine-tuning step), ``last_step``, ``converged`` (False when the
+    best check was the last of a run that used all its steps), its validation score
+    ``val_score`` and validation probabilities ``val_prob`` (n_val, C), the probe's ``C`` and
+    WiSE-FT's ``alpha`` where they apply, and ``candidates``: each one's validation score.
 
-    ``features``: frozen features (n, D) and (n_val, D) of ``make_encoder(seed)`` for the
-    training and validation images, when the caller has them (an evaluation extracts them once
+    ``features``: frozen features (n, D) and (n_val, D) of ``make_encoder(seed)`` with its batch
+    norm re-estimated on ``norm_x``, when the caller has them (an evaluation extracts them once
     per pretrained encoder); the lpft probe then needs no forward pass of its own.
-    ``select_metric``: the validation metric early stopping (and the probe's C) maximises;
-    ``probe_c_grid``: the lpft probe's inverse regularisation strengths.
+    ``norm_x``: unlabelled images (m, C, *size) whose statistics batch norm takes before every
+    feature extraction and prediction (:mod:`~medcontrast.evaluation.norm_stats`); default the
+    training images. ``select_metric``: the validation metric that stopping, the probe's C and
+    the candidate maximise. ``on_progress(share done, candidate, validation score)`` after each
+    validation check.
     """
-    torch.manual_seed(seed)
-    model = _Classifier(make_encoder(seed), n_classes).to(device)
-    info: dict = {}
-    # The probe competes as epoch 0 but starts no patience count: fine-tuning first dips below
-    # the probe (the encoder moves under a fitted head) and needs a few epochs to pass it.
-    probe = _EarlyStop(0)
-    if settings.mode == "lpft":
-        if features is None:
-            features = tuple(extract_features(model.encoder, a, device) for a in (train_x, val_x))
-        info["C"], probe_val = _probe_head(
-            model.head, *features, train_y, val_y, probe_c_grid, select_metric
+    # On a GPU the (small) training and validation images live there for the whole run, as a
+    # pretraining set does with data.on_device: no host-to-device copy per step or check.
+    data = _Inputs(
+        held(train_x, device),
+        train_y,
+        held(val_x, device),
+        val_y,
+        held(train_x if norm_x is None else norm_x, device),
+        n_classes,
+    )
+    runs = settings.candidates()
+    best: _Candidate | None = None
+    scores = []
+    for i, (mode, lr) in enumerate(runs):
+        name = f"{mode} lr {lr:g}"
+
+        def report(share: float, score: float, i=i, name=name) -> None:
+            if on_progress is not None:
+                on_progress((i + share) / len(runs), name, score)
+
+        run = _candidate(
+            make_encoder,
+            data,
+            settings,
+            mode=mode,
+            lr=lr,
+            views=views,
+            device=device,
+            seed=seed,
+            amp=amp,
+            features=features,
+            select_metric=select_metric,
+            probe_c_grid=probe_c_grid,
+            report=report,
         )
-        probe.update(_score(val_y, probe_val, select_metric, 0), 0, model)
-    n = len(train_x)
-    steps_per_epoch = max(math.ceil(n / settings.batch_size), settings.min_steps_per_epoch)
-    total = steps_per_epoch * settings.epochs
-    opt = _optimizer(model, settings)
+        scores.append(f"{name}: {run.score:.4g}")
+        if best is None or run.score > best.score:
+            best = run
+    assert best is not None
+    model, info = best.model, dict(best.info, candidates=scores)
+    val_prob = _predict(model, data.val_x, device, amp) if len(val_y) else np.zeros((0, n_classes))
+    info.update(val_score=float(best.score), val_prob=val_prob)
+    return _predict(model, test_x, device, amp), info
+
+
+def _candidate(
+    make_encoder: Callable[[int], Encoder],
+    data: _Inputs,
+    settings: FinetuneConfig,
+    *,
+    mode: str,
+    lr: float,
+    views: AugmentParams | None,
+    device: torch.device,
+    seed: int,
+    amp: torch.dtype | None,
+    features: tuple[np.ndarray, np.ndarray] | None,
+    select_metric: str,
+    probe_c_grid: Sequence[float],
+    report: Callable[[float, float], None],
+) -> _Candidate:
+    """One candidate: ``mode`` at learning rate ``lr``, trained until ``settings.patience``
+    validation checks bring no gain or ``settings.steps`` are spent; the best check restored."""
+    torch.manual_seed(seed)
+    model = _Classifier(make_encoder(seed), data.n_classes).to(device)
+    recalibrate_norm(model, data.norm_x, device)
+    info: dict = {"mode": mode, "lr": lr}
+    # The probe competes as step 0 but starts no patience count: fine-tuning first dips below
+    # the probe (the encoder moves under a fitted head) and needs a few checks to pass it.
+    probe = _EarlyStop(0)
+    if mode == "lpft":
+        feats = features
+        if feats is None:
+            feats = tuple(
+                extract_features(model.encoder, a, device) for a in (data.train_x, data.val_x)
+            )
+        info["C"], probe_val = _probe_head(
+            model.head, *feats, data.train_y, data.val_y, probe_c_grid, select_metric
+        )
+        probe.update(_score(data.val_y, probe_val, select_metric, 0), 0, model)
+    stop, last = _train(
+        model,
+        data,
+        settings,
+        lr=lr,
+        views=views,
+        device=device,
+        seed=seed,
+        amp=amp,
+        select_metric=select_metric,
+        report=report,
+    )
+    best = probe if probe.best_score >= stop.best_score else stop
+    best.restore(model)
+    score = float(best.best_score)
+    info.update(best_step=best.best_step, last_step=last)
+    # Not converged: the best check was the last one and the run spent every step it had.
+    info["converged"] = not (best is stop and best.best_step == last == settings.steps)
+    # A mixture needs both ends and a validation split to choose on.
+    if (
+        settings.wise_alphas
+        and len(data.val_y)
+        and stop.best_state is not None
+        and probe.best_state
+    ):
+        info["alpha"], score = _weight_ensemble(
+            model,
+            probe,
+            stop,
+            settings,
+            lambda: _val_score(model, data, select_metric, device, amp, 0, settings.frozen_norm),
+        )
+    return _Candidate(model, score, info)
+
+
+def _train(
+    model: _Classifier,
+    data: _Inputs,
+    settings: FinetuneConfig,
+    *,
+    lr: float,
+    views: AugmentParams | None,
+    device: torch.device,
+    seed: int,
+    amp: torch.dtype | None,
+    select_metric: str,
+    report: Callable[[float, float], None],
+) -> tuple[_EarlyStop, int]:
+    """The optimiser steps of one candidate, a validation check every ``eval_every`` steps and
+    at the last; returns the early stop (its best check's weights) and the last step run."""
+    total = settings.steps
+    opt = _optimizer(model, settings, lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
     )
-    counts = np.bincount(train_y, minlength=n_classes).astype(np.float64)
+    n, n_classes = len(data.train_y), data.n_classes
+    counts = np.bincount(data.train_y, minlength=n_classes).astype(np.float64)
     weight = None
     if settings.class_weighting:
         w = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
@@ -186,51 +356,33 @@ def finetune(
     rng = np.random.default_rng(draw_seed(seed, Stream.FINETUNE_ORDER))
     g = torch.Generator(device=device)
     g.manual_seed(draw_seed(seed, Stream.FINETUNE_AUGMENT))
-    # On a GPU the (small) training and validation images live there for the whole run, as a
-    # pretraining set does with data.on_device: no host-to-device copy per step or epoch.
-    images, val_x = held(train_x, device), held(val_x, device)
-    labels = torch.from_numpy(train_y.astype(np.int64))
+    labels = torch.from_numpy(data.train_y.astype(np.int64))
     bs = min(settings.batch_size, max(n, 2))
     stop = _EarlyStop(settings.patience)
-    for epoch in range(1, settings.epochs + 1):
-        _train_mode(model, settings.frozen_norm)
-        for _ in range(steps_per_epoch):
-            idx = (
-                rng.integers(0, n, bs)
-                if n < settings.batch_size
-                else rng.choice(n, bs, replace=False)
-            )
-            x = _batch(images, idx, device)
-            if augment is not None:
-                x = augment(x, g)
-            y = labels[idx].to(device)
-            with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, weight=weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        score = _val_score(model, val_x, val_y, select_metric, device, amp, epoch)
-        if on_epoch is not None:  # progress: the epoch and its validation score
-            on_epoch(epoch, score)
-        if stop.update(score, epoch, model):
-            break
-    best = probe if probe.best_score >= stop.best_score else stop
-    best.restore(model)
-    score = float(best.best_score)
-    # A mixture needs both ends and a validation split to choose on.
-    if settings.wise_alphas and len(val_y) and stop.best_state is not None and probe.best_state:
-        info["alpha"], score = _weight_ensemble(
-            model,
-            probe,
-            stop,
-            settings,
-            lambda: _val_score(model, val_x, val_y, select_metric, device, amp, 0),
+    _train_mode(model, settings.frozen_norm)
+    for step in range(1, total + 1):
+        idx = (
+            rng.integers(0, n, bs) if n < settings.batch_size else rng.choice(n, bs, replace=False)
         )
-    val_prob = _predict(model, val_x, device, amp) if len(val_y) else np.zeros((0, n_classes))
-    info.update(best_epoch=best.best_epoch, val_score=score, val_prob=val_prob)
-    return _predict(model, test_x, device, amp), info
+        x = _batch(data.train_x, idx, device)
+        if augment is not None:
+            x = augment(x, g)
+        y = labels[idx].to(device)
+        with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, weight=weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % settings.eval_every and step < total:
+            continue
+        score = _val_score(model, data, select_metric, device, amp, step, settings.frozen_norm)
+        report(step / total, score)
+        if stop.update(score, step, model):
+            break
+        _train_mode(model, settings.frozen_norm)
+    return stop, step
 
 
 @torch.no_grad()
@@ -265,28 +417,28 @@ def _mix(start: dict, end: dict, alpha: float) -> dict:
     }
 
 
-def _optimizer(model: _Classifier, settings: FinetuneConfig) -> torch.optim.Optimizer:
+def _optimizer(model: _Classifier, settings: FinetuneConfig, lr: float) -> torch.optim.Optimizer:
     """AdamW with the head at ``lr x head_lr_mult`` and the encoder at ``lr`` (its lower
     layers lower still with ``layer_decay`` < 1)."""
     return torch.optim.AdamW(
         [
-            *layer_decay_groups(model.encoder, settings.lr, settings.layer_decay),
-            {"params": model.head.parameters(), "lr": settings.lr * settings.head_lr_mult},
+            *layer_decay_groups(model.encoder, lr, settings.layer_decay),
+            {"params": model.head.parameters(), "lr": lr * settings.head_lr_mult},
         ],
         weight_decay=settings.weight_decay,
     )
 
 
 class _EarlyStop:
-    """Keeps the best epoch's weights; says stop after ``patience`` epochs without a gain."""
+    """Keeps the best check's weights; says stop after ``patience`` checks without a gain."""
 
     def __init__(self, patience: int) -> None:
         self.patience, self.bad = patience, 0
-        self.best_score, self.best_epoch, self.best_state = -np.inf, 0, None
+        self.best_score, self.best_step, self.best_state = -np.inf, 0, None
 
-    def update(self, score: float, epoch: int, model: nn.Module) -> bool:
+    def update(self, score: float, step: int, model: nn.Module) -> bool:
         if score > self.best_score:
-            self.best_score, self.best_epoch, self.bad = score, epoch, 0
+            self.best_score, self.best_step, self.bad = score, step, 0
             self.best_state = copy.deepcopy(model.state_dict())
             return False
         self.bad += 1
@@ -299,23 +451,27 @@ class _EarlyStop:
 
 def _val_score(
     model: nn.Module,
-    val_x: np.ndarray | torch.Tensor,
-    val_y: np.ndarray,
+    data: _Inputs,
     metric: str,
     device: torch.device,
     amp,
-    epoch: int,
+    step: int,
+    frozen_norm: bool,
 ) -> float:
-    """The model's validation score (see :func:`_score`)."""
-    prob = _predict(model, val_x, device, amp) if len(val_y) else None
-    return _score(val_y, prob, metric, epoch)
+    """The model's validation score (see :func:`_score`), batch norm's statistics first
+    re-estimated on the unlabelled images (kept fixed with ``frozen_norm``)."""
+    if not len(data.val_y):
+        return _score(data.val_y, None, metric, step)
+    if not frozen_norm:
+        recalibrate_norm(model, data.norm_x, device)
+    return _score(data.val_y, _predict(model, data.val_x, device, amp), metric, step)
 
 
-def _score(val_y: np.ndarray, val_prob: np.ndarray | None, metric: str, epoch: int) -> float:
+def _score(val_y: np.ndarray, val_prob: np.ndarray | None, metric: str, step: int) -> float:
     """``metric`` of validation probabilities (n_val, C) (NaN counts as -inf); without a
-    validation split the epoch number, so that the last epoch is kept."""
+    validation split the step number, so that the last check is kept."""
     if not len(val_y):
-        return float(epoch)
+        return float(step)
     value = point_metrics(val_y, val_prob, [metric])[metric]
     return -np.inf if np.isnan(value) else value
 

@@ -25,17 +25,22 @@ from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.finetune import FinetuneConfig, finetune
 from medcontrast.evaluation.inits import Init
 
+# A run whose best validation check was its last step: more steps might still have helped.
+NOT_CONVERGED = "may not have converged: its best step was the last (raise finetune.steps)"
+
 
 @dataclass
 class FinetuneData:
     """What every fine-tuning run of an evaluation shares: the cached images (N, C, *size),
-    class indices (N,), the validation and test rows, the settings, the validation metric that
-    selects and the lpft probe's C grid."""
+    class indices (N,), the validation and test rows, the unlabelled rows batch norm takes its
+    statistics from, the settings, the validation metric that selects and the lpft probe's C
+    grid."""
 
     images: np.ndarray
     y: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    norm: np.ndarray
     n_classes: int
     settings: FinetuneConfig
     views: AugmentParams | None
@@ -81,10 +86,12 @@ class FinetuneOutcome:
 
 
 def run_job(
-    data: FinetuneData, job: FinetuneJob, on_epoch: Callable[[int, float], None] | None = None
+    data: FinetuneData,
+    job: FinetuneJob,
+    on_progress: Callable[[float, str, float], None] | None = None,
 ) -> FinetuneOutcome:
     """Fine-tune ``job.init`` on its training rows, select on the validation split, predict the
-    test split; ``on_epoch(epoch, validation score)`` after each epoch."""
+    test split; ``on_progress(share done, candidate, validation score)`` after each check."""
     start = time.time()
     prob, info = finetune(
         job.init.make,
@@ -102,14 +109,27 @@ def run_job(
         job.features,
         data.select_metric,
         data.probe_c_grid,
-        on_epoch,
+        on_progress,
+        norm_x=data.images[data.norm],
     )
-    notes = [f"best epoch {info['best_epoch']}"]
+    return FinetuneOutcome(info["val_prob"], prob, run_notes(info), time.time() - start)
+
+
+def run_notes(info: dict) -> list[str]:
+    """A fine-tune's notes for ``results.csv``: the chosen candidate and its best step, a mark
+    when that step was the last of its budget, the probe's C, WiSE-FT's a, every candidate's
+    validation score."""
+    notes = [
+        f"best step {info['best_step']} of {info['last_step']} ({info['mode']}, lr {info['lr']:g})"
+    ]
+    if not info["converged"]:
+        notes.append(NOT_CONVERGED)
     if "C" in info:
         notes.append(f"probe C={info['C']:g}")
     if "alpha" in info:
         notes.append(f"WiSE-FT a={info['alpha']:g}")
-    return FinetuneOutcome(info["val_prob"], prob, notes, time.time() - start)
+    notes.append("candidates " + ", ".join(info["candidates"]))
+    return notes
 
 
 _WORKER_DATA: FinetuneData | None = None
@@ -160,13 +180,13 @@ class FinetunePool:
         self,
         key: Hashable,
         job: FinetuneJob,
-        on_epoch: Callable[[int, float], None] | None = None,
+        on_progress: Callable[[float, str, float], None] | None = None,
     ) -> list[tuple[Hashable, FinetuneOutcome]]:
         """Start ``job`` (known by ``key``); the runs finished by now, as (key, outcome).
-        ``on_epoch`` is called after each epoch of a run in this process (``parallel`` 1); runs
-        in worker processes report when they finish."""
+        ``on_progress`` is called after each validation check of a run in this process
+        (``parallel`` 1); runs in worker processes report when they finish."""
         if self.executor is None:
-            return [(key, run_job(self.data, job, on_epoch))]
+            return [(key, run_job(self.data, job, on_progress))]
         done = []
         if len(self.running) >= self.parallel:
             done = self._collect(wait(self.running, return_when=FIRST_COMPLETED).done)

@@ -115,7 +115,7 @@ class ReportSettings:
     positive_class: str  # empty: the one the evaluation resolved
     bootstrap: int  # resamples of the test patients
     seeds: list[int]  # of the label budgets
-    finetune_mode: str  # plain or lpft
+    finetune_mode: str  # both, plain or lpft
     wise_alphas: list[float]  # WiSE-FT weights tried after LP-FT
 
 

@@ -70,9 +70,17 @@ class Comparison:
     pretrained_value: tuple[float, float, float]  # mean, ci_low, ci_high
     baseline_value: tuple[float, float, float]
     diff: Difference
+    # (runs of the baseline's choice that failed to learn, its runs): see evaluation.degenerate
+    baseline_failed: tuple[int, int] = (0, 0)
 
     @property
     def verdict(self) -> str:
+        failed, runs = self.baseline_failed
+        if failed:
+            return (
+                f"no verdict: the random baseline failed to learn in {failed} of {runs} runs "
+                "(constant or saturated predictions, or features without variance)"
+            )
         return {
             "better": "saves labels",
             "worse": "worse than random initialisation",

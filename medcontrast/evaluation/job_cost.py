@@ -6,9 +6,10 @@ would race through the probes and stall on a fine-tune. Costs here are in image 
 the encoder (a forward pass of one image is 1; a training step's forward and backward about 3,
 the usual estimate of backward at twice the forward's FLOPs, Kaplan et al. 2020):
 
-- fine-tuning: every epoch's training steps (at least ``min_steps_per_epoch``), a validation
-  pass per epoch and the test pass; early stopping ends a run sooner, and the bar then jumps by
-  what the run did not need;
+- fine-tuning: for each candidate (mode x learning rate), every training step, a validation
+  check every ``eval_every`` steps (batch norm's statistics re-estimated on the unlabelled
+  images, then the validation pass) and the test pass; early stopping ends a candidate sooner,
+  and the bar then jumps by what it did not need;
 - the frozen features of an initialisation (every labelled image once), charged to the first run
   that needs them unless they are on disk already;
 - a probe on frozen features: a logistic regression per ``C`` value or a kNN vote, a hundred
@@ -31,12 +32,13 @@ PROBE_PER_IMAGE_AND_C = 0.0056  # a linear probe's cost per labelled image and C
 KNN_PER_QUERY = 0.0066
 
 
-def finetune_cost(
-    n_train: int, n_val: int, n_test: int, epochs: int, batch_size: int, min_steps: int
-) -> float:
-    """Image passes of one fine-tuning run that goes all its epochs."""
-    steps = max(math.ceil(n_train / batch_size), min_steps)
-    return epochs * (TRAIN * steps * min(batch_size, max(n_train, 2)) + FORWARD * n_val) + n_test
+def finetune_cost(n_train: int, n_val: int, n_test: int, n_norm: int, settings) -> float:
+    """Image passes of one fine-tuning run whose every candidate goes all its steps.
+    ``settings``: the ``finetune:`` settings (steps, eval_every, batch_size, candidates())."""
+    steps, checks = settings.steps, math.ceil(settings.steps / settings.eval_every)
+    batch = min(settings.batch_size, max(n_train, 2))
+    one = TRAIN * steps * batch + FORWARD * checks * (n_val + n_norm) + FORWARD * n_norm
+    return len(settings.candidates()) * one + n_test
 
 
 def probe_cost(protocol: str, n_train: int, n_queries: int, c_values: int) -> float:

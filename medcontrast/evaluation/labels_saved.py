@@ -53,8 +53,25 @@ class LabelsSaved:
     def ratio(self) -> float:
         return self.needed / self.pretrained_labels
 
+    @property
+    def interval_allows_none(self) -> bool:
+        """True when the interval's low end is no saving (random initialisation matches at
+        the pretrained side's own number of labels or fewer)."""
+        value, kind = self.ci[0]
+        return kind == AT_MOST or value <= self.pretrained_labels
+
     def sentence(self) -> str:
         p = f"{self.pretrained_labels:.0f}"
+        lo, hi = (_labels(v, k) for v, k in self.ci)
+        saving = self.kind == MORE_THAN or self.needed > self.pretrained_labels
+        if saving and self.interval_allows_none:
+            # A point multiplier beside an interval that reaches "no saving" reads as a gain
+            # that the data do not show.
+            return (
+                f"no measurable saving: random initialisation matches pretraining with {p} "
+                f"labelled images at {lo} to {hi} labelled images (95% CI), an interval that "
+                "includes no saving at all."
+            )
         if self.kind == MORE_THAN:
             what = (
                 f"{p} labelled images with pretraining do better than random initialisation "
@@ -76,7 +93,6 @@ class LabelsSaved:
                 f"{p} labelled images with pretraining match {self.needed:.0f} without "
                 f"({self.ratio:.1f}x as many)"
             )
-        lo, hi = (_labels(v, k) for v, k in self.ci)
         return f"{what} (95% CI {lo} to {hi})." if lo != hi else f"{what} (95% CI: {lo})."
 
 

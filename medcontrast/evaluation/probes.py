@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from medcontrast.evaluation.metrics import point_metrics
+from medcontrast.evaluation.norm_stats import recalibrate_norm
 from medcontrast.progress import progress_bar
 
 
@@ -25,9 +26,14 @@ def extract_features(
     device: torch.device,
     batch_size: int = 256,
     progress: bool = False,
+    norm_images: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Pooled encoder features (n, D) of cached images (n, C, *size), in eval mode."""
+    """Pooled encoder features (n, D) of cached images (n, C, *size), in eval mode; with
+    ``norm_images`` (m, C, *size) its batch-norm statistics are first re-estimated on them
+    (:func:`~medcontrast.evaluation.norm_stats.recalibrate_norm`)."""
     encoder.eval().to(device)
+    if norm_images is not None:
+        recalibrate_norm(encoder, norm_images, device, batch_size)
     out = []
     bar = progress_bar(
         total=len(images), desc="features", unit="img", disable=not progress, file=sys.stderr

@@ -84,7 +84,19 @@ def _curve_figure(
     )
 
 
+_SCHEDULE = (
+    " Every fine-tune runs until validation stops improving (a check every few optimiser steps, "
+    "the same maximum and stopping rule for every initialisation), once per candidate learning "
+    "rate, the best on validation kept (`note` gives the chosen candidate and its best step; "
+    "a run whose best step was its last is marked as possibly not converged). Batch norm takes "
+    "its statistics from unlabelled training images before every feature extraction and "
+    "prediction, for every initialisation alike."
+)
 FINETUNE_MODES = {
+    "both": " Fine-tuning has two candidates, chosen on validation per run: plain (a new head "
+    "and the encoder trained together) and LP-FT (Kumar et al., ICLR 2022: a linear probe on the "
+    "frozen encoder, then the whole network from that head; the probe is kept where fine-tuning "
+    "did not beat it on validation).",
     "lpft": " Fine-tuning is LP-FT (Kumar et al., ICLR 2022): a linear probe on the frozen "
     "encoder, then the whole network from that head; the probe is kept where fine-tuning did not "
     "beat it on validation.",
@@ -100,7 +112,7 @@ _WISE = (
 
 
 def _wise_on(settings: ReportSettings) -> bool:
-    return settings.finetune_mode == "lpft" and bool(settings.wise_alphas)
+    return settings.finetune_mode != "plain" and bool(settings.wise_alphas)
 
 
 def _compute_line(results: pd.DataFrame, timing: list[dict]) -> str:
@@ -150,7 +162,7 @@ def _header(folder: EvalFolder, head: Headline) -> list[str]:
         "",
         f"- Protocols: {', '.join(PROTOCOL_NAMES.get(p, p) for p in settings.protocols)}."
         + (
-            FINETUNE_MODES.get(settings.finetune_mode, "")
+            FINETUNE_MODES.get(settings.finetune_mode, "") + _SCHEDULE
             if "finetune" in settings.protocols
             else ""
         )
@@ -250,7 +262,7 @@ def _footer(folder: EvalFolder) -> list[str]:
             n
             for n in folder.results["note"].dropna()
             for n in str(n).split("; ")
-            if n and not n.startswith(("C=", "best epoch"))
+            if n and not n.startswith(("C=", "best epoch", "best step", "probe C=", "candidates"))
         }
     )
     return [

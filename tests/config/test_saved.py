@@ -23,7 +23,7 @@ def test_an_older_folder_keeps_its_meaning(tmp_path):
     raw["finetune"]["device"] = "cpu"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
     cfg = read_saved_evaluation(tmp_path / "config.yaml")
-    assert cfg.finetune.mode == "plain" and EvaluateConfig().finetune.mode == "lpft"
+    assert cfg.finetune.mode == "plain" and EvaluateConfig().finetune.mode == "both"
 
 
 @pytest.mark.parametrize(

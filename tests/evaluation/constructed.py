@@ -1,4 +1,5 @@
-"""Evaluation folders with results whose answer is known, built without running a model.
+"""Evaluation folders with results whose answer is known, built without running a model; and
+small phantom radiographs for the runs that do need one.
 
 Each run's test probabilities are constructed to have an exact AUROC: negatives score at ranks
 0..n-1, and each positive is placed above a chosen number of negatives.
@@ -14,6 +15,7 @@ import pandas as pd
 
 from medcontrast.config import EvaluateConfig, from_dict, save_config
 from medcontrast.evaluation.folder import DATASET, INITS, LABELS, RESULTS, prediction_path
+from medcontrast.phantoms.anatomy import chest_anatomy, chest_radiograph, consolidation_site
 
 N = 100  # positives and negatives of the constructed test split
 
@@ -117,3 +119,16 @@ def write_folder(
                 rows.append({**run, "metric": "seconds", "value": 1.0})
     pd.DataFrame(rows).to_csv(folder / RESULTS, index=False)
     return folder
+
+
+def phantom_images(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 1, size, size) phantom chest radiographs, every second with a consolidation, scaled
+    to zero mean and unit variance per image as the cache's 2D intensity does; labels (n,)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    imgs = []
+    for k in y:
+        site = consolidation_site(rng) if k else None
+        img = chest_radiograph(rng, chest_anatomy(rng), site, shape=(size, size))
+        imgs.append((img - img.mean()) / (img.std() + 1e-6))
+    return np.stack(imgs)[:, None].astype(np.float32), y

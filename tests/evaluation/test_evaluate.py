@@ -35,8 +35,9 @@ def _eval_cfg(manifest, root, run, *extra) -> EvaluateConfig:
             "budgets.fractions=[1.0]",
             "budgets.seeds=[0,1]",
             "bootstrap=50",
-            "finetune.epochs=1",
-            "finetune.min_steps_per_epoch=1",
+            "finetune.steps=1",
+            "finetune.eval_every=1",
+            "finetune.lr_factors=[1.0]",
             "retrieval_queries=2",
             *extra,
         ],
@@ -91,9 +92,16 @@ def test_report_and_resume(phantom_manifest, tiny_run):
     report = (folder / "report.md").read_text()
     assert "## Headline" in report and "random initialisation" in report
     assert "- Compute: " in report and "in 24 runs (fine-tuning" in report
-    assert "LP-FT" in report  # the default fine-tuning mode is named
+    assert "LP-FT" in report and "plain" in report  # the default candidates are named
     tuned = results[(results["protocol"] == "finetune") & (results["metric"] == "auroc")]
-    assert tuned["note"].str.contains("probe C=").all()
+    # Each fine-tune names its chosen candidate and best step, and tried both modes.
+    assert tuned["note"].str.contains(r"best step \d+ of 1 \((?:lpft|plain), lr 0.001\)").all()
+    assert tuned["note"].str.contains("candidates lpft lr 0.001: .*, plain lr 0.001: ").all()
+    lpft = tuned["note"].str.contains(r"\(lpft,")
+    assert tuned.loc[lpft, "note"].str.contains("probe C=").all()
+    # A chosen fine-tune whose best step was its only one is marked, in the report too.
+    marked = tuned["note"].str.contains("may not have converged")
+    assert marked.any() and "may not have converged" in report
     assert "pat-" not in report and "pat-" not in (folder / "report.html").read_text()
     html = (folder / "report.html").read_text()
     assert "data:image/png;base64," in html
@@ -164,19 +172,20 @@ def test_bad_inputs_are_clear(phantom_manifest, tiny_run, tmp_path):
 
 def test_fine_tuning_side_by_side_gives_the_same_results(phantom_manifest, tiny_run):
     """finetune.parallel=2 runs in two worker processes (one CPU thread each); with one thread
-    here too, every run is the same computation, so rows and predictions must agree."""
+    here too (the frozen features and batch-norm statistics are sums whose order follows the
+    threads), every run is the same computation, so rows and predictions must agree."""
     run, root = tiny_run
     base = ("protocols=[finetune]", "budgets.fractions=[]", "bootstrap=20")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         serial = evaluate(_eval_cfg(phantom_manifest, root, run, *base, "name=s"), progress=False)
+        side = evaluate(
+            _eval_cfg(phantom_manifest, root, run, *base, "name=p", "finetune.parallel=2"),
+            progress=False,
+        )
     finally:
         torch.set_num_threads(threads)
-    side = evaluate(
-        _eval_cfg(phantom_manifest, root, run, *base, "name=p", "finetune.parallel=2"),
-        progress=False,
-    )
     key = ["init", "budget", "seed", "metric"]
     a, b = (
         pd.read_csv(f / "results.csv").query("metric != 'seconds'").sort_values(key)

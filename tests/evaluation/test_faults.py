@@ -109,7 +109,7 @@ def test_changed_weights_are_recomputed_or_refused(phantom_manifest, run, tmp_pa
 
 def test_a_folder_from_before_lpft_is_not_continued_as_lpft(phantom_manifest, run, tmp_path):
     """A folder saved before finetune.mode existed was fine-tuned the plain way: continuing it
-    with the new default (lpft) would mix two protocols under one name."""
+    with the new default (both) would mix two protocols under one name."""
     folder = evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
     saved = yaml.safe_load((folder / "config.yaml").read_text())
     del saved["finetune"]["mode"]

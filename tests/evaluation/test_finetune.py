@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
+from medcontrast.config import EvaluateConfig, load_config
+from medcontrast.evaluation.degenerate import prediction_problems
 from medcontrast.evaluation.finetune import (
     FinetuneConfig,
     _Classifier,
@@ -17,8 +22,10 @@ from medcontrast.evaluation.finetune import (
     _weight_ensemble,
     finetune,
 )
+from medcontrast.evaluation.finetune_pool import NOT_CONVERGED, run_notes
 from medcontrast.evaluation.probes import extract_features, linear_probe
 from medcontrast.models.encoders import build_encoder
+from tests.evaluation.constructed import phantom_images
 
 SIZE = 16
 GRID = (0.01, 0.1, 1.0, 10.0)  # finetune()'s default probe C grid
@@ -64,14 +71,15 @@ def test_features_given_by_the_caller_give_the_same_run():
     tx, ty = _data(24, 2, 0)
     vx, vy = _data(18, 2, 1)
     sx, _ = _data(10, 2, 2)
-    settings = FinetuneConfig(mode="lpft", epochs=2, batch_size=8, min_steps_per_epoch=2)
+    settings = FinetuneConfig(mode="lpft", steps=4, eval_every=2, batch_size=8, lr_factors=[1.0])
     cpu = torch.device("cpu")
     enc = _make(0)
-    feats = (extract_features(enc, tx, cpu), extract_features(enc, vx, cpu))
+    # batch norm re-estimated on the training images (the default unlabelled set), as finetune does
+    feats = tuple(extract_features(enc, a, cpu, norm_images=tx) for a in (tx, vx))
     own, info = finetune(_make, tx, ty, vx, vy, sx, 2, settings, None, cpu, 0)
     given, info_given = finetune(_make, tx, ty, vx, vy, sx, 2, settings, None, cpu, 0, None, feats)
     np.testing.assert_allclose(given, own, atol=1e-6)
-    assert (info["C"], info["best_epoch"]) == (info_given["C"], info_given["best_epoch"])
+    assert (info["C"], info["best_step"]) == (info_given["C"], info_given["best_step"])
 
 
 @pytest.mark.parametrize("layer_decay", [1.0, 0.5])
@@ -79,8 +87,8 @@ def test_features_given_by_the_caller_give_the_same_run():
 def test_the_encoder_learns_slower_than_the_head(encoder, layer_decay):
     ndim = 2 if encoder.startswith("timm") else 3
     model = _Classifier(build_encoder(encoder, ndim, 1, [SIZE] * ndim), 2)
-    settings = FinetuneConfig(lr=1e-4, head_lr_mult=10.0, layer_decay=layer_decay)
-    opt = _optimizer(model, settings)
+    settings = FinetuneConfig(head_lr_mult=10.0, layer_decay=layer_decay)
+    opt = _optimizer(model, settings, 1e-4)
     head = {id(p) for p in model.head.parameters()}
     lrs = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
     assert len(lrs) == len(list(model.parameters()))  # every parameter once
@@ -92,7 +100,7 @@ def test_the_encoder_learns_slower_than_the_head(encoder, layer_decay):
         assert lrs[id(stem)] == pytest.approx(min(encoder_lrs)) and min(encoder_lrs) < 1e-4 / 4
 
 
-def test_early_stopping_restores_the_best_epoch():
+def test_early_stopping_restores_the_best_check():
     model = torch.nn.Linear(2, 1)
     stop = _EarlyStop(patience=2)
     states = {}
@@ -102,24 +110,24 @@ def test_early_stopping_restores_the_best_epoch():
         states[epoch] = model.weight.clone()
         if stop.update(score, epoch, model):
             break
-    assert epoch == 3 and stop.best_epoch == 1  # two epochs without a gain after the best
+    assert epoch == 3 and stop.best_step == 1  # two checks without a gain after the best
     stop.restore(model)
     assert torch.equal(model.weight, states[1])
 
 
 def test_lpft_keeps_the_probe_when_fine_tuning_only_harms():
-    """A learning rate that wrecks the network: early stopping must return the probe (epoch 0),
+    """A learning rate that wrecks the network: early stopping must return the probe (step 0),
     whose test predictions are the linear probe's."""
     tx, ty = _data(24, 2, 0)
     vx, vy = _data(30, 2, 1)
     sx, _ = _data(20, 2, 2)
     settings = FinetuneConfig(
-        mode="lpft", epochs=2, patience=2, lr=50.0, batch_size=8, min_steps_per_epoch=2
+        mode="lpft", steps=4, eval_every=2, patience=2, lr=50.0, batch_size=8, lr_factors=[1.0]
     )
     prob, info = finetune(_make, tx, ty, vx, vy, sx, 2, settings, None, torch.device("cpu"), 0)
-    assert info["best_epoch"] == 0
+    assert info["best_step"] == 0 and info["converged"]
     enc = _make(0)
-    f = [extract_features(enc, a, torch.device("cpu")) for a in (tx, vx, sx)]
+    f = [extract_features(enc, a, torch.device("cpu"), norm_images=tx) for a in (tx, vx, sx)]
     expected, _ = linear_probe(f[0], ty, f[1], vy, f[2], 2, list(GRID))
     np.testing.assert_allclose(prob, expected, atol=1e-4)
 
@@ -129,13 +137,14 @@ def test_both_modes_learn_a_separable_task(mode):
     tx, ty = _data(32, 2, 0)
     vx, vy = _data(32, 2, 1)
     sx, sy = _data(32, 2, 2)
-    settings = FinetuneConfig(mode=mode, epochs=3, batch_size=16, min_steps_per_epoch=2)
-    said = []  # what the progress bar is told after each epoch
+    settings = FinetuneConfig(mode=mode, steps=6, eval_every=2, batch_size=16, lr_factors=[1.0])
+    said = []  # what the progress bar is told after each validation check
     prob, info = finetune(
         _make, tx, ty, vx, vy, sx, 2, settings, None, torch.device("cpu"), 0,
-        on_epoch=lambda epoch, score: said.append((epoch, score)),
+        on_progress=lambda share, name, score: said.append((share, name, score)),
     )  # fmt: skip
-    assert [e for e, _ in said] == [1, 2, 3] and all(0 <= s <= 1 for _, s in said)
+    assert [round(d, 3) for d, _, _ in said] == [0.333, 0.667, 1.0]
+    assert all(n == f"{mode} lr 0.001" and 0 <= s <= 1 for _, n, s in said)
     assert prob.shape == (32, 2) and np.allclose(prob.sum(1), 1, atol=1e-5)
     assert ((prob.argmax(1) == sy).mean()) > 0.8
     assert ("C" in info) == (mode == "lpft")
@@ -192,7 +201,7 @@ def test_finetune_with_wise_ft_says_which_mixture_it_kept():
     tx, ty = _data(24, 2, 0)
     vx, vy = _data(18, 2, 1)
     settings = FinetuneConfig(
-        mode="lpft", epochs=2, batch_size=8, min_steps_per_epoch=2, wise_alphas=(0.5,)
+        mode="lpft", steps=4, eval_every=2, batch_size=8, lr_factors=[1.0], wise_alphas=(0.5,)
     )
     cpu = torch.device("cpu")
     _, info = finetune(_make, tx, ty, vx, vy, tx, 2, settings, None, cpu, 0)
@@ -209,7 +218,7 @@ def test_images_held_on_the_device_fine_tune_as_those_read_from_the_cache(monkey
     tx, ty = _data(24, 2, 0)
     vx, vy = _data(18, 2, 1)
     tx, vx = tx.astype(np.float16), vx.astype(np.float16)  # as the cache holds them
-    settings = FinetuneConfig(epochs=2, batch_size=8, min_steps_per_epoch=2)
+    settings = FinetuneConfig(steps=4, eval_every=2, batch_size=8, lr_factors=[1.0])
     cpu = torch.device("cpu")
     plain, plain_info = finetune(_make, tx, ty, vx, vy, tx, 2, settings, None, cpu, 0)
     taken = []
@@ -220,6 +229,81 @@ def test_images_held_on_the_device_fine_tune_as_those_read_from_the_cache(monkey
 
     monkeypatch.setattr("medcontrast.evaluation.finetune.held", held)
     kept, kept_info = finetune(_make, tx, ty, vx, vy, tx, 2, settings, None, cpu, 0)
-    assert taken == [24, 18]
+    assert taken == [24, 18, 24]  # training, validation and the unlabelled (batch norm) images
     np.testing.assert_array_equal(plain, kept)
     np.testing.assert_array_equal(plain_info["val_prob"], kept_info["val_prob"])
+
+
+def test_every_candidate_is_tried_and_the_best_on_validation_kept():
+    tx, ty = _data(24, 2, 0)
+    vx, vy = _data(18, 2, 1)
+    settings = FinetuneConfig(steps=4, eval_every=2, batch_size=8, lr_factors=[1.0, 3.0])
+    assert settings.candidates() == [
+        ("lpft", 1e-3), ("lpft", pytest.approx(3e-3)), ("plain", 1e-3), ("plain", pytest.approx(3e-3))
+    ]  # fmt: skip
+    said = []
+    _, info = finetune(
+        _make, tx, ty, vx, vy, tx, 2, settings, None, torch.device("cpu"), 0,
+        on_progress=lambda share, name, score: said.append((share, name)),
+    )  # fmt: skip
+    names = ["lpft lr 0.001", "lpft lr 0.003", "plain lr 0.001", "plain lr 0.003"]
+    assert [n for _, n in said] == [n for n in names for _ in range(2)]  # two checks each
+    assert [s for s, _ in said] == sorted(s for s, _ in said) and said[-1][0] == 1.0
+    scores = [float(c.split(": ")[1]) for c in info["candidates"]]
+    assert [c.split(": ")[0] for c in info["candidates"]] == names
+    chosen = scores.index(max(scores))  # the first of the best on a tie
+    assert f"{info['mode']} lr {info['lr']:g}" == names[chosen]
+    assert info["val_score"] == pytest.approx(max(scores), abs=1e-4)
+
+
+def test_a_run_whose_best_step_is_its_last_is_marked():
+    """Without a validation split every check is better than the one before: the best step is
+    the last one the budget allows, which is what 'may not have converged' means."""
+    tx, ty = _data(16, 2, 0)
+    empty = np.zeros((0, 1, SIZE, SIZE), np.float32)
+    settings = FinetuneConfig(mode="plain", steps=4, eval_every=2, batch_size=8, lr_factors=[1.0])
+    _, info = finetune(_make, tx, ty, empty, ty[:0], tx, 2, settings, None, torch.device("cpu"), 0)
+    assert (info["best_step"], info["last_step"], info["converged"]) == (4, 4, False)
+    notes = run_notes(info)
+    assert notes[0] == "best step 4 of 4 (plain, lr 0.001)" and NOT_CONVERGED in notes
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_random_network_probe_head_explodes_only_with_stored_statistics(seed):
+    """The cause of the failed baselines: LP-FT's probe on a random network's eval-mode
+    features (batch norm at mean 0, variance 1) needs large weights, and once fine-tuning puts
+    batch norm in train mode the logits explode (measured: 235 and 3,629 at seeds 0 and 1).
+    With statistics taken from the images they stay moderate (12 and 6). Phantom radiographs,
+    a random timm:regnetx_002 (the demo's encoder)."""
+    x, y = phantom_images(64, 32)
+    cpu, largest = torch.device("cpu"), {}
+    for fitted in (False, True):
+        torch.manual_seed(seed)
+        model = _Classifier(build_encoder("timm:regnetx_002", 2, 1, [32, 32]), 2)
+        f = extract_features(model.encoder, x, cpu, norm_images=x if fitted else None)
+        _probe_head(model.head, f[:48], f[48:], y[:48], y[48:], GRID, "auroc")
+        with torch.no_grad():
+            largest[fitted] = model.train()(torch.from_numpy(x[:32])).abs().max().item()
+    assert largest[True] < 50 and largest[False] > 10 * largest[True]
+
+
+@pytest.mark.parametrize("mode", ["plain", "lpft"])
+def test_a_random_network_learns_phantom_consolidation_within_the_demo_schedule(mode):
+    """A random timm:regnetx_002 fine-tuned with the demo's shipped schedule on phantom chest
+    radiographs (consolidation or not, 32 px) does clearly better than chance and its
+    predictions vary: the baseline that used to stay at AUROC 0.5 learns."""
+    demo = load_config(EvaluateConfig, "phantoms_2d").finetune
+    settings = replace(demo, mode=mode)
+    x, y = phantom_images(240, 32, seed=1)
+    tr, va, te = slice(0, 80), slice(80, 120), slice(120, 240)
+
+    def make(seed: int):
+        torch.manual_seed(seed)
+        return build_encoder("timm:regnetx_002", 2, 1, [32, 32])
+
+    prob, info = finetune(
+        make, x[tr], y[tr], x[va], y[va], x[te], 2, settings, None, torch.device("cpu"), 0
+    )
+    assert prediction_problems(prob, "test") == []
+    # Chance is 0.5 (its 95% interval with 60 + 60 test images reaches about 0.6).
+    assert roc_auc_score(y[te], prob[:, 1]) > 0.65, info["candidates"]

@@ -7,18 +7,24 @@ import io
 import pytest
 from tqdm import tqdm
 
+from medcontrast.evaluation.finetune import FinetuneConfig
 from medcontrast.evaluation.job_cost import WeightedProgress, finetune_cost, probe_cost
 
 
-def test_a_fine_tune_costs_its_epochs_of_training_steps_and_passes():
-    # 100 images, batch 32: 4 steps of 32 a epoch (3 passes each) + 50 validation, then 80 test
-    assert finetune_cost(100, 50, 80, 10, 32, 1) == 10 * (3 * 4 * 32 + 50) + 80
-    # a handful of images still trains min_steps_per_epoch steps, of the images there are
-    assert finetune_cost(4, 0, 0, 1, 32, 10) == 3 * 10 * 4
+def test_a_fine_tune_costs_its_candidates_steps_and_checks():
+    one = FinetuneConfig(mode="plain", steps=40, eval_every=10, batch_size=32, lr_factors=[1.0])
+    # 40 steps of 32 images (3 passes each); 4 checks of 50 validation + 20 unlabelled images
+    # (batch norm), 20 more before training; then 80 test images
+    assert finetune_cost(100, 50, 80, 20, one) == 3 * 40 * 32 + 4 * 70 + 20 + 80
+    # a handful of images trains its steps on the images there are
+    assert finetune_cost(4, 0, 0, 0, one) == 3 * 40 * 4
+    # every candidate (2 modes x 3 learning rates) pays its own training
+    six = FinetuneConfig(mode="both", steps=40, eval_every=10, batch_size=32)
+    assert finetune_cost(4, 0, 0, 0, six) == 6 * 3 * 40 * 4
 
 
 def test_a_probe_costs_far_less_than_a_fine_tune_of_the_same_images():
-    ft = finetune_cost(100, 50, 80, 30, 64, 10)
+    ft = finetune_cost(100, 50, 80, 100, FinetuneConfig(steps=300))
     assert probe_cost("linear", 100, 130, 4) < ft / 1000
     assert probe_cost("knn", 100, 130, 4) < probe_cost("linear", 100, 130, 4)
 
