@@ -63,7 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True)
     ap.add_argument("--encoder", default="timm:regnetx_002")
-    ap.add_argument("--budgets", nargs="*", default=["all", "25", "5"], help="all or k-shot")
+    ap.add_argument("--budgets", nargs="*", default=["all", "25", "5"], help="all, N%% or k-shot")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     cfg = load_config(EvaluateConfig, args.config, args.overrides)
@@ -101,7 +101,10 @@ def main() -> None:
             f"{'':>14}LP-FT head weight norm {w:.3g}; logits in train mode: |max| {logits.abs().max():.3g}"
         )
     for b in args.budgets:
-        budget = Budget("fraction", 1.0) if b == "all" else Budget("shots", int(b))
+        if b == "all" or b.endswith("%"):
+            budget = Budget("fraction", 1.0 if b == "all" else float(b[:-1]) / 100)
+        else:
+            budget = Budget("shots", int(b))
         strata = patient_order(ev.train_rows, ev.classes, 0, "patient")
         idx = tr[np.sort(select(ev.train_rows, ev.classes, budget, 0, "patient", strata).indices)]
         for name, patch in (("stored BN", True), ("re-estimated", False)):

@@ -30,7 +30,7 @@ from medcontrast.config.saved import as_saved, read_saved_evaluation
 from medcontrast.data.manifest import read_manifest
 from medcontrast.data.preprocessing import PreprocessSpec
 from medcontrast.data.selection import select_rows
-from medcontrast.errors import MedContrastError
+from medcontrast.errors import MedContrastError, first_line
 from medcontrast.evaluation.budgets import Budget, budgets_from
 from medcontrast.evaluation.context import EvalData
 from medcontrast.evaluation.degenerate import prediction_problems
@@ -107,17 +107,20 @@ def _evaluate_in(
     started, wall = datetime.now(UTC), time.time()
     _run(ev, cfg, jobs, progress)
     record_timing(folder, started, time.time() - wall, len(jobs), cfg.finetune.parallel, ev.device)
-    feature_figures(
-        ev.features,
-        ev.cache.array,
-        ev.y,
-        ev.split,
-        ev.classes,
-        inits,
-        folder,
-        cfg.embedding_plot,
-        cfg.retrieval_queries,
-    )
+    try:
+        feature_figures(
+            ev.features,
+            ev.cache.array,
+            ev.y,
+            ev.split,
+            ev.classes,
+            inits,
+            folder,
+            cfg.embedding_plot,
+            cfg.retrieval_queries,
+        )
+    except Exception as exc:  # a figure is never worth losing the report
+        print(f"warning: embedding/retrieval figures not drawn: {first_line(exc)}", file=sys.stderr)
     write_report(folder, report_settings(cfg))
 
 

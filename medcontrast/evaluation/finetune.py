@@ -20,7 +20,6 @@ models", CVPR 2022): (1 - a) x probe + a x fine-tuned, a chosen on the validatio
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -40,6 +39,7 @@ from medcontrast.errors import MedContrastError
 from medcontrast.evaluation.metrics import point_metrics
 from medcontrast.evaluation.norm_stats import recalibrate_norm
 from medcontrast.evaluation.probes import extract_features, linear_probe
+from medcontrast.evaluation.weights_kept import EarlyStop, weight_ensemble
 from medcontrast.models.encoders import Encoder
 from medcontrast.optim import layer_decay_groups
 from medcontrast.seeding import Stream, draw_seed
@@ -165,6 +165,19 @@ class _Inputs:
 
 
 @dataclass
+class _Shared:
+    """What every candidate of one fine-tune shares besides its data and learning rate."""
+
+    settings: FinetuneConfig
+    views: AugmentParams | None
+    device: torch.device
+    seed: int
+    amp: torch.dtype | None
+    select_metric: str
+    probe_c_grid: Sequence[float]
+
+
+@dataclass
 class _Candidate:
     """A trained candidate: its model at the best check, validation score and run info."""
 
@@ -220,6 +233,7 @@ def finetune(
         held(train_x if norm_x is None else norm_x, device),
         n_classes,
     )
+    shared = _Shared(settings, views, device, seed, amp, select_metric, probe_c_grid)
     runs = settings.candidates()
     best: _Candidate | None = None
     scores = []
@@ -230,26 +244,14 @@ def finetune(
             if on_progress is not None:
                 on_progress((i + share) / len(runs), name, score)
 
-        run = _candidate(
-            make_encoder,
-            data,
-            settings,
-            mode=mode,
-            lr=lr,
-            views=views,
-            device=device,
-            seed=seed,
-            amp=amp,
-            features=features,
-            select_metric=select_metric,
-            probe_c_grid=probe_c_grid,
-            report=report,
-        )
+        run = _candidate(make_encoder, data, shared, mode, lr, features, report)
         scores.append(f"{name}: {run.score:.4g}")
         if best is None or run.score > best.score:
             best = run
     assert best is not None
     model, info = best.model, dict(best.info, candidates=scores)
+    if not settings.frozen_norm:  # a WiSE-FT mixture holds mixed statistics: take them anew
+        recalibrate_norm(model, data.norm_x, device)
     val_prob = _predict(model, data.val_x, device, amp) if len(val_y) else np.zeros((0, n_classes))
     info.update(val_score=float(best.score), val_prob=val_prob)
     return _predict(model, test_x, device, amp), info
@@ -258,28 +260,24 @@ def finetune(
 def _candidate(
     make_encoder: Callable[[int], Encoder],
     data: _Inputs,
-    settings: FinetuneConfig,
-    *,
+    shared: _Shared,
     mode: str,
     lr: float,
-    views: AugmentParams | None,
-    device: torch.device,
-    seed: int,
-    amp: torch.dtype | None,
     features: tuple[np.ndarray, np.ndarray] | None,
-    select_metric: str,
-    probe_c_grid: Sequence[float],
     report: Callable[[float, float], None],
 ) -> _Candidate:
     """One candidate: ``mode`` at learning rate ``lr``, trained until ``settings.patience``
-    validation checks bring no gain or ``settings.steps`` are spent; the best check restored."""
-    torch.manual_seed(seed)
-    model = _Classifier(make_encoder(seed), data.n_classes).to(device)
+    validation checks bring no gain or ``settings.steps`` are spent; the best check restored.
+    ``features``: see :func:`finetune`; ``report(share of steps, score)`` after each check."""
+    settings, device, select_metric = shared.settings, shared.device, shared.select_metric
+    amp = shared.amp
+    torch.manual_seed(shared.seed)
+    model = _Classifier(make_encoder(shared.seed), data.n_classes).to(device)
     recalibrate_norm(model, data.norm_x, device)
     info: dict = {"mode": mode, "lr": lr}
     # The probe competes as step 0 but starts no patience count: fine-tuning first dips below
     # the probe (the encoder moves under a fitted head) and needs a few checks to pass it.
-    probe = _EarlyStop(0)
+    probe = EarlyStop(0)
     if mode == "lpft":
         feats = features
         if feats is None:
@@ -287,21 +285,10 @@ def _candidate(
                 extract_features(model.encoder, a, device) for a in (data.train_x, data.val_x)
             )
         info["C"], probe_val = _probe_head(
-            model.head, *feats, data.train_y, data.val_y, probe_c_grid, select_metric
+            model.head, *feats, data.train_y, data.val_y, shared.probe_c_grid, select_metric
         )
         probe.update(_score(data.val_y, probe_val, select_metric, 0), 0, model)
-    stop, last = _train(
-        model,
-        data,
-        settings,
-        lr=lr,
-        views=views,
-        device=device,
-        seed=seed,
-        amp=amp,
-        select_metric=select_metric,
-        report=report,
-    )
+    stop, last = _train(model, data, shared, lr, report)
     best = probe if probe.best_score >= stop.best_score else stop
     best.restore(model)
     score = float(best.best_score)
@@ -315,11 +302,11 @@ def _candidate(
         and stop.best_state is not None
         and probe.best_state
     ):
-        info["alpha"], score = _weight_ensemble(
+        info["alpha"], score = weight_ensemble(
             model,
             probe,
             stop,
-            settings,
+            settings.wise_alphas,
             lambda: _val_score(model, data, select_metric, device, amp, 0, settings.frozen_norm),
         )
     return _Candidate(model, score, info)
@@ -328,18 +315,14 @@ def _candidate(
 def _train(
     model: _Classifier,
     data: _Inputs,
-    settings: FinetuneConfig,
-    *,
+    shared: _Shared,
     lr: float,
-    views: AugmentParams | None,
-    device: torch.device,
-    seed: int,
-    amp: torch.dtype | None,
-    select_metric: str,
     report: Callable[[float, float], None],
-) -> tuple[_EarlyStop, int]:
+) -> tuple[EarlyStop, int]:
     """The optimiser steps of one candidate, a validation check every ``eval_every`` steps and
     at the last; returns the early stop (its best check's weights) and the last step run."""
+    settings, device, amp, seed = shared.settings, shared.device, shared.amp, shared.seed
+    views, select_metric = shared.views, shared.select_metric
     total = settings.steps
     opt = _optimizer(model, settings, lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -358,7 +341,7 @@ def _train(
     g.manual_seed(draw_seed(seed, Stream.FINETUNE_AUGMENT))
     labels = torch.from_numpy(data.train_y.astype(np.int64))
     bs = min(settings.batch_size, max(n, 2))
-    stop = _EarlyStop(settings.patience)
+    stop = EarlyStop(settings.patience)
     _train_mode(model, settings.frozen_norm)
     for step in range(1, total + 1):
         idx = (
@@ -385,38 +368,6 @@ def _train(
     return stop, step
 
 
-@torch.no_grad()
-def _weight_ensemble(
-    model: nn.Module,
-    probe: _EarlyStop,
-    tuned: _EarlyStop,
-    settings: FinetuneConfig,
-    val_score: Callable[[], float],
-) -> tuple[float, float]:
-    """WiSE-FT: load (1 - a) x the probe's weights + a x the best fine-tuned weights for each a
-    of ``settings.wise_alphas``, and keep the best on validation (the two ends, a = 0 and 1,
-    count with their own scores; a mixture must beat both). Batch norm's running statistics
-    are mixed too; integer buffers (batch counts) are the fine-tuned network's. Returns the
-    chosen a and its validation score."""
-    best = (
-        (0.0, probe.best_score) if probe.best_score >= tuned.best_score else (1.0, tuned.best_score)
-    )
-    for alpha in sorted(set(settings.wise_alphas) - {0.0, 1.0}):
-        model.load_state_dict(_mix(probe.best_state, tuned.best_state, alpha))
-        score = val_score()
-        if score > best[1]:
-            best = (alpha, score)
-    model.load_state_dict(_mix(probe.best_state, tuned.best_state, best[0]))
-    return best[0], float(best[1])
-
-
-def _mix(start: dict, end: dict, alpha: float) -> dict:
-    """(1 - alpha) x start + alpha x end for floating-point tensors; end's for the others."""
-    return {
-        k: torch.lerp(start[k], v, alpha) if v.is_floating_point() else v for k, v in end.items()
-    }
-
-
 def _optimizer(model: _Classifier, settings: FinetuneConfig, lr: float) -> torch.optim.Optimizer:
     """AdamW with the head at ``lr x head_lr_mult`` and the encoder at ``lr`` (its lower
     layers lower still with ``layer_decay`` < 1)."""
@@ -427,26 +378,6 @@ def _optimizer(model: _Classifier, settings: FinetuneConfig, lr: float) -> torch
         ],
         weight_decay=settings.weight_decay,
     )
-
-
-class _EarlyStop:
-    """Keeps the best check's weights; says stop after ``patience`` checks without a gain."""
-
-    def __init__(self, patience: int) -> None:
-        self.patience, self.bad = patience, 0
-        self.best_score, self.best_step, self.best_state = -np.inf, 0, None
-
-    def update(self, score: float, step: int, model: nn.Module) -> bool:
-        if score > self.best_score:
-            self.best_score, self.best_step, self.bad = score, step, 0
-            self.best_state = copy.deepcopy(model.state_dict())
-            return False
-        self.bad += 1
-        return self.bad >= self.patience
-
-    def restore(self, model: nn.Module) -> None:
-        if self.best_state is not None:
-            model.load_state_dict(self.best_state)
 
 
 def _val_score(

@@ -68,9 +68,9 @@ class LabelsSaved:
             # A point multiplier beside an interval that reaches "no saving" reads as a gain
             # that the data do not show.
             return (
-                f"no measurable saving: random initialisation matches pretraining with {p} "
-                f"labelled images at {lo} to {hi} labelled images (95% CI), an interval that "
-                "includes no saving at all."
+                f"no measurable saving: to match pretraining with {p} labelled images, random "
+                f"initialisation needs {lo} to {hi} (95% CI), an interval that includes no "
+                "saving at all."
             )
         if self.kind == MORE_THAN:
             what = (

@@ -117,3 +117,18 @@ def test_a_folder_from_before_lpft_is_not_continued_as_lpft(phantom_manifest, ru
     with pytest.raises(MedContrastError, match="other settings"):
         evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
     evaluate(_cfg(phantom_manifest, run, tmp_path, "finetune.mode=plain"), progress=False)
+
+
+def test_a_figure_that_fails_never_costs_the_report(
+    phantom_manifest, run, tmp_path, monkeypatch, capsys
+):
+    """The embedding and retrieval figures come after the results: whatever stops them, the
+    report is still written (a t-SNE crash once ended the process before it)."""
+
+    def fail(*args, **kwargs):
+        raise ValueError("perplexity must be less than n_samples")
+
+    monkeypatch.setattr("medcontrast.evaluate.feature_figures", fail)
+    folder = evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
+    assert (folder / "report.md").exists() and (folder / "report.html").exists()
+    assert "figures not drawn: perplexity must be less" in capsys.readouterr().err

@@ -14,16 +14,14 @@ from medcontrast.evaluation.degenerate import prediction_problems
 from medcontrast.evaluation.finetune import (
     FinetuneConfig,
     _Classifier,
-    _EarlyStop,
-    _mix,
     _optimizer,
     _predict,
     _probe_head,
-    _weight_ensemble,
     finetune,
 )
 from medcontrast.evaluation.finetune_pool import NOT_CONVERGED, run_notes
 from medcontrast.evaluation.probes import extract_features, linear_probe
+from medcontrast.evaluation.weights_kept import EarlyStop, mix, weight_ensemble
 from medcontrast.models.encoders import build_encoder
 from tests.evaluation.constructed import phantom_images
 
@@ -102,7 +100,7 @@ def test_the_encoder_learns_slower_than_the_head(encoder, layer_decay):
 
 def test_early_stopping_restores_the_best_check():
     model = torch.nn.Linear(2, 1)
-    stop = _EarlyStop(patience=2)
+    stop = EarlyStop(patience=2)
     states = {}
     for epoch, score in enumerate([0.5, 0.9, 0.6, 0.7, 0.95]):
         with torch.no_grad():
@@ -154,12 +152,12 @@ def _net() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
 
 
-def _stop_at(net: torch.nn.Module, value: float, score: float) -> _EarlyStop:
+def _stop_at(net: torch.nn.Module, value: float, score: float) -> EarlyStop:
     """An early stop whose best state has every float tensor at ``value``."""
     with torch.no_grad():
         for t in net.state_dict().values():
             t.fill_(value) if t.is_floating_point() else t.fill_(int(value * 10))
-    stop = _EarlyStop(1)
+    stop = EarlyStop(1)
     stop.update(score, 0, net)
     return stop
 
@@ -168,7 +166,7 @@ def test_mix_is_the_straight_line_between_the_weights():
     net = _net()
     start, end = _stop_at(net, 0.0, 0).best_state, _stop_at(net, 2.0, 0).best_state
     for alpha, expected in ((0.0, 0.0), (0.25, 0.5), (1.0, 2.0)):
-        mixed = _mix(start, end, alpha)
+        mixed = mix(start, end, alpha)
         assert all(
             torch.allclose(v, torch.full_like(v, expected))
             for v in mixed.values()
@@ -190,8 +188,7 @@ def test_wise_ft_keeps_the_mixture_best_on_validation(probe_score, tuned_score, 
     def score() -> float:
         return 0.9 - abs(float(net[0].weight.detach()[0, 0]) - 0.5)
 
-    settings = FinetuneConfig(wise_alphas=(0.0, 0.25, 0.5, 0.75, 1.0))
-    alpha, got = _weight_ensemble(net, probe, tuned, settings, score)
+    alpha, got = weight_ensemble(net, probe, tuned, [0.0, 0.25, 0.5, 0.75, 1.0], score)
     assert alpha == expected
     assert got == pytest.approx(max(probe_score, tuned_score, 0.9))
     assert float(net[0].weight.detach()[0, 0]) == pytest.approx(2.0 * expected)
