@@ -189,7 +189,9 @@ def test_proxy_reuses_pretraining_and_finished_recipes(tmp_path):
         *("--pretrain", "train.max_steps=2", "train.batch_size=8", "data.size=[16,16,16]"),
     ]
     _run(tmp_path, "bench_proxy.py", *args, *plain)
-    results = work / "eval" / "adrenalmnist3d-plain" / "results.csv"
+    # named after the recipe and the tag of the pretraining run its overrides made
+    (folder,) = (work / "eval").glob("adrenalmnist3d-plain-*")
+    results = folder / "results.csv"
     first = results.read_bytes()
     lpft = ["--recipe", "lpft", "finetune.mode=lpft", "finetune.steps=4", *small]
     entry = _run(tmp_path, "bench_proxy.py", *args, *plain, *lpft)
