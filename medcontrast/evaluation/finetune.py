@@ -235,6 +235,8 @@ def finetune(
     )
     shared = _Shared(settings, views, device, seed, amp, select_metric, probe_c_grid)
     runs = settings.candidates()
+    if features is None and any(mode == "lpft" for mode, _ in runs):
+        features = _frozen_features(make_encoder, data, shared)  # once for every lpft candidate
     best: _Candidate | None = None
     scores = []
     for i, (mode, lr) in enumerate(runs):
@@ -250,11 +252,22 @@ def finetune(
             best = run
     assert best is not None
     model, info = best.model, dict(best.info, candidates=scores)
-    if not settings.frozen_norm:  # a WiSE-FT mixture holds mixed statistics: take them anew
+    if "alpha" in info and not settings.frozen_norm:  # a mixture's statistics are mixed ones
         recalibrate_norm(model, data.norm_x, device)
     val_prob = _predict(model, data.val_x, device, amp) if len(val_y) else np.zeros((0, n_classes))
     info.update(val_score=float(best.score), val_prob=val_prob)
     return _predict(model, test_x, device, amp), info
+
+
+def _frozen_features(
+    make_encoder: Callable[[int], Encoder], data: _Inputs, shared: _Shared
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training (n, D) and validation (n_val, D) features of ``make_encoder(seed)``, built as
+    :func:`_candidate` builds it, batch norm taken from ``data.norm_x``: the lpft probe's input."""
+    torch.manual_seed(shared.seed)
+    encoder = make_encoder(shared.seed).to(shared.device)
+    recalibrate_norm(encoder, data.norm_x, shared.device)
+    return tuple(extract_features(encoder, a, shared.device) for a in (data.train_x, data.val_x))
 
 
 def _candidate(
@@ -268,7 +281,8 @@ def _candidate(
 ) -> _Candidate:
     """One candidate: ``mode`` at learning rate ``lr``, trained until ``settings.patience``
     validation checks bring no gain or ``settings.steps`` are spent; the best check restored.
-    ``features``: see :func:`finetune`; ``report(share of steps, score)`` after each check."""
+    ``features``: the frozen features of :func:`finetune` (needed by lpft); ``report(share of
+    steps, score)`` after each check."""
     settings, device, select_metric = shared.settings, shared.device, shared.select_metric
     amp = shared.amp
     torch.manual_seed(shared.seed)
@@ -279,13 +293,9 @@ def _candidate(
     # the probe (the encoder moves under a fitted head) and needs a few checks to pass it.
     probe = EarlyStop(0)
     if mode == "lpft":
-        feats = features
-        if feats is None:
-            feats = tuple(
-                extract_features(model.encoder, a, device) for a in (data.train_x, data.val_x)
-            )
+        assert features is not None  # finetune() extracts them once for every lpft candidate
         info["C"], probe_val = _probe_head(
-            model.head, *feats, data.train_y, data.val_y, shared.probe_c_grid, select_metric
+            model.head, *features, data.train_y, data.val_y, shared.probe_c_grid, select_metric
         )
         probe.update(_score(data.val_y, probe_val, select_metric, 0), 0, model)
     stop, last = _train(model, data, shared, lr, report)

@@ -24,17 +24,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:  # the settings only; the module with torch is not imported for a cost
+    from medcontrast.evaluation.finetune import FinetuneConfig
 
 FORWARD, TRAIN = 1.0, 3.0
 PROBE_PER_IMAGE_AND_C = 0.0056  # a linear probe's cost per labelled image and C value
 KNN_PER_QUERY = 0.0066
 
 
-def finetune_cost(n_train: int, n_val: int, n_test: int, n_norm: int, settings) -> float:
-    """Image passes of one fine-tuning run whose every candidate goes all its steps.
-    ``settings``: the ``finetune:`` settings (steps, eval_every, batch_size, candidates())."""
+def finetune_cost(
+    n_train: int, n_val: int, n_test: int, n_norm: int, settings: FinetuneConfig
+) -> float:
+    """Image passes of one fine-tuning run whose every candidate goes all its steps, with
+    ``n_norm`` unlabelled images taking batch norm's statistics before each check."""
     steps, checks = settings.steps, math.ceil(settings.steps / settings.eval_every)
     batch = min(settings.batch_size, max(n_train, 2))
     one = TRAIN * steps * batch + FORWARD * checks * (n_val + n_norm) + FORWARD * n_norm
