@@ -27,6 +27,7 @@ from medcontrast.archive.index import build_index, write_index
 from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
 from medcontrast.evaluate import evaluate
 from medcontrast.evaluation.report import headline_text
+from medcontrast.evaluation.results_file import read_results
 from medcontrast.pretrain import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +58,7 @@ SUMMARY_COLUMNS = [
     "ci_high",
     "diff_vs_random",
     "diff_std",
+    "steps",
 ]
 # --quick: a tiny network on 16 px for two steps and one linear probe (a CPU check that it runs).
 _TINY = ["train.max_steps=2", "train.batch_size=8", "train.num_workers=0"]
@@ -130,6 +132,15 @@ def shipped_config(cls: type[C], dataset: str, overrides: list[str]) -> C:
     return load_config(cls, dataset, overrides)
 
 
+def finetune_steps(results: pd.DataFrame) -> pd.Series:
+    """Each fine-tune's "best/last" step (from its note), indexed by (budget, init, protocol),
+    the seeds joined by spaces: where validation peaked and where the run was stopped."""
+    r = results[(results["metric"] == "auroc") & (results["protocol"] == "finetune")]
+    found = r["note"].fillna("").str.extract(r"best step (\d+) of (\d+)")
+    r = r.assign(steps=found[0] + "/" + found[1]).dropna(subset=["steps"]).sort_values("seed")
+    return r.groupby(["budget", "init", "protocol"])["steps"].agg(" ".join)
+
+
 def label_efficiency(args: argparse.Namespace, extra: dict) -> list[dict]:
     """Pretrain (once per work folder), evaluate, print; the summary rows (``extra`` filled)."""
     work = Path(args.work)
@@ -172,6 +183,10 @@ def label_efficiency(args: argparse.Namespace, extra: dict) -> list[dict]:
         "seconds": float(metrics["time"].max() - metrics["time"].min()),
         "overrides": args.pretrain,
     }
+    # each fine-tune's best and last step per seed: did the random baseline train to its best?
+    steps = finetune_steps(read_results(folder / "results.csv"))
+    keys = zip(summary["budget"], summary["init"], summary["protocol"], strict=True)
+    summary["steps"] = [steps.get(k, "") for k in keys]
     return summary[SUMMARY_COLUMNS].to_dict("records")
 
 

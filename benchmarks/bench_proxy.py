@@ -1,21 +1,27 @@
-"""A CPU proxy that answers "is evaluation recipe A better than recipe B" in about 15 minutes.
+"""A CPU proxy for "does pretraining save labels" and "is evaluation recipe A better than B".
 
     python benchmarks/bench_proxy.py --recipe finetune --recipe lpft finetune.mode=lpft
+    python benchmarks/bench_proxy.py --pretrained simclr --pretrained byol method.name=byol \
+        --recipe converged
 
 Each ``--recipe NAME [key=value ...]`` is one evaluation recipe: overrides of
 the shipped ``evaluate/<dataset>.yaml`` on top of the proxy's own (28 px 2D / 28^3 3D, budgets 1%
-and 10%, 5 seeds, linear probe and fine-tuning, shorter schedules). The pretraining is the shipped
-the shipped ``pretrain/<dataset>.yaml`` at the proxy's size and length; it is run once per dataset and
-its overrides, and reused by every recipe and every later call, so comparing evaluation recipes
-costs only their evaluations (an evaluation folder is reused too: a finished recipe costs nothing).
+and 10%, 5 seeds, linear probe and fine-tuning, each fine-tune trained until validation stops
+improving). Each ``--pretrained NAME [key=value ...]`` is one pretraining run: the shipped
+``pretrain/<dataset>.yaml`` at the proxy's size and length with those overrides (and ``--pretrain``'s,
+which apply to all); without any, one run named ``pretrained``. Every run is made once and reused
+by every recipe and every later call, and all of them are evaluated in one folder beside one random
+initialisation, so each pretrained encoder is paired with the same random runs (an evaluation
+folder is reused too: a finished recipe costs nothing).
 
-Prints and records, per dataset, budget and recipe: each protocol's mean AUROC over the seeds,
-pretrained minus the strongest random initialisation (the random protocol and recipe with the
-best test mean: the conservative choice) with the standard deviation of the paired per-seed
-differences,
-and each recipe minus the first, paired the same way. A proxy: small images, minutes of
-pretraining and a smaller 3D network than the configs, so its absolute figures are far below what
-the full configs reach on a GPU; what it is for is the sign and size of differences.
+Prints and records, per dataset, budget, recipe, pretrained run and protocol: the mean AUROC over
+the seeds, pretrained minus the strongest random initialisation (the random protocol and recipe
+with the best test mean: the conservative choice) with the standard deviation of the paired
+per-seed differences and their 95% t-interval, each fine-tune's best and last step (the learning
+curve's summary: where validation peaked, where it was stopped), and each recipe minus the first,
+paired the same way. A proxy: small images, minutes of pretraining and a smaller 3D network than
+the configs, so its absolute figures are far below what the full configs reach on a GPU; what it
+is for is the sign and size of differences.
 """
 
 from __future__ import annotations
@@ -29,7 +35,14 @@ import numpy as np
 import pandas as pd
 import torch
 from _common import Table, add_common_args
-from bench_label_efficiency import QUICK_EVALUATE, QUICK_PRETRAIN, data_overrides, shipped_config
+from bench_label_efficiency import (
+    QUICK_EVALUATE,
+    QUICK_PRETRAIN,
+    data_overrides,
+    finetune_steps,
+    shipped_config,
+)
+from scipy import stats
 
 from medcontrast.config import EvaluateConfig, PretrainConfig
 from medcontrast.evaluate import evaluate
@@ -38,13 +51,21 @@ from medcontrast.pretrain import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED, RANDOM = "pretrained", "random"
+# Every fine-tune trains until validation stops improving (at most 400 steps, a check every 25,
+# stopped after 4 checks without a gain), plain fine-tuning at two learning rates for every
+# initialisation alike: on PneumoniaMNIST at 1% the shipped grid's six candidates (LP-FT and
+# plain, 1.5e-4 to 1.5e-3) chose plain at 1.5e-3, its highest, for SimCLR and random alike
+# (best steps 325 and 225), so the grid goes one step higher; six candidates cost ~5 min a run.
 _EVALUATE = [
-    "budgets.fractions=[0.01,0.1]",
+    "budgets.fractions=[0.01,0.1,1.0]",
     "budgets.seeds=[0,1,2,3,4]",
     "protocols=[linear,finetune]",
-    "finetune.steps=24",
-    "finetune.eval_every=4",
-    "finetune.patience=3",
+    "finetune.steps=400",
+    "finetune.eval_every=25",
+    "finetune.patience=4",
+    "finetune.mode=plain",
+    "finetune.lr=0.0015",
+    "finetune.lr_factors=[1.0,3.0]",
     "bootstrap=200",
     "embedding_plot=false",
     "retrieval_queries=0",
@@ -104,21 +125,38 @@ def pretrained_run(dataset: str, common: list[str], work: Path, extra: list[str]
     return run
 
 
+def _folder_name(dataset: str, recipe: str, runs: dict[str, Path]) -> str:
+    """An evaluation folder's name: the recipe's, and the pretraining runs' tag. A single run
+    named ``pretrained`` keeps the earlier names (no tag for the run without overrides)."""
+    if list(runs) == [PRETRAINED]:
+        run = runs[PRETRAINED]
+        tag = run.name.rpartition("-")[2] if run.name != _base_run_name(dataset) else ""
+    else:  # the set of runs and their names: another set is another folder
+        named = "\n".join(f"{name}={run.name}" for name, run in runs.items())
+        tag = "m" + hashlib.sha256(named.encode()).hexdigest()[:8]
+    return f"{dataset}-{recipe}" + (f"-{tag}" if tag else "")
+
+
 def evaluate_recipe(
-    dataset: str, common: list[str], work: Path, run: Path, name: str, overrides: list[str]
+    dataset: str,
+    common: list[str],
+    work: Path,
+    runs: dict[str, Path],
+    recipe: tuple[str, list[str]],
 ) -> Path:
-    """One recipe's evaluation folder (continued where a previous call stopped), named after
-    the recipe and, where pretrain overrides made another run, that run's tag."""
-    tag = run.name.rpartition("-")[2] if run.name != _base_run_name(dataset) else ""
+    """One recipe's evaluation of every pretraining run in ``runs`` (by init name) and one
+    random initialisation, continued where a previous call stopped."""
+    name, overrides = recipe
     random = f"{{name: {RANDOM}, source: random, encoder: '{PROXY[dataset]['encoder']}'}}"
+    inits = [f"{{name: {init}, source: '{run}'}}" for init, run in runs.items()]
     cfg = shipped_config(
         EvaluateConfig,
         dataset,
         [
             *common,
             f"out_dir={work / 'eval'}",
-            f"name={dataset}-{name}" + (f"-{tag}" if tag else ""),
-            f"inits=[{{name: {PRETRAINED}, source: '{run}'}}, {random}]",
+            f"name={_folder_name(dataset, name, runs)}",
+            f"inits=[{', '.join([*inits, random])}]",
             *PROXY[dataset]["evaluate"],
             *overrides,
         ],
@@ -135,10 +173,15 @@ def _by_seed(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     return r.pivot_table(index=["budget", "init", "protocol"], columns="seed", values="value")
 
 
-def _paired(a: pd.Series, b: pd.Series) -> tuple[float, float]:
-    """Mean and standard deviation (ddof 1) of the per-seed differences a - b."""
+def _paired(a: pd.Series, b: pd.Series) -> tuple[float, float, float, float]:
+    """Mean, standard deviation (ddof 1) and 95% t-interval of the per-seed differences a - b."""
     d = (a - b).dropna()
-    return float(d.mean()), float(d.std(ddof=1)) if len(d) > 1 else float("nan")
+    mean = float(d.mean())
+    if len(d) < 2:
+        return mean, float("nan"), float("nan"), float("nan")
+    sd = float(d.std(ddof=1))
+    half = float(stats.t.ppf(0.975, len(d) - 1)) * sd / np.sqrt(len(d))
+    return mean, sd, mean - half, mean + half
 
 
 def _randoms(tables: dict[str, pd.DataFrame], budget: str) -> pd.DataFrame:
@@ -153,42 +196,48 @@ def _randoms(tables: dict[str, pd.DataFrame], budget: str) -> pd.DataFrame:
     return pd.concat(parts).dropna() if parts else pd.DataFrame()
 
 
+def _row(values: pd.Series, rand: pd.DataFrame, own: str, strongest: str) -> dict:
+    """The figures of one pretrained (budget, recipe, init, protocol) against the randoms."""
+    diff, sd, low, high = _paired(values, rand.loc[strongest])
+    return {
+        "seeds": int(values.notna().sum()),
+        "pretrained": float(values.mean()),
+        "random": float(rand.loc[own].mean()) if own in rand.index else float("nan"),
+        "strongest_random": f"{strongest} {rand.loc[strongest].mean():.3f}",
+        "minus_strongest_random": diff,
+        "paired_sd": sd,
+        "ci95": f"[{low:+.3f}, {high:+.3f}]",
+        "over_2sd": bool(diff > 2 * sd),
+    }
+
+
 def summarise(dataset: str, folders: dict[str, Path], metric: str = "auroc") -> list[dict]:
-    """One row per budget, recipe and pretrained protocol (see the module docstring). The
+    """One row per budget, recipe, pretrained init and protocol (see the module docstring). The
     strongest random initialisation is chosen among every recipe's random rows: a recipe that
     weakens the baseline is not rewarded for it."""
-    tables = {
-        name: _by_seed(read_results(f / "results.csv"), metric) for name, f in folders.items()
-    }
+    results = {name: read_results(f / "results.csv") for name, f in folders.items()}
+    tables = {name: _by_seed(r, metric) for name, r in results.items()}
     first = next(iter(folders))
     rows = []
     for recipe, t in tables.items():
+        steps = finetune_steps(results[recipe])
         for budget in t.index.get_level_values("budget").unique():
             rand = _randoms(tables, budget)
-            if rand.empty or (budget, PRETRAINED) not in t.index.droplevel("protocol"):
+            if rand.empty:
                 continue  # an evaluation cut short
             strongest = rand.mean(axis=1).idxmax()
-            for protocol, values in t.loc[(budget, PRETRAINED)].iterrows():
-                diff, sd = _paired(values, rand.loc[strongest])
+            for (init, protocol), values in t.loc[budget].iterrows():
+                if init == RANDOM:
+                    continue
                 own = f"{recipe} {protocol}"
-                row = {
-                    "dataset": dataset,
-                    "budget": budget,
-                    "recipe": recipe,
-                    "protocol": protocol,
-                    "seeds": int(values.notna().sum()),
-                    "pretrained": float(values.mean()),
-                    "random": float(rand.loc[own].mean()) if own in rand.index else float("nan"),
-                    "strongest_random": f"{strongest} {rand.loc[strongest].mean():.3f}",
-                    "minus_strongest_random": diff,
-                    "paired_sd": sd,
-                    "over_2sd": bool(diff > 2 * sd),
-                }
-                key = (budget, PRETRAINED, protocol)
+                row = {"dataset": dataset, "budget": budget, "recipe": recipe, "init": init}
+                row |= {"protocol": protocol, **_row(values, rand, own, strongest)}
+                row["steps"] = steps.get((budget, init, protocol), "")
+                row["random_steps"] = steps.get((budget, RANDOM, protocol), "")
+                key = (budget, init, protocol)
                 if recipe != first and key in tables[first].index:
-                    row["minus_first_recipe"], row["minus_first_sd"] = _paired(
-                        values, tables[first].loc[key]
-                    )
+                    d, sd, _, _ = _paired(values, tables[first].loc[key])
+                    row["minus_first_recipe"], row["minus_first_sd"] = d, sd
                 rows.append(row)
     return rows
 
@@ -197,6 +246,7 @@ COLUMNS = [
     "dataset",
     "budget",
     "recipe",
+    "init",
     "protocol",
     "seeds",
     "pretrained",
@@ -204,17 +254,23 @@ COLUMNS = [
     "strongest_random",
     "minus_strongest_random",
     "paired_sd",
+    "ci95",
     "over_2sd",
+    "steps",
+    "random_steps",
     "minus_first_recipe",
     "minus_first_sd",
 ]
 
 
-def _recipes(given: list[list[str]] | None) -> dict[str, list[str]]:
-    recipes = {r[0]: r[1:] for r in given or [["default"]]}
-    if len(recipes) != len(given or [["default"]]):
-        raise SystemExit("error: two --recipe with the same name")
-    return recipes
+def _named(given: list[list[str]] | None, default: str, option: str) -> dict[str, list[str]]:
+    """``--recipe``/``--pretrained`` lists as {name: overrides} (``default`` when none given)."""
+    named = {r[0]: r[1:] for r in given or [[default]]}
+    if len(named) != len(given or [[default]]):
+        raise SystemExit(f"error: two {option} with the same name")
+    if RANDOM in named:
+        raise SystemExit(f"error: {option} {RANDOM} is the random initialisation's name")
+    return named
 
 
 def main() -> None:
@@ -229,10 +285,18 @@ def main() -> None:
         metavar="NAME [KEY=VALUE",
         help="an evaluation recipe: a name, then overrides of the evaluate config",
     )
+    parser.add_argument(
+        "--pretrained",
+        nargs="+",
+        action="append",
+        metavar="NAME [KEY=VALUE",
+        help="a pretraining run to evaluate: a name, then overrides of the pretrain config",
+    )
     parser.add_argument("--pretrain", nargs="*", default=[], help="key=value pretrain overrides")
     add_common_args(parser)
     args = parser.parse_args()
-    recipes = _recipes(args.recipe)
+    recipes = _named(args.recipe, "default", "--recipe")
+    pretrained = _named(args.pretrained, PRETRAINED, "--pretrained")
     quick: dict[str, list[str]] = {}
     if args.quick:  # two steps of a tiny network, linear probes at two seeds
         args.pretrain = [*QUICK_PRETRAIN["adrenalmnist3d"], *args.pretrain]
@@ -242,19 +306,26 @@ def main() -> None:
 
     def one(dataset: str) -> list[dict]:
         common = data_overrides(dataset, Path(args.data), work)
-        start = time.time()
-        run = pretrained_run(dataset, common, work, args.pretrain)
-        seconds[f"{dataset} pretrain"] = round(time.time() - start)
+        runs = {}
+        for name, overrides in pretrained.items():
+            start = time.time()
+            runs[name] = pretrained_run(dataset, common, work, [*args.pretrain, *overrides])
+            seconds[f"{dataset} pretrain {name}"] = round(time.time() - start)
         folders = {}
         for name, overrides in recipes.items():
             start = time.time()
             extra = [*quick.get(dataset, []), *overrides]
-            folders[name] = evaluate_recipe(dataset, common, work, run, name, extra)
+            folders[name] = evaluate_recipe(dataset, common, work, runs, (name, extra))
             seconds[f"{dataset} {name}"] = round(time.time() - start)
         return summarise(dataset, folders)
 
     with Table("proxy", torch.device("cpu"), COLUMNS, args.fail) as table:
-        table.extra = {"recipes": recipes, "pretrain_overrides": args.pretrain, "seconds": seconds}
+        table.extra = {
+            "recipes": recipes,
+            "pretrained": pretrained,
+            "pretrain_overrides": args.pretrain,
+            "seconds": seconds,
+        }
         for dataset in args.datasets:
             table.measure_rows({"dataset": dataset}, lambda d=dataset: one(d))
 

@@ -6,7 +6,8 @@
 # Parts: views, view-share (the views' share of a SimCLR step), loss, throughput (with lightly
 # beside it; THROUGHPUT_ARGS, e.g. "--workloads 2d-64 --views-compile on graphs", and
 # THROUGHPUT_LIMIT s), resume (kill -9 and --resume under
-# torchrun), report (headline on PneumoniaMNIST at four budgets), finetune-parallel, and the full
+# torchrun), report (headline on PneumoniaMNIST at four budgets), converged (the same at 1%, 10% and
+# all labels with each fine-tune's best and last step), finetune-parallel, and the full
 # configs pneumoniamnist, adrenalmnist3d, mednist, and archive (pretrain once on MedNIST and
 # PneumoniaMNIST, evaluate on both; its arrays in $DATA/archive, made by prepare_gpu.sh). Each
 # part runs under its own time limit, cut to what is left of the budget (a part with under 20 s
@@ -70,6 +71,13 @@ for part in "$@"; do
       E=/tmp/le/eval/pneumoniamnist
       run 60 "$PY" -m medcontrast.cli report "$E"
       cp "$E/report.md" "$E/label_efficiency_auroc.png" "$E/summary.csv" "$E/results.csv" "$OUT/" ;;
+    converged)  # issue 45: the shipped PneumoniaMNIST configs, every fine-tune until it stops
+      # improving (its best/last steps in the rows), 1%, 10% and all labels, 6 fine-tunes at once
+      run 480 "$PY" bench_label_efficiency.py pneumoniamnist --data "$DATA" --work /tmp/conv \
+        --evaluate "budgets.fractions=[0.01,0.1,1.0]" "finetune.parallel=${FT_PARALLEL:-6}"
+      E=/tmp/conv/eval/pneumoniamnist
+      run 60 "$PY" -m medcontrast.cli report "$E"
+      for f in report.md summary.csv results.csv; do cp "$E/$f" "$OUT/converged_$f"; done ;;
     finetune-parallel)
       run 240 "$PY" bench_finetune_parallel.py pneumoniamnist --data "$DATA" --parallel 1 4 8 --seeds 8 ;;
     pneumoniamnist | adrenalmnist3d | mednist)  # FT_PARALLEL fine-tunes at once (same results)

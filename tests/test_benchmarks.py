@@ -215,26 +215,36 @@ def test_proxy_summary_pairs_seeds_against_the_strongest_random_init(tmp_path):
         ("pretrained", "finetune"): [0.90, 0.91, 0.95],
         ("random", "linear"): [0.60, 0.60, 0.60],
         ("random", "finetune"): [0.85, 0.86, 0.87],
+        ("byol", "finetune"): [0.84, 0.86, 0.87],  # a second pretrained run, paired the same way
     }
     folder = tmp_path / "recipe"
     folder.mkdir()
     for (init, protocol), per_seed in values.items():
         for seed, v in enumerate(per_seed):
             base = {"init": init, "protocol": protocol, "budget": "1%", "seed": seed}
+            note = f"best step {100 * seed} of {100 * seed + 60} (plain, lr 0.001)"
             append_results(
                 folder / "results.csv",
                 [
-                    {**base, "metric": "auroc", "value": v},
+                    {**base, "metric": "auroc", "value": v, "note": note},
                     {**base, "metric": "seconds", "value": 1},
                 ],
             )
-    rows = {r["protocol"]: r for r in summarise("d", {"a": folder})}
-    ft = rows["finetune"]
+    rows = {(r["init"], r["protocol"]): r for r in summarise("d", {"a": folder})}
+    assert set(rows) == {("pretrained", "linear"), ("pretrained", "finetune"), ("byol", "finetune")}
+    ft = rows[("pretrained", "finetune")]
     assert ft["strongest_random"].startswith("a finetune")  # not the weak frozen random probe
     assert ft["minus_strongest_random"] == pytest.approx(0.06)
-    assert ft["paired_sd"] == pytest.approx(np.std([0.05, 0.05, 0.08], ddof=1))
+    sd = np.std([0.05, 0.05, 0.08], ddof=1)
+    assert ft["paired_sd"] == pytest.approx(sd)
+    half = 4.302653 * sd / np.sqrt(3)  # t(0.975, 2 degrees of freedom)
+    assert ft["ci95"] == f"[{0.06 - half:+.3f}, {0.06 + half:+.3f}]"
     assert ft["over_2sd"]
-    assert rows["linear"]["minus_strongest_random"] == pytest.approx(-0.04)
+    # the learning curve's summary per seed: best step / last step, the random run's beside it
+    assert ft["steps"] == ft["random_steps"] == "0/60 100/160 200/260"
+    assert rows[("pretrained", "linear")]["minus_strongest_random"] == pytest.approx(-0.04)
+    assert rows[("pretrained", "linear")]["steps"] == ""  # a probe has no steps
+    assert rows[("byol", "finetune")]["minus_strongest_random"] == pytest.approx(-0.01 / 3)
 
 
 def _common(monkeypatch, tmp_path):
@@ -316,3 +326,21 @@ def test_preprocess_quick(tmp_path):
     rows = _rows(entry, "workers")
     assert set(rows) == {1, 2} and all(r["result"] == "ok" for r in rows.values())
     assert rows[1]["images"] == rows[2]["images"] > 0 and rows[2]["speedup"] > 0
+
+
+def test_docs_mark_proxy_records_before_the_converged_baseline_superseded(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import make_docs
+
+    old = {"rows": [{"dataset": "d", "budget": "1%", "protocol": "finetune", "pretrained": 0.8}]}
+    row = {"dataset": "d", "budget": "1%", "recipe": "r", "init": "simclr", "protocol": "finetune"}
+    row |= {"pretrained": 0.9, "strongest_random": "r finetune 0.880"}
+    row |= {"minus_strongest_random": 0.02, "ci95": "[-0.010, +0.050]"}
+    new = {"rows": [row], "commit": "abc"}
+    assert make_docs._superseded(old) and not make_docs._superseded(new)
+    table = make_docs._converged_table([old, new])
+    assert (
+        "| d | 1% | simclr | finetune | r | 0.9 | r finetune 0.880 | +0.020 [-0.010, +0.050]"
+        in table
+    )
+    assert table.count("\n| d |") == 1  # the superseded record is not in it
