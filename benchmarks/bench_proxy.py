@@ -7,9 +7,10 @@
 Each ``--recipe NAME [key=value ...]`` is one evaluation recipe: overrides of
 the shipped ``evaluate/<dataset>.yaml`` on top of the proxy's own (28 px 2D / 28^3 3D, budgets 1%,
 10% and all labels, 5 seeds, linear probe and fine-tuning, each fine-tune trained until validation
-stops improving: plain fine-tuning at two learning rates, the best on validation kept). Each ``--pretrained NAME [key=value ...]`` is one pretraining run: the shipped
-``pretrain/<dataset>.yaml`` at the proxy's size and length with those overrides (and ``--pretrain``'s,
-which apply to all); without any, one run named ``pretrained``. Every run is made once and reused
+stops improving: plain fine-tuning at two learning rates, the best on validation kept).
+Each ``--pretrained NAME [key=value ...]`` is one pretraining run: the shipped
+``pretrain/<dataset>.yaml`` at the proxy's size and length with those overrides (and
+``--pretrain``'s, which apply to all); without any, one run named ``pretrained``. Every run is made once and reused
 by every recipe and every later call, and all of them are evaluated in one folder beside one random
 initialisation, so each pretrained encoder is paired with the same random runs (an evaluation
 folder is reused too: a finished recipe costs nothing).
