@@ -269,8 +269,6 @@ def _named(given: list[list[str]] | None, default: str, option: str) -> dict[str
     named = {r[0]: r[1:] for r in given or [[default]]}
     if len(named) != len(given or [[default]]):
         raise SystemExit(f"error: two {option} with the same name")
-    if RANDOM in named:
-        raise SystemExit(f"error: {option} {RANDOM} is the random initialisation's name")
     return named
 
 
@@ -298,6 +296,8 @@ def main() -> None:
     args = parser.parse_args()
     recipes = _named(args.recipe, "default", "--recipe")
     pretrained = _named(args.pretrained, PRETRAINED, "--pretrained")
+    if RANDOM in pretrained:  # an init name: the random initialisation's is taken
+        raise SystemExit(f"error: --pretrained {RANDOM} is the random initialisation's name")
     quick: dict[str, list[str]] = {}
     if args.quick:  # two steps of a tiny network, linear probes at two seeds
         args.pretrain = [*QUICK_PRETRAIN["adrenalmnist3d"], *args.pretrain]

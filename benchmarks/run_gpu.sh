@@ -55,6 +55,19 @@ run() {  # run LIMIT CMD ...: CMD under min(LIMIT, what is left of the budget)
   echo "== exit $rc after $((SECONDS - began)) s" | tee -a "$OUT/log.txt"
 }
 
+pneumonia_report() {  # LIMIT WORK PREFIX EVALUATE_OVERRIDE...: the shipped PneumoniaMNIST
+  # configs, the report rebuilt from whatever finished (budgets run smallest first, also if the
+  # limit cut it short) and copied to $OUT with PREFIX before each name
+  local limit=$1 work=$2 prefix=$3 f
+  shift 3
+  run "$limit" "$PY" bench_label_efficiency.py pneumoniamnist --data "$DATA" --work "$work" \
+    --evaluate "$@"
+  run 60 "$PY" -m medcontrast.cli report "$work/eval/pneumoniamnist"
+  for f in report.md label_efficiency_auroc.png summary.csv results.csv; do
+    cp "$work/eval/pneumoniamnist/$f" "$OUT/$prefix$f"
+  done
+}
+
 Q=${QUICK:+--quick}  # QUICK=1: tiny settings, a CPU check of this script (the test suite's)
 [ $# -gt 0 ] || set -- views loss throughput resume
 for part in "$@"; do
@@ -64,20 +77,11 @@ for part in "$@"; do
     loss) run 45 "$PY" bench_loss.py --batch 256 1024 4096 8192 --dim 128 $Q ;;
     throughput) run "${THROUGHPUT_LIMIT:-240}" "$PY" bench_throughput.py $Q ${THROUGHPUT_ARGS:-} ;;
     resume) run 120 "$PY" bench_resume.py --nproc 1 --device cuda --steps 60 --kill-after 30 $Q ;;
-    report)
-      run 420 "$PY" bench_label_efficiency.py pneumoniamnist --data "$DATA" --work /tmp/le \
-        --evaluate "budgets.fractions=[0.01,0.03,0.1,0.3]"
-      # Rebuilt from whatever finished (budgets run smallest first), also if the limit cut it short.
-      E=/tmp/le/eval/pneumoniamnist
-      run 60 "$PY" -m medcontrast.cli report "$E"
-      cp "$E/report.md" "$E/label_efficiency_auroc.png" "$E/summary.csv" "$E/results.csv" "$OUT/" ;;
-    converged)  # issue 45: the shipped PneumoniaMNIST configs, every fine-tune until it stops
-      # improving (its best/last steps in the rows), 1%, 10% and all labels, 6 fine-tunes at once
-      run 480 "$PY" bench_label_efficiency.py pneumoniamnist --data "$DATA" --work /tmp/conv \
-        --evaluate "budgets.fractions=[0.01,0.1,1.0]" "finetune.parallel=${FT_PARALLEL:-6}"
-      E=/tmp/conv/eval/pneumoniamnist
-      run 60 "$PY" -m medcontrast.cli report "$E"
-      for f in report.md summary.csv results.csv; do cp "$E/$f" "$OUT/converged_$f"; done ;;
+    report) pneumonia_report 420 /tmp/le "" "budgets.fractions=[0.01,0.03,0.1,0.3]" ;;
+    converged)  # issue 45: every fine-tune until it stops improving (best/last steps in the
+      # rows), 1%, 10% and all labels, 6 fine-tunes at once
+      pneumonia_report 480 /tmp/conv converged_ "budgets.fractions=[0.01,0.1,1.0]" \
+        "finetune.parallel=${FT_PARALLEL:-6}" ;;
     finetune-parallel)
       run 240 "$PY" bench_finetune_parallel.py pneumoniamnist --data "$DATA" --parallel 1 4 8 --seeds 8 ;;
     pneumoniamnist | adrenalmnist3d | mednist)  # FT_PARALLEL fine-tunes at once (same results)
