@@ -13,7 +13,8 @@ Each ``--pretrained NAME [key=value ...]`` is one pretraining run: the shipped
 ``--pretrain``'s, which apply to all); without any, one run named ``pretrained``. Every run is made once and reused
 by every recipe and every later call, and all of them are evaluated in one folder beside one random
 initialisation, so each pretrained encoder is paired with the same random runs (an evaluation
-folder is reused too: a finished recipe costs nothing).
+folder is reused too: a finished recipe costs nothing). ``--summarise-only`` records what the
+folders hold without pretraining or evaluating: the budgets a stopped call finished.
 
 Prints and records, per dataset, budget, recipe, pretrained run and protocol: the mean AUROC over
 the seeds, pretrained minus the strongest random initialisation (the random protocol and recipe
@@ -110,8 +111,11 @@ def _base_run_name(dataset: str) -> str:
     return _run_name(dataset, [])
 
 
-def pretrained_run(dataset: str, common: list[str], work: Path, extra: list[str]) -> Path:
-    """The proxy's pretraining run of ``dataset`` (made once, then reused)."""
+def pretrained_run(
+    dataset: str, common: list[str], work: Path, extra: list[str], train: bool = True
+) -> Path:
+    """The proxy's pretraining run of ``dataset`` (made once, then reused; ``train`` False:
+    only its folder)."""
     overrides = [*_COMMON_PRETRAIN, *PROXY[dataset]["pretrain"], *extra]
     cfg = shipped_config(
         PretrainConfig,
@@ -119,7 +123,7 @@ def pretrained_run(dataset: str, common: list[str], work: Path, extra: list[str]
         [*common, f"out_dir={work / 'runs'}", f"name={_run_name(dataset, extra)}", *overrides],
     )
     run = Path(cfg.out_dir) / cfg.name
-    if not (run / "encoder.pth").exists():
+    if train and not (run / "encoder.pth").exists():
         start = time.time()
         pretrain(cfg, resume=(run / "checkpoints").exists(), progress=False)
         print(f"{dataset}: pretrained in {time.time() - start:.0f} s -> {run}")
@@ -144,10 +148,17 @@ def evaluate_recipe(
     work: Path,
     runs: dict[str, Path],
     recipe: tuple[str, list[str]],
+    summarise_only: bool = False,
 ) -> Path:
     """One recipe's evaluation of every pretraining run in ``runs`` (by init name) and one
-    random initialisation, continued where a previous call stopped."""
+    random initialisation, continued where a previous call stopped (``summarise_only``: only
+    its folder, as it stands)."""
     name, overrides = recipe
+    if summarise_only:  # a call stopped part-way: record what its folder holds
+        folder = work / "eval" / _folder_name(dataset, name, runs)
+        if not (folder / "results.csv").exists():
+            raise FileNotFoundError(f"{folder}: no evaluation to summarise")
+        return folder
     random = f"{{name: {RANDOM}, source: random, encoder: '{PROXY[dataset]['encoder']}'}}"
     inits = [f"{{name: {init}, source: '{run}'}}" for init, run in runs.items()]
     cfg = shipped_config(
@@ -292,6 +303,13 @@ def main() -> None:
         help="a pretraining run to evaluate: a name, then overrides of the pretrain config",
     )
     parser.add_argument("--pretrain", nargs="*", default=[], help="key=value pretrain overrides")
+    parser.add_argument(
+        "--summarise-only",
+        action="store_true",
+        help="record what the folders hold now, without pretraining or evaluating (for a call "
+        "stopped part-way: a budget enters once the random initialisation has every seed; each "
+        "row gives its own number of seeds)",
+    )
     add_common_args(parser)
     args = parser.parse_args()
     recipes = _named(args.recipe, "default", "--recipe")
@@ -310,13 +328,16 @@ def main() -> None:
         runs = {}
         for name, overrides in pretrained.items():
             start = time.time()
-            runs[name] = pretrained_run(dataset, common, work, [*args.pretrain, *overrides])
+            extra = [*args.pretrain, *overrides]
+            runs[name] = pretrained_run(dataset, common, work, extra, not args.summarise_only)
             seconds[f"{dataset} pretrain {name}"] = round(time.time() - start)
         folders = {}
         for name, overrides in recipes.items():
             start = time.time()
             extra = [*quick.get(dataset, []), *overrides]
-            folders[name] = evaluate_recipe(dataset, common, work, runs, (name, extra))
+            folders[name] = evaluate_recipe(
+                dataset, common, work, runs, (name, extra), args.summarise_only
+            )
             seconds[f"{dataset} {name}"] = round(time.time() - start)
         return summarise(dataset, folders)
 

@@ -181,10 +181,16 @@ def main() -> None:
                 recipes = "; ".join(
                     f"`{k}`: {' '.join(v) or '-'}" for k, v in entry["recipes"].items()
                 )
-                pre = " ".join(entry.get("pretrain_overrides") or []) or "none (SimCLR)"
+                default = "none" if entry.get("pretrained") else "none (SimCLR)"
+                pre = " ".join(entry.get("pretrain_overrides") or []) or default
+                runs = "; ".join(  # --pretrained NAME overrides: several runs in one call
+                    f"`{k}`: {' '.join(v) or '-'}" for k, v in entry.get("pretrained", {}).items()
+                )
                 parts += [
                     f"Recipes (evaluate overrides on top of the proxy's): {recipes}. Pretraining "
-                    f"overrides: {pre}. Wall time per stage in this call (s; 0 where reused): "
+                    f"overrides: {pre}."
+                    + (f" Pretraining runs (their own overrides): {runs}." if runs else "")
+                    + f" Wall time per stage in this call (s; 0 where reused): "
                     f"{entry.get('seconds')}.",
                     "",
                 ]

@@ -247,6 +247,33 @@ def test_proxy_summary_pairs_seeds_against_the_strongest_random_init(tmp_path):
     assert rows[("byol", "finetune")]["minus_strongest_random"] == pytest.approx(-0.01 / 3)
 
 
+def test_proxy_summarise_only_records_the_budgets_a_stopped_call_finished(tmp_path):
+    """--summarise-only: the folder as it stands, a budget whose random runs are incomplete
+    left out, nothing pretrained or evaluated."""
+    sys.path.insert(0, str(BENCH))
+    from bench_proxy import _folder_name, evaluate_recipe, summarise
+
+    from medcontrast.evaluation.results_file import append_results
+
+    runs = {"simclr": tmp_path / "runs" / "r1", "byol": tmp_path / "runs" / "r2"}  # never made
+    with pytest.raises(FileNotFoundError, match="no evaluation to summarise"):
+        evaluate_recipe("d", [], tmp_path, runs, ("converged", []), summarise_only=True)
+    folder = tmp_path / "eval" / _folder_name("d", "converged", runs)
+    folder.mkdir(parents=True)
+    done = [("1%", i, s) for i in ("simclr", "byol", "random") for s in (0, 1)]
+    for budget, init, seed in [*done, ("10%", "simclr", 0)]:  # stopped early in 10%
+        row = {"init": init, "protocol": "finetune", "budget": budget, "seed": seed}
+        finished = [
+            {**row, "metric": "auroc", "value": 0.7},
+            {**row, "metric": "seconds", "value": 1},
+        ]
+        append_results(folder / "results.csv", finished)
+    found = evaluate_recipe("d", [], tmp_path, runs, ("converged", []), summarise_only=True)
+    assert found == folder and not (tmp_path / "runs").exists()
+    rows = summarise("d", {"converged": found})
+    assert {(r["budget"], r["init"]) for r in rows} == {("1%", "simclr"), ("1%", "byol")}
+
+
 def _common(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(BENCH))
     import _common
