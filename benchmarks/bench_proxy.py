@@ -154,8 +154,9 @@ def evaluate_recipe(
     random initialisation, continued where a previous call stopped (``summarise_only``: only
     its folder, as it stands)."""
     name, overrides = recipe
+    folder_name = _folder_name(dataset, name, runs)
     if summarise_only:  # a call stopped part-way: record what its folder holds
-        folder = work / "eval" / _folder_name(dataset, name, runs)
+        folder = work / "eval" / folder_name
         if not (folder / "results.csv").exists():
             raise FileNotFoundError(f"{folder}: no evaluation to summarise")
         return folder
@@ -167,7 +168,7 @@ def evaluate_recipe(
         [
             *common,
             f"out_dir={work / 'eval'}",
-            f"name={_folder_name(dataset, name, runs)}",
+            f"name={folder_name}",
             f"inits=[{', '.join([*inits, random])}]",
             *PROXY[dataset]["evaluate"],
             *overrides,
