@@ -21,6 +21,7 @@ ORDER = [
     "archive",
     "finetune_parallel",
     "preprocess",
+    "demo_pool",
 ]
 TITLES = {
     "loss": "NT-Xent forward + backward (ms)",
@@ -34,6 +35,7 @@ TITLES = {
     "archive": "Pretrain once on an archive, evaluate on many tasks",
     "finetune_parallel": "Fine-tuning runs side by side (finetune.parallel)",
     "preprocess": "Building the preprocessed cache in one process and in several",
+    "demo_pool": "The demo's unlabelled pool (synthetic phantoms, CPU)",
 }
 
 
@@ -192,6 +194,14 @@ def main() -> None:
                     + (f" Pretraining runs (their own overrides): {runs}." if runs else "")
                     + f" Wall time per stage in this call (s; 0 where reused): "
                     f"{entry.get('seconds')}.",
+                    "",
+                ]
+            if entry.get("pools"):  # the demo's pool
+                parts += [
+                    f"Pools (patients): {entry['pools']}, the first pool's labelled set evaluated; "
+                    f"pretraining overrides {entry.get('pretrain_overrides') or '-'}, evaluation "
+                    f"overrides {entry.get('evaluate_overrides') or '-'}. Wall time per stage (s; "
+                    f"0 where reused): {entry.get('seconds')}.",
                     "",
                 ]
             if entry.get("form"):  # the archive benchmark

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from tests.conftest import shared_data
 
@@ -371,3 +372,36 @@ def test_docs_mark_proxy_records_before_the_converged_baseline_superseded(monkey
         in table
     )
     assert table.count("\n| d |") == 1  # the superseded record is not in it
+
+
+def test_demo_pool_gives_every_pool_the_first_pools_steps_and_warmup(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from bench_demo_pool import pool_images, same_schedule
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("train: {max_steps: 180, warmup_epochs: 3.0, epochs: 30}\n")
+    # four times the images: the same 180 steps, and the same warm-up steps (a quarter epoch)
+    assert same_schedule(run, 3112, 778) == ["train.max_steps=180", "train.warmup_epochs=0.75"]
+    rows = [
+        ("ok", "DX", "train"),
+        ("ok", "CR", "val"),
+        ("ok", "DX", "test"),  # pretraining never sees test
+        ("ok", "CT", "train"),  # a volume: not the demo's radiographs
+        ("skipped", "DX", ""),
+    ]
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("status,modality,split\n" + "\n".join(",".join(r) for r in rows) + "\n")
+    assert pool_images(manifest) == 2
+
+
+@pytest.mark.slow  # about 2 min on two cores: two tiny archives, pretraining, linear probes
+def test_demo_pool_quick(tmp_path):
+    entry = _run(tmp_path, "bench_demo_pool.py", "--quick", "--work", str(tmp_path / "work"))
+    assert {r["init"] for r in entry["rows"]} == {"pool20", "pool40"}
+    assert all(r["result"] == "ok" and r["seeds"] == 2 for r in entry["rows"])
+    steps = [
+        yaml.safe_load((tmp_path / "work" / "runs" / f"simclr-pool{n}" / "config.yaml").read_text())
+        for n in (20, 40)
+    ]
+    assert steps[0]["train"]["max_steps"] == steps[1]["train"]["max_steps"]
