@@ -7,7 +7,8 @@
 # beside it; THROUGHPUT_ARGS, e.g. "--workloads 2d-64 --views-compile on graphs", and
 # THROUGHPUT_LIMIT s), resume (kill -9 and --resume under
 # torchrun), report (headline on PneumoniaMNIST at four budgets), converged (the same at 1%, 10% and
-# all labels with each fine-tune's best and last step), finetune-parallel, and the full
+# all labels with each fine-tune's best and last step), proxy3d (the CPU proxy's AdrenalMNIST3D
+# comparison at 10% and all labels, 4 hours and more on two cores), finetune-parallel, and the full
 # configs pneumoniamnist, adrenalmnist3d, mednist, and archive (pretrain once on MedNIST and
 # PneumoniaMNIST, evaluate on both; its arrays in $DATA/archive, made by prepare_gpu.sh). Each
 # part runs under its own time limit, cut to what is left of the budget (a part with under 20 s
@@ -82,6 +83,13 @@ for part in "$@"; do
       # rows), 1%, 10% and all labels, 6 fine-tunes at once
       pneumonia_report 480 /tmp/conv converged_ "budgets.fractions=[0.01,0.1,1.0]" \
         "finetune.parallel=${FT_PARALLEL:-6}" ;;
+    proxy3d)  # issue 45: SimCLR, BYOL and restoration against a converged random ResNet-10 on
+      # AdrenalMNIST3D at 10% and all labels, 5 seeds (one fine-tune at 10% took 12 min on two
+      # CPU cores: 20 of them, then 20 with all labels)
+      run 480 "$PY" bench_proxy.py --datasets adrenalmnist3d --data "$DATA" --work /tmp/proxy \
+        --pretrained simclr --pretrained byol method.name=byol \
+        --pretrained restoration method.name=restoration --recipe converged-10-100 \
+        "budgets.fractions=[0.1,1.0]" "finetune.parallel=${FT_PARALLEL:-6}" $Q ;;
     finetune-parallel)
       run 240 "$PY" bench_finetune_parallel.py pneumoniamnist --data "$DATA" --parallel 1 4 8 --seeds 8 ;;
     pneumoniamnist | adrenalmnist3d | mednist)  # FT_PARALLEL fine-tunes at once (same results)
