@@ -103,6 +103,11 @@ def same_schedule(run: Path, images: int, first_images: int) -> list[str]:
     return [f"train.max_steps={train['max_steps']}", f"train.warmup_epochs={warmup:.4g}"]
 
 
+def folder_name(inits: list[str]) -> str:
+    """The evaluation folder of the pools' encoders (named after their inits)."""
+    return "pools-" + "-".join(inits)
+
+
 def evaluate_pools(work: Path, manifest: Path, runs: dict[str, Path], overrides: list[str]) -> Path:
     """Every pool's encoder and one random initialisation on the demo's labelled set."""
     encoder = load_config(PretrainConfig, CONFIG).model.encoder
@@ -115,7 +120,7 @@ def evaluate_pools(work: Path, manifest: Path, runs: dict[str, Path], overrides:
             f"data.manifest={manifest}",
             f"data.cache_dir={work / 'cache'}",
             f"out_dir={work / 'eval'}",
-            "name=pools-" + "-".join(runs),
+            f"name={folder_name(list(runs))}",
             f"inits=[{', '.join([*inits, random])}]",
             *overrides,
         ],
@@ -130,6 +135,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the phantom archive's seed")
     parser.add_argument("--pretrain", nargs="*", default=[], help="key=value pretrain overrides")
     parser.add_argument("--evaluate", nargs="*", default=[], help="key=value evaluate overrides")
+    parser.add_argument(
+        "--summarise-only",
+        action="store_true",
+        help="record what the evaluation folder holds now, without writing, pretraining or "
+        "evaluating (a call stopped part-way: a budget enters once the random initialisation "
+        "has every seed)",
+    )
     add_common_args(parser)
     args = parser.parse_args()
     if args.quick:  # tiny archives, one epoch of tiny images, linear probes
@@ -139,6 +151,9 @@ def main() -> None:
     work, seconds = Path(args.work), {}
 
     def measure() -> list[dict]:
+        if args.summarise_only:
+            folder = work / "eval" / folder_name([f"pool{n}" for n in args.pools])
+            return summarise("phantoms", {"demo": folder})
         runs, images = {}, {}
         for patients in args.pools:
             manifest, took = phantom_manifest(work, patients, args.seed)

@@ -205,8 +205,11 @@ def _randoms(tables: dict[str, pd.DataFrame], budget: str) -> pd.DataFrame:
         if (budget, RANDOM) in t.index.droplevel("protocol"):
             r = t.loc[(budget, RANDOM)]
             parts.append(r.set_axis([f"{recipe} {p}" for p in r.index]))
-    # Only rows with every seed: a partly run recipe would be compared on fewer draws.
-    return pd.concat(parts).dropna() if parts else pd.DataFrame()
+    # Only a budget whose random rows have every seed: a partly run protocol would be compared on
+    # fewer draws, and leaving it out would choose the strongest among the others (a call stopped
+    # during the random fine-tune of the last seed named its kNN the strongest).
+    rand = pd.concat(parts) if parts else pd.DataFrame()
+    return pd.DataFrame() if rand.isna().to_numpy().any() else rand
 
 
 def _row(values: pd.Series, rand: pd.DataFrame, own: str, strongest: str) -> dict:

@@ -261,9 +261,12 @@ def test_proxy_summarise_only_records_the_budgets_a_stopped_call_finished(tmp_pa
         evaluate_recipe("d", [], tmp_path, runs, ("converged", []), summarise_only=True)
     folder = tmp_path / "eval" / _folder_name("d", "converged", runs)
     folder.mkdir(parents=True)
-    done = [("1%", i, s) for i in ("simclr", "byol", "random") for s in (0, 1)]
-    for budget, init, seed in [*done, ("10%", "simclr", 0)]:  # stopped early in 10%
-        row = {"init": init, "protocol": "finetune", "budget": budget, "seed": seed}
+    done = [("1%", i, s, "finetune") for i in ("simclr", "byol", "random") for s in (0, 1)]
+    # stopped in 10% during random's last fine-tune: its probe has every seed, its fine-tune not
+    cut = [("10%", i, s, "finetune") for i in ("simclr", "byol") for s in (0, 1)]
+    cut += [("10%", "random", s, "linear") for s in (0, 1)] + [("10%", "random", 0, "finetune")]
+    for budget, init, seed, protocol in [*done, *cut]:
+        row = {"init": init, "protocol": protocol, "budget": budget, "seed": seed}
         finished = [
             {**row, "metric": "auroc", "value": 0.7},
             {**row, "metric": "seconds", "value": 1},
