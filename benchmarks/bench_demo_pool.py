@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 import yaml
 from _common import Table, add_common_args
-from bench_proxy import COLUMNS, RANDOM, summarise
+from bench_proxy import COLUMNS, RANDOM, add_summarise_only, summarise
 
 from medcontrast.archive.index import build_index, write_index
 from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
@@ -135,13 +135,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the phantom archive's seed")
     parser.add_argument("--pretrain", nargs="*", default=[], help="key=value pretrain overrides")
     parser.add_argument("--evaluate", nargs="*", default=[], help="key=value evaluate overrides")
-    parser.add_argument(
-        "--summarise-only",
-        action="store_true",
-        help="record what the evaluation folder holds now, without writing, pretraining or "
-        "evaluating (a call stopped part-way: a budget enters once the random initialisation "
-        "has every seed)",
-    )
+    add_summarise_only(parser)
     add_common_args(parser)
     args = parser.parse_args()
     if args.quick:  # tiny archives, one epoch of tiny images, linear probes

@@ -287,6 +287,17 @@ def _named(given: list[list[str]] | None, default: str, option: str) -> dict[str
     return named
 
 
+def add_summarise_only(parser: argparse.ArgumentParser) -> None:
+    """``--summarise-only``: record a stopped call's evaluation folders as they stand."""
+    parser.add_argument(
+        "--summarise-only",
+        action="store_true",
+        help="record what the evaluation folders hold now, without making anything (for a call "
+        "stopped part-way: a budget enters once every random row has every seed; each row gives "
+        "its own number of seeds)",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -307,13 +318,7 @@ def main() -> None:
         help="a pretraining run to evaluate: a name, then overrides of the pretrain config",
     )
     parser.add_argument("--pretrain", nargs="*", default=[], help="key=value pretrain overrides")
-    parser.add_argument(
-        "--summarise-only",
-        action="store_true",
-        help="record what the folders hold now, without pretraining or evaluating (for a call "
-        "stopped part-way: a budget enters once the random initialisation has every seed; each "
-        "row gives its own number of seeds)",
-    )
+    add_summarise_only(parser)
     add_common_args(parser)
     args = parser.parse_args()
     recipes = _named(args.recipe, "default", "--recipe")
