@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 import yaml
 from _common import Table, add_common_args
-from bench_proxy import COLUMNS, RANDOM, add_summarise_only, summarise
+from bench_proxy import COLUMNS, add_summarise_only, inits_override, summarise
 
 from medcontrast.archive.index import build_index, write_index
 from medcontrast.config import EvaluateConfig, PretrainConfig, load_config
@@ -111,8 +111,6 @@ def folder_name(inits: list[str]) -> str:
 def evaluate_pools(work: Path, manifest: Path, runs: dict[str, Path], overrides: list[str]) -> Path:
     """Every pool's encoder and one random initialisation on the demo's labelled set."""
     encoder = load_config(PretrainConfig, CONFIG).model.encoder
-    inits = [f"{{name: {name}, source: '{run}'}}" for name, run in runs.items()]
-    random = f"{{name: {RANDOM}, source: random, encoder: '{encoder}'}}"
     cfg = load_config(
         EvaluateConfig,
         CONFIG,
@@ -121,7 +119,7 @@ def evaluate_pools(work: Path, manifest: Path, runs: dict[str, Path], overrides:
             f"data.cache_dir={work / 'cache'}",
             f"out_dir={work / 'eval'}",
             f"name={folder_name(list(runs))}",
-            f"inits=[{', '.join([*inits, random])}]",
+            inits_override(runs, encoder),
             *overrides,
         ],
     )
@@ -148,12 +146,11 @@ def main() -> None:
         if args.summarise_only:
             folder = work / "eval" / folder_name([f"pool{n}" for n in args.pools])
             return summarise("phantoms", {"demo": folder})
-        runs, images = {}, {}
+        runs, images, manifests, first = {}, {}, {}, args.pools[0]
         for patients in args.pools:
             manifest, took = phantom_manifest(work, patients, args.seed)
-            seconds[f"archive {patients}"] = round(took)
+            manifests[patients], seconds[f"archive {patients}"] = manifest, round(took)
             images[patients] = pool_images(manifest)
-            first = args.pools[0]
             fixed = (
                 []
                 if not runs
@@ -164,8 +161,7 @@ def main() -> None:
             seconds[f"pretrain {patients}"] = round(time.time() - start)
             runs[f"pool{patients}"] = run
         print(f"pools of {images} radiographs pretrained; evaluating")
-        labelled = work / f"phantoms-{args.pools[0]}" / "manifest.csv"
-        folder = evaluate_pools(work, labelled, runs, args.evaluate)
+        folder = evaluate_pools(work, manifests[first], runs, args.evaluate)
         return summarise("phantoms", {"demo": folder})
 
     with Table("demo_pool", torch.device("cpu"), COLUMNS, args.fail) as table:

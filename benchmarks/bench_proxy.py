@@ -142,6 +142,14 @@ def _folder_name(dataset: str, recipe: str, runs: dict[str, Path]) -> str:
     return f"{dataset}-{recipe}" + (f"-{tag}" if tag else "")
 
 
+def inits_override(runs: dict[str, Path], encoder: str) -> str:
+    """The evaluate config's ``inits``: every pretraining run in ``runs`` (by init name), then one
+    random ``encoder`` named ``random``."""
+    inits = [f"{{name: {init}, source: '{run}'}}" for init, run in runs.items()]
+    random = f"{{name: {RANDOM}, source: random, encoder: '{encoder}'}}"
+    return f"inits=[{', '.join([*inits, random])}]"
+
+
 def evaluate_recipe(
     dataset: str,
     common: list[str],
@@ -160,8 +168,6 @@ def evaluate_recipe(
         if not (folder / "results.csv").exists():
             raise FileNotFoundError(f"{folder}: no evaluation to summarise")
         return folder
-    random = f"{{name: {RANDOM}, source: random, encoder: '{PROXY[dataset]['encoder']}'}}"
-    inits = [f"{{name: {init}, source: '{run}'}}" for init, run in runs.items()]
     cfg = shipped_config(
         EvaluateConfig,
         dataset,
@@ -169,7 +175,7 @@ def evaluate_recipe(
             *common,
             f"out_dir={work / 'eval'}",
             f"name={folder_name}",
-            f"inits=[{', '.join([*inits, random])}]",
+            inits_override(runs, PROXY[dataset]["encoder"]),
             *PROXY[dataset]["evaluate"],
             *overrides,
         ],
