@@ -137,7 +137,13 @@ def _write_atomically(path: Path, text: str) -> None:
 def build_lock(path: Path, report: bool) -> Iterator[None]:
     """Hold ``path`` locked while building: a second process asking for the same cache (two runs
     sharing a cache folder) waits for the first and then reuses its result, instead of both
-    writing the same half-built files. Where there is no ``fcntl`` (Windows) nothing is locked."""
+    writing the same half-built files. Where there is no ``fcntl`` (Windows) nothing is locked.
+
+    A POSIX record lock (``lockf``), not ``flock``: a record lock belongs to this process alone,
+    so the worker processes forked during the build do not inherit it, and it is released the
+    moment this process dies, however it dies. An ``flock`` is shared with every forked child;
+    a build killed while its workers lived on kept the cache locked for good.
+    """
     try:
         import fcntl
     except ImportError:
@@ -145,14 +151,14 @@ def build_lock(path: Path, report: bool) -> Iterator[None]:
         return
     with path.open("a") as f:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # EAGAIN or EACCES: held by another process
             if report:
                 print(
                     f"preprocess: waiting for another process building {path.stem}", file=sys.stderr
                 )
-            fcntl.flock(f, fcntl.LOCK_EX)
+            fcntl.lockf(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.lockf(f, fcntl.LOCK_UN)

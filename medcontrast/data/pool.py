@@ -3,6 +3,12 @@ over them that keeps only a few tasks in flight."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -12,6 +18,8 @@ from medcontrast.threads import thread_budget
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def pool_size(setting: int | str) -> int:
@@ -23,13 +31,37 @@ def pool_size(setting: int | str) -> int:
     return max(1, int(setting))
 
 
-def _one_thread() -> None:
-    """A forked worker computes on one thread: the OpenMP pool of a parent that has already run
-    torch does not survive the fork, and the first multi-threaded operation in the child would
-    wait on it forever (torch's DataLoader workers do the same)."""
+def _init_worker(parent: int) -> None:
+    """A forked worker computes on one thread and dies with the process that started it.
+
+    One thread: the OpenMP pool of a parent that has already run torch does not survive the
+    fork, and the first multi-threaded operation in the child would wait on it forever (torch's
+    DataLoader workers do the same). Dying with the parent: a worker holds copies of the pool's
+    pipes, so it never sees them close; when the parent is killed (kill -9, a SIGTERM during the
+    build) it would otherwise live on under pid 1, writing into the half-built cache.
+    """
     import torch
 
     torch.set_num_threads(1)
+    _die_with(parent)
+
+
+def _die_with(parent: int) -> None:
+    """Exit when ``parent`` does: at once through Linux's ``PR_SET_PDEATHSIG``, elsewhere by a
+    thread that looks every second."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) == 0:
+            if os.getppid() != parent:  # the parent died before the call above
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
 def ordered_map(
@@ -44,7 +76,9 @@ def ordered_map(
         yield from map(fn, tasks)
         return
     ahead = ahead or 3 * workers
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_one_thread)
+    pool = ProcessPoolExecutor(
+        max_workers=workers, initializer=_init_worker, initargs=(os.getpid(),)
+    )
     try:
         pending: deque[Future[R]] = deque()
         for task in tasks:

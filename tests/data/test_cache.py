@@ -5,6 +5,10 @@ a build stopped half-way resumed from its last complete shard."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,3 +203,78 @@ def test_ordered_map_keeps_the_order_with_few_tasks_in_flight(workers):
 def test_pool_size():
     assert pool_size(0) == pool_size(1) == 1 and pool_size(3) == 3
     assert pool_size("auto") >= 1
+
+
+BUILD_SLOWLY = """
+import sys, time
+from medcontrast.data import cache, partial_cache
+from medcontrast.data.manifest import read_manifest
+from medcontrast.data.preprocessing import PreprocessSpec
+from medcontrast.data.selection import select_rows
+
+real = cache._work
+
+
+def slow(task):
+    time.sleep(0.5)
+    return real(task)
+
+
+if sys.argv[3] != "1":  # the build to be killed goes slowly; the one after it at full speed
+    cache._work = slow
+partial_cache.SHARD_ROWS = 4
+manifest = read_manifest(sys.argv[1])
+rows = select_rows(manifest, ndim=2)
+spec = PreprocessSpec(ndim=2, size=(16, 16))
+cache.build_cache(manifest, rows, spec, sys.argv[2], workers=int(sys.argv[3]), progress=True)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_a_build_killed_with_its_workers_running_leaves_no_orphan_and_no_lock(archive, tmp_path):
+    """kill -9 of the process building the cache in two workers: the workers die with it, and
+    the next build neither waits for a lock nobody will release nor starts over."""
+    script = tmp_path / "build.py"
+    script.write_text(BUILD_SLOWLY)
+    manifest, cache_dir = tmp_path / "manifest.csv", tmp_path / "c"
+    cmd = [sys.executable, str(script), str(manifest), str(cache_dir)]
+    proc = subprocess.Popen([*cmd, "2"], stderr=subprocess.PIPE, text=True)
+    deadline, workers = time.time() + 60, []
+    while time.time() < deadline and proc.poll() is None:
+        logs = list(cache_dir.glob("*.partial.jsonl"))
+        workers = _children(proc.pid)
+        if logs and len(logs[0].read_text().splitlines()) >= 2 and len(workers) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None and len(workers) >= 2, proc.communicate()[1]
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not [w for w in workers if _alive(w)], "the cache's workers outlived their parent"
+    again = subprocess.run([*cmd, "1"], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "waiting for another process" not in again.stderr
+    assert "resuming the half-built cache" in again.stderr, again.stderr
+    assert len(list(cache_dir.glob("*[0-9a-f].npy"))) == 1
