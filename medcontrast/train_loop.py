@@ -49,7 +49,7 @@ class PretrainData:
 
 
 class _StopSignalError(Exception):
-    """A signal arrived on some rank; raised before the step's update, so nothing is half done."""
+    """A signal arrived on some rank; raised before the step's forward pass: nothing is half done."""
 
 
 class TrainLoop:
@@ -182,22 +182,19 @@ class TrainLoop:
     ) -> dict[str, torch.Tensor]:
         """One optimizer step on a batch of two views; returns the method's outputs.
 
-        Every rank agrees, in one all-reduce, on a non-finite loss and on a pending signal
-        before anything is updated.
+        Every rank agrees on a pending signal before the forward pass, which already changes
+        state (BatchNorm's running statistics, random draws), so that the checkpoint of a
+        stopped run holds exactly the steps it names; and on a non-finite loss before anything
+        is updated. Under DDP that is one more all-reduce of one number per step.
         """
+        stop_flag = torch.tensor(float(stop.requested), device=self.device)
+        if float(all_reduce_mean(stop_flag)) > 0:
+            raise _StopSignalError
         ctx = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else None
         with ctx or nullcontext():
             out = self.forward(batch)
         loss = out["loss"]
-        flags = torch.stack(
-            [
-                torch.isfinite(loss.detach()).float(),
-                torch.tensor(float(stop.requested), device=loss.device),
-            ]
-        )
-        finite, stopping = all_reduce_mean(flags).tolist()
-        if stopping > 0:
-            raise _StopSignalError
+        finite = float(all_reduce_mean(torch.isfinite(loss.detach()).float()))
         if finite < 1.0:
             where = f"; the last good checkpoint is {self.last_good}" if self.last_good else ""
             raise MedContrastError(

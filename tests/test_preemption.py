@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
-from medcontrast import checkpoint
+from medcontrast import checkpoint, train_loop
 from medcontrast.config import PretrainConfig, load_config
+from medcontrast.preemption import PreemptedError
 from medcontrast.pretrain import pretrain
 from tests.test_pretrain import _overrides
 
@@ -85,3 +87,37 @@ def test_a_second_signal_exits_at_once():
     assert done.returncode == 128 + signal.SIGTERM
     assert "first signal noted" in done.stdout and "not reached" not in done.stdout
     assert "exiting now" in done.stderr
+
+
+def test_a_signal_checkpoint_holds_exactly_the_step_it_names(
+    phantom_manifest, tmp_path, monkeypatch
+):
+    """A SIGTERM that arrives while a step's batch is on its way: the checkpoint names the steps
+    done and holds nothing of the next one (BatchNorm's running statistics, random draws), so
+    the resumed run exports the uninterrupted run's encoder, bit for bit."""
+    extra = ("train.max_steps=5", "train.checkpoint_every=100", "train.seed=3")
+    full = pretrain(
+        load_config(PretrainConfig, None, _overrides(phantom_manifest, tmp_path, "full", *extra)),
+        progress=False,
+    )
+    real, calls = train_loop.to_device, []
+
+    def signalled_on_the_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_loop, "to_device", signalled_on_the_third_batch)
+    args = _overrides(phantom_manifest, tmp_path, "cut", *extra)
+    with pytest.raises(PreemptedError, match="at step 2 of 5"):
+        pretrain(load_config(PretrainConfig, None, args), progress=False)
+    monkeypatch.setattr(train_loop, "to_device", real)
+    state = checkpoint.load(tmp_path / "runs" / "cut" / "checkpoints" / "last.pt")
+    tracked = [v for k, v in state["model"].items() if k.endswith("num_batches_tracked")]
+    assert state["step"] == 2 and tracked and all(int(v) == 2 for v in tracked)
+    cut = pretrain(load_config(PretrainConfig, None, args), resume=True, progress=False)
+    a, b = torch.load(full / "encoder.pth"), torch.load(cut / "encoder.pth")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
