@@ -50,6 +50,7 @@ from medcontrast.evaluation.folder import (
     RESULTS,
     ReportSettings,
     feature_path,
+    holds_results,
     prediction_path,
     record_timing,
     save_array,
@@ -68,24 +69,43 @@ from medcontrast.evaluation.report import write_report
 from medcontrast.evaluation.results_file import RUN_KEY, append_results
 from medcontrast.evaluation.scores import choose_threshold
 from medcontrast.evaluation.tasks import write_tasks_report
+from medcontrast.preemption import RaiseOnSignal
 from medcontrast.progress import progress_bar
 from medcontrast.run_log import RunLog, log_line
-from medcontrast.runs import write_versions
+from medcontrast.runs import RunLock, write_versions
 from medcontrast.runtime import autocast_dtype, resolve_device
 
 
 def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
-    """Run (or continue) an evaluation and write its report; returns the evaluation folder."""
+    """Run (or continue) an evaluation and write its report; returns the evaluation folder.
+
+    The folder is locked while it runs (a second ``evaluate`` of it is refused, naming the
+    process); a SIGTERM or Ctrl-C stops it with a line in ``evaluate.log``, keeping every
+    finished run for the rerun that continues it.
+    """
     cuda = torch.cuda.is_available()
     cfg = resolve_evaluate(cfg, cuda)
-    folder, before = _open_folder(cfg, cuda)
-    with RunLog(folder / LOG, f"medcontrast {__version__} evaluate {folder.name}"):
-        _evaluate_in(folder, before, cfg, progress)
+    inits = _inits(cfg)  # before anything is written: a refused start leaves its name free
+    folder = Path(cfg.out_dir) / cfg.name
+    lock = RunLock(folder)
+    lock.acquire()
+    try:
+        before = _open_folder(cfg, cuda)
+        title = f"medcontrast {__version__} evaluate {folder.name}"
+        stop = RaiseOnSignal(f"evaluate {folder.name}", "rerun the same command to continue")
+        with RunLog(folder / LOG, title), stop:
+            _evaluate_in(folder, before, cfg, inits, progress)
+    finally:
+        lock.release()
     return folder
 
 
 def _evaluate_in(
-    folder: Path, before: tuple[str, dict[str, str]], cfg: EvaluateConfig, progress: bool
+    folder: Path,
+    before: tuple[str, dict[str, str]],
+    cfg: EvaluateConfig,
+    inits: list[Init],
+    progress: bool,
 ) -> None:
     """The evaluation's work in its opened folder: data, runs, figures and report."""
     ev = EvalData(
@@ -99,7 +119,6 @@ def _evaluate_in(
         cfg.batch_size,
         progress,
     )
-    inits = _inits(cfg)
     valid = forget_changed(folder, before, inits, ev.manifest_sha256, cfg.on_change)
     ev.write_labels()
     _write_inits(folder, inits, ev, PreprocessSpec.from_settings(cfg.data).key())
@@ -170,19 +189,20 @@ def check_tasks(cfgs: list[EvaluateConfig], sources: list[str]) -> None:
             raise MedContrastError(f"task {source}: {exc}") from exc
 
 
-def _open_folder(cfg: EvaluateConfig, cuda: bool) -> tuple[Path, tuple[str, dict[str, str]]]:
-    """The evaluation folder, refused when its results were computed with other settings, with
-    today's config and versions saved; and the digests its results were computed with."""
+def _open_folder(cfg: EvaluateConfig, cuda: bool) -> tuple[str, dict[str, str]]:
+    """Save today's config and versions in the evaluation folder, refused when its results were
+    computed with other settings; returns the digests its results were computed with."""
     folder = Path(cfg.out_dir) / cfg.name
     saved = folder / CONFIG
-    # the saved config as it would resolve on this machine (an older folder saved "auto")
-    previous = resolve_evaluate(read_saved_evaluation(saved), cuda) if saved.exists() else None
-    check_same_settings(folder, previous and as_saved(previous), as_saved(cfg))
+    if saved.exists() and holds_results(folder):
+        # the saved config as it would resolve on this machine (an older folder saved "auto")
+        previous = resolve_evaluate(read_saved_evaluation(saved), cuda)
+        check_same_settings(folder, as_saved(previous), as_saved(cfg))
     before = recorded_digests(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_config(cfg, folder / CONFIG)
     write_versions(folder)
-    return folder, before
+    return before
 
 
 def _write_inits(folder: Path, inits: list[Init], ev: EvalData, preprocess: str) -> None:

@@ -79,6 +79,43 @@ class StopOnSignal:
         )
 
 
+class RaiseOnSignal:
+    """Context manager: a SIGTERM or SIGINT raises :class:`PreemptedError` at once, naming the
+    signal, ``what`` stopped and ``how`` to continue.
+
+    For work whose finished parts are already on disk and whose rerun skips them (an
+    evaluation's runs): stopping at once loses only the part in progress, where waiting for it
+    could outlast a scheduler's grace period. Without it SIGTERM ends the process silently,
+    before the run's log can say why. Main thread only, as :class:`StopOnSignal`.
+    """
+
+    def __init__(self, what: str, how: str) -> None:
+        self.what, self.how = what, how
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> RaiseOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        for sig in SIGNALS:  # a second signal while unwinding must not interrupt the cleanup
+            signal.signal(sig, signal.SIG_IGN)
+        name = signal.Signals(signum).name
+        raise PreemptedError(f"{self.what} stopped by {name}; {self.how}", signum)
+
+
 def ignore_stop_signals(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: leave SIGTERM and SIGINT to the main process.
 

@@ -64,6 +64,19 @@ def prediction_path(
     )
 
 
+def holds_results(folder: Path) -> bool:
+    """Whether ``folder`` holds anything computed: a row of ``results.csv``, frozen features or
+    predictions. A folder without any (a start that failed before its first run) binds no
+    setting: a rerun with other settings may take it."""
+    results = folder / RESULTS
+    if results.exists() and len(results.read_text().splitlines()) > 1:
+        return True
+    return any(
+        any(p.is_file() for p in (folder / sub).rglob("*.npy"))
+        for sub in ("features", "predictions")
+    )
+
+
 def save_array(path: Path, array: np.ndarray) -> None:
     """``np.save`` through a temporary file and a rename: a kill leaves the old file or none,
     never a half-written one."""

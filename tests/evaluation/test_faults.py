@@ -4,6 +4,10 @@ weights that changed under the same name are redone, never reused or fatal."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -132,3 +136,116 @@ def test_a_figure_that_fails_never_costs_the_report(
     folder = evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
     assert (folder / "report.md").exists() and (folder / "report.html").exists()
     assert "figures not drawn: perplexity must be less" in capsys.readouterr().err
+
+
+def _cli_args(manifest, run, out, *extra) -> list[str]:
+    return [
+        f"data.manifest={manifest}",
+        "data.modalities=[CR,DX]",
+        "data.size=[32,32]",
+        f"data.cache_dir={run.parent.parent / 'cache'}",
+        f"out_dir={out}",
+        "name=f",
+        f"inits=[{{name: ssl, source: '{run}'}}]",
+        "budgets.shots=[2]",
+        "budgets.fractions=[]",
+        "bootstrap=20",
+        "embedding_plot=false",
+        "retrieval_queries=0",
+        *extra,
+    ]
+
+
+def test_a_second_evaluate_of_a_folder_in_use_is_refused(phantom_manifest, run, tmp_path):
+    """Another process holds the folder: evaluate says which and writes nothing into it."""
+    folder = tmp_path / "f"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from medcontrast.runs import RunLock; "
+            "RunLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(120)",
+            str(folder),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(MedContrastError, match=f"in use by process {holder.pid}"):
+            evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)
+        assert sorted(p.name for p in folder.iterdir()) == ["run.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    folder = evaluate(_cfg(phantom_manifest, run, tmp_path), progress=False)  # the lock is stale
+    results = pd.read_csv(folder / "results.csv")
+    assert not results.duplicated().any() and not (folder / "run.lock").exists()
+
+
+def test_a_start_that_failed_leaves_its_name_free(phantom_manifest, run, tmp_path):
+    folder = tmp_path / "f"
+    missing = tmp_path / "no-such-run"
+    with pytest.raises(MedContrastError):  # the initialisation is refused before any write
+        evaluate(_cfg(phantom_manifest, run, tmp_path, f"inits=[{{source: '{missing}'}}]"))
+    assert not folder.exists()
+    # failed after its config was saved (no labelled image of this modality): no result binds it
+    with pytest.raises(MedContrastError):
+        evaluate(_cfg(phantom_manifest, run, tmp_path, "data.modalities=[MG]"), progress=False)
+    assert (folder / "config.yaml").exists()
+    evaluate(_cfg(phantom_manifest, run, tmp_path, "budgets.seeds=[3]"), progress=False)
+    assert set(pd.read_csv(folder / "results.csv")["seed"]) == {3}
+
+
+# evaluate through the command line, each kNN probe after the first one slowed down, so that
+# a signal arrives while a run is going (the runs kept before it are in results.csv)
+SLOW_EVALUATE = """
+import sys, time
+from medcontrast import evaluate
+from medcontrast.cli import main
+
+real, calls = evaluate.knn_probe, []
+
+
+def slow(*args, **kwargs):
+    calls.append(1)
+    if len(calls) > 1:
+        time.sleep(60)
+    return real(*args, **kwargs)
+
+
+evaluate.knn_probe = slow
+sys.exit(main(["evaluate", *sys.argv[1:]]))
+"""
+
+
+# Ctrl-C takes the same path as a scheduler's SIGTERM: checked in the slow tier only
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)]
+)
+def test_a_signal_stops_evaluate_with_a_line_and_the_rerun_finishes(
+    phantom_manifest, run, tmp_path, sig
+):
+    script = tmp_path / "slow_evaluate.py"
+    script.write_text(SLOW_EVALUATE)
+    args = _cli_args(phantom_manifest, run, tmp_path, "protocols=[knn]", "budgets.seeds=[0,1,2]")
+    proc = subprocess.Popen([sys.executable, str(script), *args], stderr=subprocess.PIPE, text=True)
+    results, deadline = tmp_path / "f" / "results.csv", time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not results.exists():
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1]  # the second run is going
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert f"evaluate f stopped by {sig.name}; rerun the same command" in err, err
+    assert "Traceback" not in err
+    log = (tmp_path / "f" / "evaluate.log").read_text()
+    assert f"=== stopped: error: evaluate f stopped by {sig.name}" in log
+    assert not (tmp_path / "f" / "run.lock").exists()
+    kept = pd.read_csv(results)[["init", "seed"]].drop_duplicates()
+    assert len(kept) == 1  # the first run, on disk before the signal
+    evaluate(load_config(EvaluateConfig, None, args), progress=False)
+    table = pd.read_csv(results)
+    assert not table.duplicated().any()
+    runs = table[["init", "protocol", "seed"]].drop_duplicates()
+    assert len(runs) == 3 * table["init"].nunique(), runs
