@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,28 @@ TRAINING_KEYS = ("model", "optimizer", "scheduler", "step", "rng", "config")
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` through ``<path>.tmp`` + fsync + ``os.replace``."""
     path = Path(path)
+    os.replace(_write_beside(obj, path), path)
+
+
+def _write_beside(obj: Any, path: Path) -> Path:
+    """``obj`` saved and flushed to ``<path>.tmp``; returns that file. A failed write (a full
+    disk: ``torch.save`` raises ``RuntimeError`` there, not ``OSError``) removes it, so it
+    never fills the disk further, and becomes one line naming the file and the free space."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free / 2**20
+        raise MedContrastError(
+            f"could not write {path} ({first_line(exc)}); {free:.0f} MiB free there: free "
+            f"space or write elsewhere (out_dir=); what was there before is kept"
+        ) from exc
+    return tmp
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -48,9 +64,10 @@ def load(path: str | Path) -> dict[str, Any]:
 def save_rotating(state: dict[str, Any], folder: Path) -> Path:
     """Write ``folder/last.pt``, keeping the one it replaces as ``previous.pt``."""
     last = folder / LAST
+    tmp = _write_beside(state, last)  # first: a failed write leaves both checkpoints as they were
     if last.exists():
         os.replace(last, folder / PREVIOUS)
-    atomic_save(state, last)
+    os.replace(tmp, last)
     return last
 
 

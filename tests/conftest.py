@@ -9,7 +9,9 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,20 @@ def phantom_manifest(phantom_archive, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("manifest") / "manifest.csv"
     write_index(result, out, phantom_archive)
     return out
+
+
+@pytest.fixture()
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A folder on a 1 MiB filesystem of its own (tmpfs), to fill for real; the test skips
+    where this process may not mount one (not root, no CAP_SYS_ADMIN, not Linux)."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        pytest.skip("cannot mount a small filesystem here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)

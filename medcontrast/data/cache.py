@@ -23,7 +23,7 @@ import pandas as pd
 from medcontrast._version import __version__
 from medcontrast.data.loading import NpzStore, SampleLoadError, check_pixels, load_sample
 from medcontrast.data.manifest import Manifest, read_manifest
-from medcontrast.data.partial_cache import PartialCache, build_lock
+from medcontrast.data.partial_cache import PartialCache, build_lock, reserve_space
 from medcontrast.data.pool import ordered_map, pool_size
 from medcontrast.data.preprocessing import PreprocessSettings, PreprocessSpec, preprocess
 from medcontrast.data.private_paths import scrub
@@ -249,6 +249,12 @@ def _finish(
         compact = np.lib.format.open_memmap(
             tmp, mode="w+", dtype=np.float16, shape=(int(good.sum()), *partial.array.shape[1:])
         )
+        try:
+            reserve_space(tmp)
+        except MedContrastError:
+            del compact
+            tmp.unlink(missing_ok=True)  # the half-built cache stays, complete, for a rerun
+            raise
         at, k = 0, partial.rows_per_shard
         for start in range(0, len(good), k):
             keep = np.flatnonzero(good[start : start + k]) + start

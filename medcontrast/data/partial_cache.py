@@ -12,8 +12,10 @@ header) is reported and the half-built cache started over: rows are never mixed 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from medcontrast.errors import MedContrastError
 
 # At most this many rows, and about this many bytes, per shard: the unit of resumption, and of
 # the results in flight (a worker task never spans two shards).
@@ -63,10 +67,17 @@ class PartialCache:
                         f"({len(resumed.done)} of {n} shards done)",
                         file=sys.stderr,
                     )
+                reserve_space(npy)  # begun by a version that did not reserve its space
                 return resumed
             if report:
                 print(f"preprocess: starting {npy.name} over: {why}", file=sys.stderr)
         array = np.lib.format.open_memmap(npy, mode="w+", dtype=np.float16, shape=shape)
+        try:
+            reserve_space(npy)
+        except MedContrastError:
+            del array
+            npy.unlink(missing_ok=True)  # nothing was done: nothing half-written stays
+            raise
         _write_atomically(log, json.dumps(header) + "\n")
         return cls(array, {}, header["shard_rows"], npy, log)
 
@@ -104,6 +115,30 @@ class PartialCache:
     def remove(self) -> None:
         for path in (self.npy, self.log):
             path.unlink(missing_ok=True)
+
+
+def reserve_space(path: Path) -> None:
+    """Allocate every block of ``path`` (a memory-mapped array) now. The file is created sparse:
+    a write through the memory map that finds the disk full kills the process by SIGBUS, with
+    no message and no chance to clean up. Reserved, a full disk is one line now, before any
+    work. A filesystem that cannot reserve (``EOPNOTSUPP``) is left as it is."""
+    if not hasattr(os, "posix_fallocate"):  # macOS, Windows
+        return
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                return
+            if exc.errno != errno.ENOSPC:
+                raise
+            free = shutil.disk_usage(path.parent).free / 2**20
+            raise MedContrastError(
+                f"no room for the cache {path.name} in {path.parent}: it needs {size / 2**20:.0f} "
+                f"MiB, {free:.0f} MiB are free; free space or set data.cache_dir to a folder "
+                "with room"
+            ) from exc
 
 
 def _resume(npy: Path, log: Path, header: dict) -> tuple[PartialCache | None, str]:

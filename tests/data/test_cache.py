@@ -4,6 +4,7 @@ a build stopped half-way resumed from its last complete shard."""
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -225,7 +226,8 @@ if sys.argv[3] != "1":  # the build to be killed goes slowly; the one after it a
 partial_cache.SHARD_ROWS = 4
 manifest = read_manifest(sys.argv[1])
 rows = select_rows(manifest, ndim=2)
-spec = PreprocessSpec(ndim=2, size=(16, 16))
+side = int(sys.argv[4]) if len(sys.argv) > 4 else 16
+spec = PreprocessSpec(ndim=2, size=(side, side))
 cache.build_cache(manifest, rows, spec, sys.argv[2], workers=int(sys.argv[3]), progress=True)
 """
 
@@ -278,3 +280,28 @@ def test_a_build_killed_with_its_workers_running_leaves_no_orphan_and_no_lock(ar
     assert "waiting for another process" not in again.stderr
     assert "resuming the half-built cache" in again.stderr, again.stderr
     assert len(list(cache_dir.glob("*[0-9a-f].npy"))) == 1
+
+
+def test_a_full_disk_stops_the_build_before_any_work_in_one_line(archive, tmp_path, monkeypatch):
+    """Simulated: the space of the cache cannot be reserved (``ENOSPC``)."""
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("medcontrast.data.partial_cache.os.posix_fallocate", full)
+    _, manifest = archive
+    with pytest.raises(MedContrastError, match=r"no room for the cache .* data\.cache_dir"):
+        _build(manifest, tmp_path, "full")
+    assert sorted(p.suffix for p in (tmp_path / "full").iterdir()) == [".lock"]
+
+
+def test_a_really_full_disk_is_one_line_not_a_sigbus(archive, tmp_path, small_disk):
+    """45 images of 256 x 256 need 5.6 MiB on a 1 MiB disk: before, the memory-mapped array
+    died by SIGBUS (exit 135, no message). In a process of its own, so that it cannot take
+    the test session with it."""
+    script = tmp_path / "build.py"
+    script.write_text(BUILD_SLOWLY)
+    cmd = [sys.executable, str(script), str(tmp_path / "manifest.csv"), str(small_disk), "1"]
+    done = subprocess.run([*cmd, "256"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "no room for the cache" in done.stderr, done.stderr
+    assert not list(small_disk.glob("*.npy"))
