@@ -302,7 +302,6 @@ def _load_cache(
         cfg.data,
         splits=cfg.data.splits,
         labeled=needs_labels,
-        max_samples=cfg.data.max_samples,
         seed=cfg.train.seed,
         progress=progress and info.is_main,
     )

@@ -302,6 +302,7 @@ class CacheSettings(PreprocessSettings, Protocol):
     cache: str  # "disk" (memory-mapped) or "memory"
     cache_dir: str
     workers: int | str  # processes, or "auto": one per core
+    max_samples: int  # 0 keeps all; otherwise a seeded subset
 
 
 def load_selection(
@@ -309,17 +310,23 @@ def load_selection(
     *,
     splits: list[str] | None,
     labeled: bool,
-    max_samples: int = 0,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[ImageCache, str]:
     """manifest -> rows -> cache, as pretraining and evaluation both need it: the selected rows
-    of ``settings.manifest``, preprocessed and cached, and the manifest's digest."""
+    of ``settings.manifest`` (at most ``settings.max_samples`` of them, drawn with ``seed``),
+    preprocessed and cached, and the manifest's digest."""
     if not settings.manifest:
         raise MedContrastError("data.manifest is not set (make one with `medcontrast index`)")
     manifest = read_manifest(settings.manifest)
     rows = select_rows(
-        manifest, settings.ndim, settings.modalities, splits, labeled, max_samples, seed
+        manifest,
+        settings.ndim,
+        settings.modalities,
+        splits,
+        labeled,
+        settings.max_samples,
+        seed,
     )
     cache = build_cache(
         manifest,

@@ -16,6 +16,8 @@ import torch
 import yaml
 
 from medcontrast.config import EvaluateConfig, load_config
+from medcontrast.data.manifest import read_manifest
+from medcontrast.data.selection import select_rows
 from medcontrast.errors import MedContrastError
 from medcontrast.evaluate import evaluate
 from medcontrast.export import WEIGHTS
@@ -249,3 +251,13 @@ def test_a_signal_stops_evaluate_with_a_line_and_the_rerun_finishes(
     assert not table.duplicated().any()
     runs = table[["init", "protocol", "seed"]].drop_duplicates()
     assert len(runs) == 3 * table["init"].nunique(), runs
+
+
+def test_evaluate_keeps_data_max_samples(phantom_manifest, run, tmp_path):
+    labeled = select_rows(read_manifest(phantom_manifest), 2, ["CR", "DX"], labeled=True)
+    keep = len(labeled) - 6
+    folder = evaluate(
+        _cfg(phantom_manifest, run, tmp_path, f"data.max_samples={keep}", "protocols=[knn]"),
+        progress=False,
+    )
+    assert np.load(folder / "features" / "ssl.npy").shape[0] == keep
