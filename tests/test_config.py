@@ -16,6 +16,7 @@ from medcontrast.config import (
 )
 from medcontrast.config.presets import DEFAULT_METHOD, METHOD_PRESETS
 from medcontrast.config.renamed import upgrade_saved
+from medcontrast.config.resolve import resolve_pretrain
 from medcontrast.config.schema import method_config
 from medcontrast.errors import MedContrastError
 from medcontrast.methods import METHODS, build_method
@@ -144,6 +145,13 @@ BAD = [
     (PRE, "views.gamma=[0,1]", "views.gamma must be 0 < low <= high, not [0.0, 1.0]"),
     (PRE, "views.rot90_axes=[1,1]", "views.rot90_axes must be two different spatial axes"),
     (PRE, "views.elastic_sigma=0", "views.elastic_sigma must be above 0, not 0.0"),
+    (PRE, "views.noise_std=-1", "views.noise_std must be 0 or more, not -1.0"),
+    (PRE, "views.rotate_deg=-5", "views.rotate_deg must be 0 or more, not -5.0"),
+    (PRE, "views.scale=1.5", "views.scale must lie in [0.0, 0.99], not 1.5"),
+    (PRE, "train.seed=-1", "train.seed must be 0 or more, not -1"),
+    (PRE, "train.lr=.inf", "train.lr: expected a finite number, got inf"),
+    (PRE, "train.lr=.nan", "train.lr: expected a finite number, got nan"),
+    (EVAL, "budgets.seeds=[0,-1]", "budgets.seeds must be 0 or more, not [0, -1]"),
 ]
 
 
@@ -300,3 +308,30 @@ def test_gpu_speed_defaults_resolve_from_the_device(cuda, extra, want):
 
     cfg = resolve_pretrain(load_config(PretrainConfig, None, extra), cuda, 1, "t")
     assert (cfg.train.channels_last, cfg.train.fused_optimizer) == want
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "value"),
+    [
+        ("train.lr=1e-4", "lr", 1e-4),
+        ("train.weight_decay=5E-2", "weight_decay", 0.05),
+        ("train.max_steps=1e3", "max_steps", 1000),
+        ("train.lr=-2e+3", None, None),  # a number still, refused for its sign
+    ],
+)
+def test_numbers_in_exponent_form_are_numbers(override, key, value):
+    """YAML 1.1 reads 1e-4 as text (a number needs a dot there): read as the number it is."""
+    if key is None:
+        with pytest.raises(
+            MedContrastError, match=re.escape("train.lr must be above 0, not -2000.0")
+        ):
+            load_config(PretrainConfig, None, [override])
+        return
+    cfg = load_config(PretrainConfig, None, [override])
+    assert getattr(cfg.train, key) == value and type(getattr(cfg.train, key)) is type(value)
+
+
+def test_a_learning_rate_the_linear_rule_breaks_names_the_value_typed():
+    cfg = load_config(PretrainConfig, None, ["train.lr=1e308", "train.batch_size=512"])
+    with pytest.raises(MedContrastError, match=r"train.lr=1e\+308 scaled by the linear rule"):
+        resolve_pretrain(cfg, cuda=False, world_size=1, stamp="now")

@@ -78,7 +78,24 @@ class ViewsConfig:
     def __post_init__(self) -> None:
         check_choices("views", self)
         probabilities = {f.name: (0.0, 1.0) for f in fields(self) if f.name.endswith("_prob")}
-        check_ranges("views", self, above={"elastic_sigma": 0}, within=probabilities)
+        # magnitudes: each is drawn symmetrically or as U(0, value), so a negative one is a typo
+        magnitudes = (
+            "rotate_deg",
+            "translate",
+            "elastic_magnitude",
+            "scale_intensity",
+            "shift_intensity",
+            "bias_field_coeff",
+            "noise_std",
+            "dropout_holes",
+        )
+        check_ranges(
+            "views",
+            self,
+            above={"elastic_sigma": 0},
+            at_least=dict.fromkeys(magnitudes, 0),
+            within={**probabilities, "scale": (0.0, 0.99)},
+        )
         rules = (  # (key, test of (low, high), what is allowed)
             ("crop_scale", lambda lo, hi: 0 < lo <= hi <= 1, "0 < low <= high <= 1"),
             ("gamma", lambda lo, hi: 0 < lo <= hi, "0 < low <= high"),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -22,6 +24,9 @@ from medcontrast.configs import shipped_configs
 from medcontrast.errors import MedContrastError
 
 C = TypeVar("C")
+
+# a number in exponent form without a dot, which YAML 1.1 leaves as text: 1e9, 5E-4, -2e+3
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -70,9 +75,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         for word in ("on" if value else "off", "true" if value else "false"):
             if word in typing.get_args(tp):
                 return word
+    if tp in (float, int) and isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        # YAML 1.1 (PyYAML) reads 1e-4 and 1e9 as text: a number needs a dot there (1.0e-4)
+        value = float(value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise MedContrastError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise MedContrastError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, float) and value.is_integer():

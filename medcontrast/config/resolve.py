@@ -10,6 +10,7 @@ nothing.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import replace
 
 import yaml
@@ -17,6 +18,7 @@ import yaml
 from medcontrast.config.loading import to_dict
 from medcontrast.config.schema import DataConfig, EvaluateConfig, PretrainConfig
 from medcontrast.data.pool import pool_size
+from medcontrast.errors import MedContrastError
 
 
 def _device(name: str, cuda: bool) -> str:
@@ -50,6 +52,12 @@ def resolve_pretrain(
     lr = train.lr
     if train.lr_scaling == "linear":  # the linear scaling rule (Goyal et al., 2017)
         lr = train.lr * train.batch_size * world_size / 256
+        if not 0 < lr < math.inf:
+            raise MedContrastError(
+                f"train.lr={train.lr} scaled by the linear rule (x {train.batch_size * world_size}"
+                f"/256, train.lr_scaling=linear) gives {lr}, which cannot train: choose another "
+                "train.lr"
+            )
     gpu = device.startswith("cuda")
     train = replace(
         train,

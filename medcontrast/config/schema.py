@@ -239,6 +239,7 @@ class TrainConfig:
                 "warmup_epochs": 0,
                 "clip_grad": 0,
                 "num_workers": 0,
+                "seed": 0,  # NumPy's generators take no negative seed
                 "log_every": 1,
                 "checkpoint_every": 1,
             },
@@ -282,6 +283,8 @@ class BudgetConfig:
         check_choices("budgets", self)
         if not self.seeds:
             raise MedContrastError("budgets.seeds is empty: give at least one seed")
+        if min(self.seeds) < 0:
+            raise MedContrastError(f"budgets.seeds must be 0 or more, not {self.seeds}")
         if not self.fractions and not self.shots:
             raise MedContrastError("budgets.fractions and budgets.shots are both empty")
         if not all(0 < f <= 1 for f in self.fractions):
