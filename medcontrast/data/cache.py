@@ -59,7 +59,10 @@ def default_cache_dir() -> Path:
 def _hide_paths(manifest: Manifest, row: pd.Series, err: str) -> str:
     """A loader's message as the manifest would store it: no archive path, no folder name
     (the run folder's data.json and the evaluation's report carry these messages)."""
-    paths = manifest.source_paths(row)
+    try:
+        paths = manifest.source_paths(row)
+    except (OSError, MedContrastError):  # its paths were never known: none can show
+        return err
     sources = str(row["source"]).split("|")
     if len(sources) != len(paths):  # a private path: only the file names may show
         sources = [p.name for p in paths]
@@ -72,6 +75,8 @@ FILE_TASK_ROWS = 8
 
 # (row, format, source paths, member, name for messages, modality)
 Job = tuple[int, str, list[Path], str, str, str]
+# The format of a job whose source paths could not be looked up; its name holds the reason.
+UNRESOLVED = "unresolved"
 # (shard, is this its shard's last task, the rows' jobs, spec, the half-built array's file)
 Task = tuple[int, bool, list[Job], PreprocessSpec, str]
 
@@ -86,6 +91,9 @@ def _work(task: Task) -> tuple[int, bool, int, dict[int, str]]:
     store = NpzStore()  # MedMNIST rows of one task share their file: loaded once
     failed: dict[int, str] = {}
     for row, fmt, paths, member, name, modality in jobs:
+        if fmt == UNRESOLVED:  # its files could not be named: ``name`` says why
+            failed[row] = name
+            continue
         try:
             loaded = load_sample(fmt, paths, member, store)
             check_pixels(loaded.array, name)
@@ -115,7 +123,10 @@ def _tasks(
 
     def job(i: int) -> Job:
         name = Path(source[i].split("|")[0]).name
-        paths = manifest.source_paths({"source": source[i]})
+        try:
+            paths = manifest.source_paths({"source": source[i]})
+        except (OSError, MedContrastError) as exc:  # e.g. a folder pseudonym the map lacks
+            return i, UNRESOLVED, [], "", f"{name}: {first_line(exc)}", ""
         if fmt[i] == "npz":
             # MedMNIST images are 8-bit exports, never Hounsfield units: no CT window, whatever
             # modality the row names

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,9 @@ class Manifest:
 
     @property
     def ok(self) -> pd.DataFrame:
-        return self.table[self.table["status"] == "ok"]
+        """The rows to use: status ``ok`` and nothing wrong in them (:func:`row_problems`)."""
+        t = self.table
+        return t[(t["status"] == "ok") & (row_problems(t) == "")]
 
     def source_paths(self, row: pd.Series | dict[str, str]) -> list[Path]:
         """Absolute paths of a row's files (private paths are looked up in the private map)."""
@@ -73,6 +76,44 @@ class Manifest:
     def digest(self) -> str:
         """SHA-256 of the manifest's rows (the run folder records it)."""
         return table_digest(self.table)
+
+
+def row_problems(table: pd.DataFrame) -> pd.Series:
+    """(rows,) what is wrong with each row, "" for a sound one. ``medcontrast index`` writes
+    none of these; a hand-edited manifest may hold them, and such a row is left out (said by
+    :func:`read_manifest`), never read: a source outside the archive root (absolute, or
+    climbing out with ``..``), a status other than ok or skipped, a usable row that is neither
+    2D nor 3D."""
+    problems = pd.Series("", index=table.index, dtype=object)
+    ok = table["status"] == "ok"
+    problems[~table["status"].isin(["ok", "skipped"])] = "its status is neither ok nor skipped"
+    problems[ok & ~table["ndim"].isin([2, 3])] = "its ndim is neither 2 nor 3"
+    outside = table["source"].map(_outside_root)
+    problems[ok & outside] = "its source lies outside the archive root"
+    return problems
+
+
+def _outside_root(source: str) -> bool:
+    for part in str(source).split("|"):
+        if part.startswith(PRIVATE_PREFIX):
+            continue
+        if part.startswith(("/", "\\")) or Path(part).is_absolute() or ".." in Path(part).parts:
+            return True
+    return False
+
+
+def _note_problems(path: Path, table: pd.DataFrame) -> None:
+    """One line on stderr naming the rows :func:`row_problems` leaves out (by row number and
+    pseudonymous sample id: a hand-edited source may carry a name)."""
+    problems = row_problems(table)
+    bad = problems[problems != ""]
+    if bad.empty:
+        return
+    listed = "; ".join(
+        f"line {i + 2} ({table.at[i, 'sample_id'] or 'no id'}): {why}" for i, why in bad[:3].items()
+    )
+    more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
+    print(f"note: manifest {path}: {len(bad)} row(s) left out: {listed}{more}", file=sys.stderr)
 
 
 def table_digest(table: pd.DataFrame) -> str:
@@ -121,4 +162,5 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
         if meta.get("private_map"):
             private_map = Path(meta["private_map"])
         hidden = meta.get("folders") == FOLDERS_PSEUDONYMISED
+    _note_problems(path, table)
     return Manifest(table, root, path, private_map, hidden)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -305,3 +306,31 @@ def test_a_really_full_disk_is_one_line_not_a_sigbus(archive, tmp_path, small_di
     done = subprocess.run([*cmd, "256"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "no room for the cache" in done.stderr, done.stderr
     assert not list(small_disk.glob("*.npy"))
+
+
+def test_hand_edited_rows_are_left_out_and_named_never_read(archive, tmp_path, capsys):
+    """Rows index never writes: a source outside the archive (climbing out, or absolute), an
+    unknown status, a usable row neither 2D nor 3D, a folder pseudonym the private map lacks.
+    Each is left out and named; the others are cached; nothing outside the archive is read."""
+    outside = tmp_path / "outside.png"
+    Image.fromarray(np.full((20, 24), 7, np.uint8)).save(outside)
+    path = tmp_path / "manifest.csv"
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    folder = table.at[5, "source"].split("/")[0]
+    table.at[1, "source"] = "../outside.png"
+    table.at[2, "source"] = str(outside)
+    table.at[3, "status"] = "maybe"
+    table.at[4, "ndim"] = "7"
+    table.at[5, "source"] = table.at[5, "source"].replace(folder, "dir-0000000000000000")
+    table.to_csv(path, index=False)
+    capsys.readouterr()
+    manifest = read_manifest(path)
+    err = capsys.readouterr().err
+    assert "4 row(s) left out: line 3 (" in err and "outside the archive root" in err, err
+    assert "and 1 more" in err and str(outside) not in err
+    cache = _build(manifest, tmp_path, "edited")
+    assert len(cache.rows) + len(cache.failed) == 45 - 4
+    assert [sid for sid, _ in cache.failed] == [table.at[5, "sample_id"]]
+    assert "dir-0000000000000000" in cache.failed[0][1]
+    left_out = set(table.loc[1:4, "sample_id"])  # never tried: neither kept nor failed
+    assert not left_out & (set(cache.rows["sample_id"]) | {sid for sid, _ in cache.failed})
