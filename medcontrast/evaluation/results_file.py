@@ -60,9 +60,11 @@ def _complete(table: pd.DataFrame) -> pd.Series:
 def read_results(path: str | os.PathLike[str], repair: bool = False) -> pd.DataFrame:
     """The complete runs' rows of ``path`` (an empty table when it does not exist).
 
-    A torn last line and the rows of a run cut short are left out with a one-line note on
+    A torn last line, the rows of a run cut short and the rows of a run with a value or seed
+    that is not a number (a hand edit, a disk fault) are left out with a one-line note on
     stderr; with ``repair`` the file itself is rewritten without them (through a temporary file
-    and a rename), so that the appends that follow start on a clean line.
+    and a rename), so that the appends that follow start on a clean line and the evaluation
+    redoes those runs.
     """
     path = Path(path)
     if not path.exists():
@@ -72,20 +74,34 @@ def read_results(path: str | os.PathLike[str], repair: bool = False) -> pd.DataF
     if torn:
         text = text[: text.rfind("\n") + 1]
     table = _parse(path, text)
-    complete = _complete(table)
-    cut = table.loc[~complete, RUN_KEY].drop_duplicates()
-    if torn or len(cut):
-        runs = ", ".join(" ".join(str(v) for v in r) for r in cut.itertuples(index=False))
+    value = pd.to_numeric(table["value"], errors="coerce")
+    seed = pd.to_numeric(table["seed"], errors="coerce")
+    bad_value = value.isna() & table["value"].notna()
+    bad_seed = seed.isna() | (seed % 1 != 0)  # its run unknown: every seed of its setting goes
+    damaged = bad_value | bad_seed
+    table = table.assign(value=value, seed=seed)
+    keep = _complete(table) & ~_spread(table, bad_value, RUN_KEY)
+    keep &= ~_spread(table, bad_seed, [k for k in RUN_KEY if k != "seed"])
+    if torn or not keep.all():
+        dropped = table.loc[~keep, RUN_KEY].drop_duplicates()
+        runs = ", ".join(" ".join(str(v) for v in r) for r in dropped.itertuples(index=False))
+        why = "cut short by an interruption"
+        if damaged.any():
+            why += " or holding a value that is not a number"
         print(
-            f"note: {path}: {'a torn last row and ' if torn else ''}{len(cut)} run(s) cut short "
-            f"by an interruption are left out{' and redone' if repair else ''}"
-            f"{': ' + runs if runs else ''}",
+            f"note: {path}: {'a torn last row and ' if torn else ''}{len(dropped)} run(s) {why} "
+            f"are left out{' and redone' if repair else ''}{': ' + runs if runs else ''}",
             file=sys.stderr,
         )
-        table = table[complete].reset_index(drop=True)
+        table = table[keep].reset_index(drop=True)
         if repair:
             write_results(path, table)
     return table.astype({"seed": int})
+
+
+def _spread(table: pd.DataFrame, rows: pd.Series, key: list[str]) -> pd.Series:
+    """True for every row that shares ``key`` with a row in ``rows``."""
+    return rows.groupby([table[k] for k in key], dropna=False).transform("any")
 
 
 def write_results(path: Path, table: pd.DataFrame) -> None:

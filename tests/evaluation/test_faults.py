@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from medcontrast.cli import main
 from medcontrast.config import EvaluateConfig, load_config
 from medcontrast.data.manifest import read_manifest
 from medcontrast.data.selection import select_rows
@@ -261,3 +262,15 @@ def test_evaluate_keeps_data_max_samples(phantom_manifest, run, tmp_path):
         progress=False,
     )
     assert np.load(folder / "features" / "ssl.npy").shape[0] == keep
+
+
+def test_report_on_a_value_that_is_not_a_number_leaves_that_run_out(
+    phantom_manifest, run, tmp_path, capsys
+):
+    folder = evaluate(_cfg(phantom_manifest, run, tmp_path, "protocols=[knn]"), progress=False)
+    table = pd.read_csv(folder / "results.csv", dtype=str, keep_default_na=False)
+    table.loc[table.index[table["metric"] == "auroc"][0], "value"] = "0.8x"  # a hand edit
+    table.to_csv(folder / "results.csv", index=False)
+    capsys.readouterr()
+    assert main(["report", str(folder)]) == 0
+    assert "not a number are left out" in capsys.readouterr().err

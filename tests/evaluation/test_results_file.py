@@ -55,3 +55,23 @@ def test_a_damaged_file_is_named(tmp_path):
     path.write_text("something else\n1,2,3\n")
     with pytest.raises(MedContrastError, match=r"results\.csv"):
         read_results(path)
+
+
+@pytest.mark.parametrize(("column", "bad"), [("value", "0.8x"), ("seed", "one")])
+def test_a_run_holding_a_value_that_is_not_a_number_is_dropped(tmp_path, capsys, column, bad):
+    """A hand edit or a disk fault: the run is left out (and redone), never a crash in the
+    report's number formatting."""
+    path = tmp_path / "results.csv"
+    for seed in (0, 1):
+        append_results(path, _run("ssl", seed))
+    table = pd.read_csv(path, dtype=str)
+    table.loc[2, column] = bad  # a row of the run of seed 1
+    table.to_csv(path, index=False)
+    append_results(path, _run("random", 0))
+    kept = read_results(path, repair=True)
+    assert kept["value"].dtype == float
+    # a bad value costs its run; a bad seed every seed of its setting (its run is unknown)
+    expected = [("ssl", 0), ("random", 0)] if column == "value" else [("random", 0)]
+    assert kept[["init", "seed"]].drop_duplicates().apply(tuple, axis=1).tolist() == expected
+    assert "not a number are left out and redone" in capsys.readouterr().err
+    assert len(pd.read_csv(path)) == len(kept)
