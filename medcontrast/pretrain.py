@@ -112,6 +112,7 @@ def pretrain(
             cfg = resolve_steps(cfg, data.sampler.steps_per_epoch())
             cfg = replace(cfg, data=replace(cfg.data, on_device=data.on_device))  # what ran
             total = cfg.train.max_steps
+            _refuse_shortening(run, start, total)
             if _finished(run, start, total, info):
                 return run
             _write_run_files(run, cfg, info, data, start, changes)
@@ -212,6 +213,18 @@ def _run_dir(cfg: PretrainConfig, resume: bool) -> Path:
             f"nothing to resume: there is no run folder {run} (check out_dir= and name=)"
         )
     return run
+
+
+def _refuse_shortening(run: Path, start: Start, total: int) -> None:
+    """A run resumed with fewer steps than it has done: refused before its config.yaml is
+    rewritten, instead of exporting the later step's encoder under the smaller number."""
+    if start.state is None or start.state["step"] <= total:
+        return
+    raise MedContrastError(
+        f"cannot resume {run} with train.max_steps={total}: it is at step "
+        f"{start.state['step']} already, and a run is not cut back. Resume with train.max_steps "
+        "of that or more, or start a new run with another name="
+    )
 
 
 def _finished(run: Path, start: Start, total: int, info: DistInfo) -> bool:

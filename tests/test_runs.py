@@ -156,6 +156,26 @@ def test_resuming_a_finished_run_does_nothing(runs, phantom_manifest, tmp_path, 
     assert _snapshot(tmp_path / "runs" / "full") == before
 
 
+@pytest.mark.parametrize("which", ["cut", "full"])
+def test_a_resume_with_fewer_steps_than_done_is_refused(runs, phantom_manifest, tmp_path, which):
+    """At step 4 (cut) or 6 (finished) and resumed with train.max_steps=3: refused before
+    anything is written, instead of exporting the later step's encoder as finished at 3."""
+    import shutil
+
+    tmp, full, _ = runs
+    if which == "cut":
+        run = _copy_of_cut(runs, tmp_path)
+    else:
+        run = tmp_path / "runs" / "full"
+        shutil.copytree(full, run)
+        shutil.copytree(tmp / "cache", tmp_path / "cache")
+    before = _snapshot(run)
+    cfg = _cfg(phantom_manifest, tmp_path, which, *BASE, "train.max_steps=3")
+    with pytest.raises(MedContrastError, match=r"train.max_steps=3: it is at step [46] already"):
+        pretrain(cfg, resume=True, progress=False)
+    assert _snapshot(run) == before
+
+
 @pytest.mark.parametrize("resume", [False, True])
 def test_a_run_that_died_before_its_first_checkpoint_starts_over(
     phantom_manifest, tmp_path, capsys, resume
