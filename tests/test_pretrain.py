@@ -247,10 +247,11 @@ def test_no_half_written_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(MedContrastError, match=r"could not write .*last\.pt \(disk full\)"):
         checkpoint.atomic_save({"step": 2}, tmp_path / "last.pt")
     monkeypatch.undo()
     assert checkpoint.load(tmp_path / "last.pt")["step"] == 1
+    assert not (tmp_path / "last.pt.tmp").exists()
 
 
 def test_nan_loss_stops_with_a_clear_message(phantom_manifest, tmp_path, monkeypatch):

@@ -69,6 +69,7 @@ class Pseudonymizer:
         "sample": "smp",
         "path": "pth",
         "folder": "dir",
+        "file": "fil",
     }
 
     def __init__(self, salt: bytes, length: int = 16) -> None:

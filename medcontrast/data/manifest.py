@@ -67,7 +67,7 @@ class Manifest:
             if self.private_map is None:
                 raise FileNotFoundError("manifest row has a private path but no private map")
             parts = resolve_private(self.private_map, parts[0][len(PRIVATE_PREFIX) :])
-        elif self.hidden_folders and any("/" in p for p in parts):
+        elif self.hidden_folders and any("/" in p or p.startswith("fil-") for p in parts):
             if self.private_map is None:
                 raise FileNotFoundError("manifest names its folders by pseudonym but has no map")
             parts = [real_path(self.private_map, p) for p in parts]

@@ -69,20 +69,83 @@ def resolve_private(map_path: Path, key: str) -> list[str]:
 
 
 def pseudonymous_path(rel: str, pseudo: Callable[[str, str], str], folders: dict[str, str]) -> str:
-    """``a/b/file.dcm`` -> ``dir-.../dir-.../file.dcm``; records pseudonym -> name in ``folders``."""
+    """``a/b/IM0001.dcm`` -> ``dir-.../dir-.../IM0001.dcm``, and a file name that may identify
+    (:func:`name_may_identify`) -> ``fil-<pseudonym><extension>``; records pseudonym -> name in
+    ``folders``."""
     *dirs, name = rel.split("/")
     out = []
     for d in dirs:
         key = pseudo(FOLDER_KIND, d)
         folders[key] = d
         out.append(key)
+    if name_may_identify(name):
+        key = pseudo(FILE_KIND, name)
+        folders[key] = name
+        name = key + extension(name)
     return "/".join([*out, name])
 
 
 def real_path(map_path: Path, rel: str) -> str:
     """The inverse of :func:`pseudonymous_path`, through the private map."""
     *dirs, name = rel.split("/")
+    match = _FILE_PSEUDONYM.fullmatch(name)
+    if match:
+        name = resolve_private(map_path, match.group(1))[0]
     return "/".join([*("|".join(resolve_private(map_path, d)) for d in dirs), name])
+
+
+# File names are kept when every word of their stem is one of these (lower case), a number of
+# at most six digits that is not a date, or such a number after one of these (IM000001): the
+# names that scanners and export tools give. Any other word may be a name, an initial, a date
+# or a record number (``Smith^John_19600101_chest.png``): the name is then a pseudonym.
+GENERIC_WORDS = frozenset(
+    (  # noqa: SIM905 (a list of ninety quoted words reads worse)
+        "im img image images slice slices scan series frame frames file export dcm dicom ct mr "
+        "mri cr dx us pt nm xa mg pet seg mask label labels t1 t1w t2 t2w flair dwi adc pd bold "
+        "anat func sub ses run acq vol volume chest head brain knee lung lungs abdomen pelvis "
+        "spine liver kidney heart hand left right lat lateral pa ap axial sagittal coronal ax "
+        "sag cor view preview raw thumb thumbnail normal abnormal train val test"
+    ).split()
+)
+FILE_KIND = "file"  # the Pseudonymizer kind of a file name ("fil-..." pseudonyms)
+_FILE_PSEUDONYM = re.compile(r"(fil-[0-9a-f]{16})(\.[A-Za-z0-9]{1,6})*")
+_WORD = re.compile(r"([a-z]*)(\d*)")
+
+
+def name_may_identify(name: str) -> bool:
+    """Whether a file name may carry an identifier (see :data:`GENERIC_WORDS`)."""
+    stem = name[: len(name) - len(extension(name))]
+    return not all(_generic(word) for word in re.split(r"[^A-Za-z0-9]+", stem.lower()) if word)
+
+
+def _generic(word: str) -> bool:
+    if word in GENERIC_WORDS:
+        return True
+    match = _WORD.fullmatch(word)  # letters, then digits: IM000001
+    if match is None:
+        return False
+    letters, digits = match.groups()
+    if letters and letters not in GENERIC_WORDS:
+        return False
+    return bool(digits) and len(digits) <= 6 and not _date(digits)
+
+
+def _date(digits: str) -> bool:
+    """A six-digit run that reads as a date (YYMMDD, DDMMYY or MMDDYY)."""
+    if len(digits) < 6:
+        return False
+    a, b, c = int(digits[:2]), int(digits[2:4]), int(digits[4:])
+    month_day = 1 <= b <= 12 and (1 <= c <= 31 or 1 <= a <= 31)  # YYMMDD, DDMMYY
+    return month_day or (1 <= a <= 12 and 1 <= b <= 31)  # MMDDYY
+
+
+def extension(name: str) -> str:
+    """The extension kept beside a pseudonym: ``.nii.gz``, or the last suffix when it is short
+    and alphanumeric; "" otherwise (a DICOM file named by its UID has none)."""
+    if name.lower().endswith(".nii.gz"):
+        return name[-7:]
+    suffix = Path(name).suffix
+    return suffix if re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]{0,5}", suffix) else ""
 
 
 def scrub(message: str, files: Iterable[tuple[Path, str]], root: Path) -> str:

@@ -155,7 +155,9 @@ def test_broken_files_are_skipped_with_reasons(broken_archive, tmp_path, capsys)
     before = _snapshot(broken_archive)
     out = tmp_path / "m.csv"
     assert main(["index", str(broken_archive), "--out", str(out), "--quiet"]) == 0
-    t = read_manifest(out).table.set_index("source")
+    manifest = read_manifest(out)  # file names such as good.dcm are pseudonyms there
+    names = [manifest.source_paths(row)[0].name for _, row in manifest.table.iterrows()]
+    t = manifest.table.assign(name=names).set_index("name")
     reasons = t["reason"].to_dict()
     assert t.loc["good.dcm", "status"] == "ok"
     assert "empty file" in reasons["zero.dcm"]

@@ -159,3 +159,35 @@ def test_a_patient_name_as_a_folder_reaches_no_output(tmp_path, capsys):
     m = read_manifest(manifest)
     found = {p for _, row in m.table.iterrows() for p in m.source_paths(row)}
     assert found == {p for p in archive.rglob("*") if p.is_file()}
+
+
+def test_a_patient_name_as_a_file_name_reaches_no_output(tmp_path, capsys):
+    """A hospital export names files after patients as often as folders: a file name that may
+    carry a name, a date or a record number becomes a pseudonym with its extension (the real
+    name in the private map), while the names scanners give (IM000001.dcm) stay readable."""
+    from PIL import Image
+
+    from medcontrast.archive.index import build_index, write_index
+    from medcontrast.data.cache import build_cache
+    from medcontrast.data.manifest import read_manifest
+    from medcontrast.data.preprocessing import PreprocessSpec
+    from medcontrast.data.selection import select_rows
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    rng = np.random.default_rng(0)
+    names = ["Smith^John_19600101_chest.png", "MRN4471923.png", "IM000001.png", "broken.png"]
+    for name in names[:3]:
+        Image.fromarray(rng.integers(0, 255, (24, 24), dtype=np.uint8)).save(archive / name)
+    (archive / names[3]).write_bytes(b"not an image")
+    write_index(build_index(archive, progress=False), tmp_path / "m.csv", archive)
+    text = (tmp_path / "m.csv").read_text() + (tmp_path / "m.json").read_text()
+    for part in ("Smith", "John", "19600101", "4471923", "broken"):
+        assert part not in text
+    assert "IM000001.png" in text and text.count("fil-") >= 3
+    manifest = read_manifest(tmp_path / "m.csv")
+    real = {manifest.source_paths(row)[0].name for _, row in manifest.table.iterrows()}
+    assert real == set(names)
+    rows = select_rows(manifest, ndim=2)
+    cache = build_cache(manifest, rows, PreprocessSpec(2, (16, 16)), tmp_path / "c", workers=1)
+    assert len(cache.rows) == 3 and "Smith" not in capsys.readouterr().err
