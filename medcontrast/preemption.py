@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from types import FrameType, TracebackType
+from typing import Self
 
 from medcontrast.errors import MedContrastError
 
@@ -27,26 +28,15 @@ class PreemptedError(MedContrastError):
         self.exit_code = 128 + signum
 
 
-class StopOnSignal:
-    """Context manager: ``requested`` turns true on the first SIGTERM or SIGINT.
-
-    Handlers can only be installed from the main thread; elsewhere (a notebook's worker thread)
-    signals keep their usual meaning.
-    """
+class _OnSignal:
+    """Context manager: ``self._handle`` answers SIGTERM and SIGINT inside it, the previous
+    handlers come back after it. Handlers can only be installed from the main thread; elsewhere
+    (a notebook's worker thread) signals keep their usual meaning."""
 
     def __init__(self) -> None:
-        self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum else ""
-
-    def __enter__(self) -> StopOnSignal:
+    def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -61,6 +51,25 @@ class StopOnSignal:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        raise NotImplementedError
+
+
+class StopOnSignal(_OnSignal):
+    """Context manager: ``requested`` turns true on the first SIGTERM or SIGINT."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
@@ -79,35 +88,19 @@ class StopOnSignal:
         )
 
 
-class RaiseOnSignal:
+class RaiseOnSignal(_OnSignal):
     """Context manager: a SIGTERM or SIGINT raises :class:`PreemptedError` at once, naming the
     signal, ``what`` stopped and ``how`` to continue.
 
     For work whose finished parts are already on disk and whose rerun skips them (an
     evaluation's runs): stopping at once loses only the part in progress, where waiting for it
     could outlast a scheduler's grace period. Without it SIGTERM ends the process silently,
-    before the run's log can say why. Main thread only, as :class:`StopOnSignal`.
+    before the run's log can say why.
     """
 
     def __init__(self, what: str, how: str) -> None:
+        super().__init__()
         self.what, self.how = what, how
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> RaiseOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for sig in SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         for sig in SIGNALS:  # a second signal while unwinding must not interrupt the cleanup

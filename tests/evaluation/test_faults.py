@@ -29,28 +29,28 @@ def run(tiny_run):
     return tiny_run[0]
 
 
+def _args(manifest, run, out, *extra) -> list[str]:
+    return [
+        f"data.manifest={manifest}",
+        "data.modalities=[CR,DX]",
+        "data.size=[32,32]",
+        f"data.cache_dir={run.parent.parent / 'cache'}",
+        f"out_dir={out}",
+        "name=f",
+        f"inits=[{{name: ssl, source: '{run}'}}]",
+        "protocols=[linear,knn]",
+        "budgets.shots=[2]",
+        "budgets.fractions=[]",
+        "budgets.seeds=[0,1]",
+        "bootstrap=20",
+        "embedding_plot=false",
+        "retrieval_queries=0",
+        *extra,
+    ]
+
+
 def _cfg(manifest, run, out, *extra) -> EvaluateConfig:
-    return load_config(
-        EvaluateConfig,
-        None,
-        [
-            f"data.manifest={manifest}",
-            "data.modalities=[CR,DX]",
-            "data.size=[32,32]",
-            f"data.cache_dir={run.parent.parent / 'cache'}",
-            f"out_dir={out}",
-            "name=f",
-            f"inits=[{{name: ssl, source: '{run}'}}]",
-            "protocols=[linear,knn]",
-            "budgets.shots=[2]",
-            "budgets.fractions=[]",
-            "budgets.seeds=[0,1]",
-            "bootstrap=20",
-            "embedding_plot=false",
-            "retrieval_queries=0",
-            *extra,
-        ],
-    )
+    return load_config(EvaluateConfig, None, _args(manifest, run, out, *extra))
 
 
 def _auroc(folder, init: str) -> pd.Series:
@@ -141,24 +141,6 @@ def test_a_figure_that_fails_never_costs_the_report(
     assert "figures not drawn: perplexity must be less" in capsys.readouterr().err
 
 
-def _cli_args(manifest, run, out, *extra) -> list[str]:
-    return [
-        f"data.manifest={manifest}",
-        "data.modalities=[CR,DX]",
-        "data.size=[32,32]",
-        f"data.cache_dir={run.parent.parent / 'cache'}",
-        f"out_dir={out}",
-        "name=f",
-        f"inits=[{{name: ssl, source: '{run}'}}]",
-        "budgets.shots=[2]",
-        "budgets.fractions=[]",
-        "bootstrap=20",
-        "embedding_plot=false",
-        "retrieval_queries=0",
-        *extra,
-    ]
-
-
 def test_a_second_evaluate_of_a_folder_in_use_is_refused(phantom_manifest, run, tmp_path):
     """Another process holds the folder: evaluate says which and writes nothing into it."""
     folder = tmp_path / "f"
@@ -231,7 +213,7 @@ def test_a_signal_stops_evaluate_with_a_line_and_the_rerun_finishes(
 ):
     script = tmp_path / "slow_evaluate.py"
     script.write_text(SLOW_EVALUATE)
-    args = _cli_args(phantom_manifest, run, tmp_path, "protocols=[knn]", "budgets.seeds=[0,1,2]")
+    args = _args(phantom_manifest, run, tmp_path, "protocols=[knn]", "budgets.seeds=[0,1,2]")
     proc = subprocess.Popen([sys.executable, str(script), *args], stderr=subprocess.PIPE, text=True)
     results, deadline = tmp_path / "f" / "results.csv", time.time() + 120
     while time.time() < deadline and proc.poll() is None and not results.exists():
