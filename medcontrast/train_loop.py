@@ -48,10 +48,6 @@ class PretrainData:
     on_device: str = "off"  # data.on_device as resolved: "on" when ``loader`` is DeviceBatches
 
 
-class _StopSignalError(Exception):
-    """A signal arrived on some rank; raised before the step's forward pass: nothing is half done."""
-
-
 class TrainLoop:
     """The method, its optimizer and schedule, and the loop that trains them."""
 
@@ -138,10 +134,7 @@ class TrainLoop:
         try:
             with StopOnSignal() as stop:
                 for step, epoch, batch in self._batches(start):
-                    try:
-                        out = self.train_step(batch, step, stop)
-                    except _StopSignalError:
-                        self._preempted(stop, step, saved_step)
+                    out, stopping = self.train_step(batch, step, stop)
                     done = step + 1
                     self.method.after_step(done / self.total)
                     meter.add(batch["view1"].shape[0] * self.info.world_size)
@@ -151,6 +144,8 @@ class TrainLoop:
                         _write_row(log, trackers, bar, row)
                     if done % cfg.checkpoint_every == 0 or done == self.total:
                         self.last_good, saved_step = self.save(done), done
+                    if stopping and done < self.total:  # the last step exports instead
+                        self._preempted(stop, done, saved_step)
                     if stop_after is not None and done >= stop_after:
                         return False
         except torch.cuda.OutOfMemoryError as exc:
@@ -179,22 +174,27 @@ class TrainLoop:
 
     def train_step(
         self, batch: dict[str, torch.Tensor], step: int, stop: StopOnSignal
-    ) -> dict[str, torch.Tensor]:
-        """One optimizer step on a batch of two views; returns the method's outputs.
+    ) -> tuple[dict[str, torch.Tensor], bool]:
+        """One optimizer step on a batch of two views; returns the method's outputs and whether
+        a signal asks every rank to stop once this step is done.
 
-        Every rank agrees on a pending signal before the forward pass, which already changes
-        state (BatchNorm's running statistics, random draws), so that the checkpoint of a
-        stopped run holds exactly the steps it names; and on a non-finite loss before anything
-        is updated. Under DDP that is one more all-reduce of one number per step.
+        Every rank agrees, in one all-reduce after the forward pass, on a non-finite loss
+        (nothing is updated then) and on a pending signal. A signal never stops a step half
+        way: the forward pass has already moved BatchNorm's running statistics and drawn random
+        numbers, so the step is completed and the checkpoint then holds exactly the steps it
+        names.
         """
-        stop_flag = torch.tensor(float(stop.requested), device=self.device)
-        if float(all_reduce_mean(stop_flag)) > 0:
-            raise _StopSignalError
         ctx = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else None
         with ctx or nullcontext():
             out = self.forward(batch)
         loss = out["loss"]
-        finite = float(all_reduce_mean(torch.isfinite(loss.detach()).float()))
+        flags = torch.stack(
+            [
+                torch.isfinite(loss.detach()).float(),
+                torch.tensor(float(stop.requested), device=loss.device),
+            ]
+        )
+        finite, stopping = all_reduce_mean(flags).tolist()
         if finite < 1.0:
             where = f"; the last good checkpoint is {self.last_good}" if self.last_good else ""
             raise MedContrastError(
@@ -207,7 +207,7 @@ class TrainLoop:
             nn.utils.clip_grad_norm_(self.method.parameters(), self.cfg.train.clip_grad)
         self.optimizer.step()
         self.scheduler.step()
-        return out
+        return out, stopping > 0
 
     def _preempted(self, stop: StopOnSignal, step: int, saved_step: int) -> NoReturn:
         if saved_step != step:

@@ -92,9 +92,10 @@ def test_a_second_signal_exits_at_once():
 def test_a_signal_checkpoint_holds_exactly_the_step_it_names(
     phantom_manifest, tmp_path, monkeypatch
 ):
-    """A SIGTERM that arrives while a step's batch is on its way: the checkpoint names the steps
-    done and holds nothing of the next one (BatchNorm's running statistics, random draws), so
-    the resumed run exports the uninterrupted run's encoder, bit for bit."""
+    """A SIGTERM that arrives while the third step's batch is on its way: that step is
+    completed and the checkpoint names three steps, holding nothing more (BatchNorm's running
+    statistics, random draws), so the resumed run exports the uninterrupted run's encoder, bit
+    for bit. Before, the checkpoint named two steps and held the third's statistics."""
     extra = ("train.max_steps=5", "train.checkpoint_every=100", "train.seed=3")
     full = pretrain(
         load_config(PretrainConfig, None, _overrides(phantom_manifest, tmp_path, "full", *extra)),
@@ -110,12 +111,12 @@ def test_a_signal_checkpoint_holds_exactly_the_step_it_names(
 
     monkeypatch.setattr(train_loop, "to_device", signalled_on_the_third_batch)
     args = _overrides(phantom_manifest, tmp_path, "cut", *extra)
-    with pytest.raises(PreemptedError, match="at step 2 of 5"):
+    with pytest.raises(PreemptedError, match="at step 3 of 5"):
         pretrain(load_config(PretrainConfig, None, args), progress=False)
     monkeypatch.setattr(train_loop, "to_device", real)
     state = checkpoint.load(tmp_path / "runs" / "cut" / "checkpoints" / "last.pt")
     tracked = [v for k, v in state["model"].items() if k.endswith("num_batches_tracked")]
-    assert state["step"] == 2 and tracked and all(int(v) == 2 for v in tracked)
+    assert state["step"] == 3 and tracked and all(int(v) == 3 for v in tracked)
     cut = pretrain(load_config(PretrainConfig, None, args), resume=True, progress=False)
     a, b = torch.load(full / "encoder.pth"), torch.load(cut / "encoder.pth")
     assert a.keys() == b.keys()
