@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -53,12 +54,18 @@ class Manifest:
     path: Path | None = None
     private_map: Path | None = None
     hidden_folders: bool = False
+    problems: pd.Series = field(init=False, repr=False)  # (rows,) row_problems, "" when sound
+    sound: pd.Series = field(init=False, repr=False)  # (rows,) True where nothing is wrong
+
+    def __post_init__(self) -> None:
+        # once, not per use: a manifest may hold a million rows
+        self.problems = row_problems(self.table)
+        self.sound = self.problems == ""
 
     @property
     def ok(self) -> pd.DataFrame:
         """The rows to use: status ``ok`` and nothing wrong in them (:func:`row_problems`)."""
-        t = self.table
-        return t[(t["status"] == "ok") & (row_problems(t) == "")]
+        return self.table[(self.table["status"] == "ok") & self.sound]
 
     def source_paths(self, row: pd.Series | dict[str, str]) -> list[Path]:
         """Absolute paths of a row's files (private paths are looked up in the private map)."""
@@ -88,32 +95,34 @@ def row_problems(table: pd.DataFrame) -> pd.Series:
     ok = table["status"] == "ok"
     problems[~table["status"].isin(["ok", "skipped"])] = "its status is neither ok nor skipped"
     problems[ok & ~table["ndim"].isin([2, 3])] = "its ndim is neither 2 nor 3"
-    outside = table["source"].map(_outside_root)
-    problems[ok & outside] = "its source lies outside the archive root"
+    problems[ok & _outside_root(table["source"].astype(str))] = (
+        "its source lies outside the archive root"
+    )
     return problems
 
 
-def _outside_root(source: str) -> bool:
-    for part in str(source).split("|"):
-        if part.startswith(PRIVATE_PREFIX):
-            continue
-        if part.startswith(("/", "\\")) or Path(part).is_absolute() or ".." in Path(part).parts:
-            return True
-    return False
+# A part of a source ('|' between parts) that is absolute (/x, \\x, C:) or climbs out (..).
+_OUTSIDE = re.compile(r"(?:^|\|)(?:[/\\]|[A-Za-z]:)|(?:^|[|/\\])\.\.(?:[|/\\]|$)")
 
 
-def _note_problems(path: Path, table: pd.DataFrame) -> None:
-    """One line on stderr naming the rows :func:`row_problems` leaves out (by row number and
+def _outside_root(sources: pd.Series) -> pd.Series:
+    return sources.str.contains(_OUTSIDE)
+
+
+def _note_problems(manifest: Manifest) -> None:
+    """One line on stderr naming the rows :func:`row_problems` leaves out (by line and
     pseudonymous sample id: a hand-edited source may carry a name)."""
-    problems = row_problems(table)
-    bad = problems[problems != ""]
+    table, bad = manifest.table, manifest.problems[~manifest.sound]
     if bad.empty:
         return
     listed = "; ".join(
         f"line {i + 2} ({table.at[i, 'sample_id'] or 'no id'}): {why}" for i, why in bad[:3].items()
     )
     more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
-    print(f"note: manifest {path}: {len(bad)} row(s) left out: {listed}{more}", file=sys.stderr)
+    print(
+        f"note: manifest {manifest.path}: {len(bad)} row(s) left out: {listed}{more}",
+        file=sys.stderr,
+    )
 
 
 def table_digest(table: pd.DataFrame) -> str:
@@ -162,5 +171,6 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
         if meta.get("private_map"):
             private_map = Path(meta["private_map"])
         hidden = meta.get("folders") == FOLDERS_PSEUDONYMISED
-    _note_problems(path, table)
-    return Manifest(table, root, path, private_map, hidden)
+    manifest = Manifest(table, root, path, private_map, hidden)
+    _note_problems(manifest)
+    return manifest
