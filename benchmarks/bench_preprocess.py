@@ -60,7 +60,8 @@ def build_once(manifest: str, workers: int, cache_dir: str, size: int, limit: in
     m = read_manifest(manifest)
     rows = select_rows(m, ndim=2)
     if limit:  # --quick: small slices (CT_small, MR_small*): no JPEG 2000 decoder to start
-        rows = rows[rows["source"].str.contains("_small")].head(limit)
+        names = [m.source_paths(row)[0].name for _, row in rows.iterrows()]  # real names
+        rows = rows[["_small" in name for name in names]].head(limit)
     spec = PreprocessSpec(ndim=2, size=(size, size))
     start = time.perf_counter()
     cache = build_cache(m, rows, spec, cache_dir, workers=workers, progress=False)

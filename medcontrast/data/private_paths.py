@@ -95,9 +95,10 @@ def real_path(map_path: Path, rel: str) -> str:
 
 
 # File names are kept when every word of their stem is one of these (lower case), a number of
-# at most six digits that is not a date, or such a number after one of these (IM000001): the
-# names that scanners and export tools give. Any other word may be a name, an initial, a date
-# or a record number (``Smith^John_19600101_chest.png``): the name is then a pseudonym.
+# at most six digits that is not a date, such a number after one of these (IM000001), or a
+# public dataset's name (pneumoniamnist): the names that scanners, export tools and dataset
+# makers give. Any other word may be a name, an initial, a date or a record number
+# (``Smith^John_19600101_chest.png``): the name is then a pseudonym.
 GENERIC_WORDS = frozenset(
     (  # noqa: SIM905 (a list of ninety quoted words reads worse)
         "im img image images slice slices scan series frame frames file export dcm dicom ct mr "
@@ -107,6 +108,8 @@ GENERIC_WORDS = frozenset(
         "sag cor view preview raw thumb thumbnail normal abnormal train val test"
     ).split()
 )
+# MedMNIST's files (pneumoniamnist.npz, adrenalmnist3d.npz) and MedNIST's: public datasets
+_DATASET_ENDINGS = ("mnist", "mnist3d", "mednist")
 FILE_KIND = "file"  # the Pseudonymizer kind of a file name ("fil-..." pseudonyms)
 _FILE_PSEUDONYM = re.compile(r"(fil-[0-9a-f]{16})(\.[A-Za-z0-9]{1,6})*")
 _WORD = re.compile(r"([a-z]*)(\d*)")
@@ -119,7 +122,7 @@ def name_may_identify(name: str) -> bool:
 
 
 def _generic(word: str) -> bool:
-    if word in GENERIC_WORDS:
+    if word in GENERIC_WORDS or word.endswith(_DATASET_ENDINGS):
         return True
     match = _WORD.fullmatch(word)  # letters, then digits: IM000001
     if match is None:
