@@ -337,6 +337,7 @@ def build_index(
         "split_fractions": list(split_fractions),
         "private_map": str(map_path) if private or folders else "",
         "folders": FOLDERS_PSEUDONYMISED,
+        "file_names": "screened",  # names that may identify are pseudonyms (private_paths)
         "labels": Path(labels).name if labels else ("folders" if labels_from_folders else ""),
         "files": len(files),
         "duplicates": duplicates.record(),
