@@ -54,12 +54,10 @@ def _identity(saved: dict) -> dict:
     return out
 
 
-def check_same_settings(folder: Path, previous: dict | None, now: dict) -> None:
+def check_same_settings(folder: Path, previous: dict, now: dict) -> None:
     """Refuse to continue a folder whose results were computed with other settings: ``previous``
-    is its saved config (None for a new folder) and ``now`` today's, both resolved on this
-    machine and as their YAML files hold them."""
-    if previous is None:
-        return
+    is its saved config and ``now`` today's, both resolved on this machine and as their YAML
+    files hold them."""
     changes = config_changes(_identity(previous), _identity(now))
     if changes:
         listed = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in changes.items())
